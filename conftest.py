@@ -1,0 +1,3 @@
+"""Top-level pytest configuration: load the imbalance-claims plugin (options, fixtures, report)."""
+
+pytest_plugins = ["fixtures.plugin"]

@@ -1,0 +1,406 @@
+"""Dataset loading: UCI Adult, UCI Forest Cover (Covertype) and CIFAR-10.
+
+Where the data comes from
+-------------------------
+Each loader looks for its files in this order and uses the first place that has them:
+
+1. the directory given explicitly (``--data-dir`` on the pytest command line, ``data_dir=`` here),
+2. the directory in the ``IMBALANCE_DATA_DIR`` environment variable,
+3. ``../shared/data`` next to the repository checkout,
+4. a download, verified by checksum, into the cache directory (needs internet).
+
+A dataset that is found nowhere and cannot be downloaded raises :class:`DataError` naming all
+three ways to supply it. A file that is present but whose checksum does not match the published
+one raises :class:`DataError` too: a silently truncated file would otherwise produce results.
+
+Label convention
+----------------
+Binary tasks put the majority class at label 0 and the minority class at label 1, so that the
+imbalance builders of :mod:`harness.imbalance` (head class first, tail class last) make label 1
+the rare class. Multi-class CIFAR-10 keeps its own label order; the long-tail profile makes
+class 0 the head and class 9 the tail, as LDAM-DRW does.
+
+Encodings
+---------
+Adult: the six numeric columns are kept as they are (XGBoost is scale free; the linear SVM
+standardizes). The eight categorical columns are one-hot encoded with the levels seen in
+``adult.data``; a level seen only in ``adult.test`` encodes as all zeros. ``?`` (missing) is kept
+as a level of its own, i.e. an explicit "missing" indicator, because missingness in Adult is
+informative (it concentrates in people out of work). ``>50K`` is the minority class.
+
+Forest Cover: the binary task Spruce/Fir (cover type 1) versus Lodgepole Pine (cover type 2).
+Spruce/Fir is the rarer of the two in both the full data and the shared sample, so it is the
+minority (label 1). The UCI data has no held-out split we can use for the shared sample, so a
+fixed, stratified 20% of the rows (split seed 0, independent of the run seed) is the test split.
+The full data from scikit-learn is min-max scaled on its 10 quantitative columns, to match the
+shared sample.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import os
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_CACHE_DIR = REPO_ROOT / ".cache"
+DATA_DIR_ENV = "IMBALANCE_DATA_DIR"
+CACHE_DIR_ENV = "IMBALANCE_CACHE_DIR"
+
+# Published checksums (sha256) of the files we read. The Adult files equal the UCI originals.
+SHA256 = {
+    "adult/adult.data": "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
+    "adult/adult.test": "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
+    "covtype/covtype-sample.csv.gz": "d1683af154f7279cfb7221e813d44d904346d4965779c56bfbe7c5c74cebf8fd",
+    "cifar10/cifar10-jpeg.zip": "ead45e06542622104d3e17a0e554f18656c4cf310408a9ee502d835a28cf897d",
+}
+ADULT_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
+
+ADULT_NUMERIC = (0, 2, 4, 10, 11, 12)  # age, fnlwgt, education-num, capital-gain/-loss, hours
+ADULT_CATEGORICAL = (1, 3, 5, 6, 7, 8, 9, 13)
+COVTYPE_TEST_FRACTION = 0.2
+COVTYPE_SPLIT_SEED = 0
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_BINARY_CLASSES = ("airplane", "automobile")  # the pair the authors' code uses
+
+
+class DataError(RuntimeError):
+    """A dataset is missing, corrupt or unknown; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labelled train split and a held-out test split, as numpy arrays.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, e.g. ``"adult"``.
+    x_train, y_train, x_test, y_test : np.ndarray
+        Features (float32 for tabular data, uint8 NHWC for images) and int64 labels.
+    class_names : tuple of str
+        Name of each label, in label order.
+    source : dict
+        Where the data came from: ``kind`` (data-dir, env, shared, download), ``variant``,
+        ``path`` and ``sha256`` where known. Every run record carries it.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_DIR_ENV, DEFAULT_CACHE_DIR))
+
+
+def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
+    """The local directories searched for data, in priority order, with the name of each."""
+    found = []
+    if data_dir:
+        found.append(("data-dir", Path(data_dir)))
+    if os.environ.get(DATA_DIR_ENV):
+        found.append(("env", Path(os.environ[DATA_DIR_ENV])))
+    found.append(("shared", SHARED_DATA_DIR))
+    return found
+
+
+def missing_data_error(dataset: str, wanted: str, searched, reason: str) -> DataError:
+    places = "\n".join(f"  - {p / wanted}" for _, p in searched)
+    return DataError(
+        f"dataset {dataset!r}: {wanted} was not found and could not be downloaded ({reason}).\n"
+        f"Looked in:\n{places}\n"
+        "Fix it in one of three ways: pass --data-dir DIR (pytest) / data_dir=DIR (Python); "
+        f"set {DATA_DIR_ENV}=DIR; or put the files under {SHARED_DATA_DIR}. DIR must hold "
+        f"{wanted}. With internet access the file is downloaded and checksummed automatically."
+    )
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def verified_sha256(path: Path, relative: str) -> str:
+    """Hash ``path`` and compare with the published checksum of ``relative``; cached per process."""
+    actual = sha256_of(path)
+    expected = SHA256.get(relative)
+    if expected is not None and actual != expected:
+        raise DataError(
+            f"{path} is corrupt or not the expected file: sha256 {actual[:16]}... does not match "
+            f"the published {expected[:16]}.... Replace it with a fresh copy (see "
+            f"{SHARED_DATA_DIR / 'README.md'}) or delete it so that it is downloaded again."
+        )
+    return actual
+
+
+def locate(relative: str, data_dir=None) -> tuple[str, Path] | None:
+    """First local copy of ``relative`` (e.g. ``adult/adult.data``) in the search order."""
+    for kind, directory in candidate_dirs(data_dir):
+        if (directory / relative).is_file():
+            return kind, directory / relative
+    return None
+
+
+def download(url: str, dest: Path, expected_sha256: str) -> None:
+    """Download ``url`` to ``dest`` atomically, keeping it only if its checksum matches."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + f".part{os.getpid()}")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+            out.write(response.read())
+        if sha256_of(tmp) != expected_sha256:
+            raise DataError(f"download of {url} did not match its published checksum")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fetch_file(dataset: str, relative: str, url: str | None, data_dir=None) -> tuple[Path, dict]:
+    """Path to a verified copy of ``relative``: local if any, else downloaded into the cache."""
+    hit = locate(relative, data_dir)
+    if hit is None:
+        cached = cache_dir() / "downloads" / relative
+        if not cached.is_file():
+            if url is None:
+                raise missing_data_error(dataset, relative, candidate_dirs(data_dir), "no download")
+            try:
+                download(url, cached, SHA256[relative])
+            except (OSError, DataError) as err:
+                raise missing_data_error(dataset, relative, candidate_dirs(data_dir), str(err)) from err
+        hit = ("download", cached)
+    kind, path = hit
+    return path, {"kind": kind, "path": str(path), "sha256": verified_sha256(path, relative)}
+
+
+# ----------------------------------------------------------------------------------------- Adult
+
+def read_adult_rows(path: Path) -> list[list[str]]:
+    rows = []
+    with open(path, newline="") as handle:
+        for row in csv.reader(handle, skipinitialspace=True):
+            if len(row) != 15:  # the test file's "|1x3 Cross validator" line and blank lines
+                continue
+            rows.append([cell.strip() for cell in row])
+    if not rows:
+        raise DataError(f"{path} holds no Adult records (15 comma-separated fields per line)")
+    return rows
+
+
+def encode_adult(rows, levels) -> tuple[np.ndarray, np.ndarray]:
+    numeric = np.array([[float(r[c]) for c in ADULT_NUMERIC] for r in rows], dtype=np.float32)
+    blocks = [numeric]
+    for col, col_levels in zip(ADULT_CATEGORICAL, levels):
+        index = {level: i for i, level in enumerate(col_levels)}
+        onehot = np.zeros((len(rows), len(col_levels)), dtype=np.float32)
+        for i, r in enumerate(rows):
+            j = index.get(r[col])
+            if j is not None:
+                onehot[i, j] = 1.0
+        blocks.append(onehot)
+    # ">50K" in adult.data, ">50K." in adult.test
+    labels = np.array([1 if r[14].rstrip(".") == ">50K" else 0 for r in rows], dtype=np.int64)
+    return np.concatenate(blocks, axis=1), labels
+
+
+@lru_cache(maxsize=4)
+def load_adult(data_dir=None) -> Dataset:
+    train_path, train_src = fetch_file("adult", "adult/adult.data", ADULT_URL + "adult.data", data_dir)
+    test_path, test_src = fetch_file("adult", "adult/adult.test", ADULT_URL + "adult.test", data_dir)
+    train_rows, test_rows = read_adult_rows(train_path), read_adult_rows(test_path)
+    levels = [sorted({r[c] for r in train_rows}) for c in ADULT_CATEGORICAL]
+    x_train, y_train = encode_adult(train_rows, levels)
+    x_test, y_test = encode_adult(test_rows, levels)
+    source = {"variant": "uci-original", "kind": train_src["kind"],
+              "path": str(train_path.parent), "sha256": {"adult.data": train_src["sha256"],
+                                                         "adult.test": test_src["sha256"]}}
+    return Dataset("adult", x_train, y_train, x_test, y_test, ("<=50K", ">50K"), source)
+
+
+# -------------------------------------------------------------------------------- Forest Cover
+
+def covtype_binary(features: np.ndarray, cover: np.ndarray, source: dict) -> Dataset:
+    """Spruce/Fir (1) vs Lodgepole Pine (2), the rarer of the two as label 1, fixed 80/20 split."""
+    keep = (cover == 1) | (cover == 2)
+    features, cover = features[keep].astype(np.float32), cover[keep]
+    minority_cover = 1 if (cover == 1).sum() <= (cover == 2).sum() else 2
+    labels = (cover == minority_cover).astype(np.int64)
+    rng = np.random.default_rng(COVTYPE_SPLIT_SEED)
+    test_mask = np.zeros(len(labels), dtype=bool)
+    for c in (0, 1):  # stratified: the same test fraction of each class
+        members = np.flatnonzero(labels == c)
+        test_mask[rng.choice(members, int(round(COVTYPE_TEST_FRACTION * len(members))), replace=False)] = True
+    names = {1: "Spruce/Fir", 2: "Lodgepole Pine"}
+    class_names = (names[3 - minority_cover], names[minority_cover])
+    return Dataset("covtype", features[~test_mask], labels[~test_mask], features[test_mask],
+                   labels[test_mask], class_names, source)
+
+
+@lru_cache(maxsize=4)
+def load_covtype(data_dir=None) -> Dataset:
+    relative = "covtype/covtype-sample.csv.gz"
+    hit = locate(relative, data_dir)
+    if hit is not None:
+        kind, path = hit
+        with gzip.open(path, "rt") as handle:
+            header = handle.readline().strip().split(",")
+            table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
+        if header[-1] != "Cover_Type" or table.shape[1] != 55:
+            raise DataError(f"{path}: expected 55 columns ending in Cover_Type, got {len(header)}")
+        source = {"variant": "ramp-sample", "kind": kind, "path": str(path),
+                  "sha256": verified_sha256(path, relative)}
+        return covtype_binary(table[:, :-1], table[:, -1].astype(np.int64), source)
+    try:  # the full data for users with internet; scikit-learn verifies its checksum
+        from sklearn.datasets import fetch_covtype
+
+        bunch = fetch_covtype(data_home=str(cache_dir() / "sklearn"), download_if_missing=True)
+    except Exception as err:  # noqa: BLE001 - any failure here means "no data", reported below
+        raise missing_data_error("covtype", relative, candidate_dirs(data_dir), str(err)) from err
+    features = bunch.data.astype(np.float64)
+    quantitative = features[:, :10]
+    span = quantitative.max(0) - quantitative.min(0)
+    features[:, :10] = (quantitative - quantitative.min(0)) / np.where(span > 0, span, 1)
+    source = {"variant": "sklearn-full", "kind": "download", "path": str(cache_dir() / "sklearn")}
+    return covtype_binary(features, bunch.target.astype(np.int64), source)
+
+
+# ------------------------------------------------------------------------------------ CIFAR-10
+
+def read_torchvision_cifar(folder: Path) -> tuple[np.ndarray, ...]:
+    """Read torchvision's ``cifar-10-batches-py`` folder (the dataset's own pickle format)."""
+    import pickle  # the dataset's distribution format; the result store never uses pickle
+
+    def batch(name):
+        with open(folder / name, "rb") as handle:
+            entry = pickle.load(handle, encoding="latin1")
+        images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return images, np.asarray(entry["labels"], dtype=np.int64)
+
+    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    x_test, y_test = batch("test_batch")
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), x_test, y_test)
+
+
+def decode_cifar_zip(path: Path) -> tuple[np.ndarray, ...]:
+    """Decode ``train/<class>/<n>.jpg`` and ``test/<class>/<n>.jpg`` into uint8 NHWC arrays."""
+    from PIL import Image
+
+    splits = {"train": ([], []), "test": ([], [])}
+    with zipfile.ZipFile(path) as archive:
+        for name in sorted(archive.namelist()):
+            parts = name.split("/")
+            if len(parts) != 3 or not parts[2].endswith(".jpg"):
+                continue
+            split, label_name, _ = parts
+            if split not in splits or label_name not in CIFAR10_CLASSES:
+                raise DataError(f"{path}: unexpected entry {name!r}")
+            image = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
+            splits[split][0].append(np.asarray(image, dtype=np.uint8))
+            splits[split][1].append(CIFAR10_CLASSES.index(label_name))
+    arrays = []
+    for split in ("train", "test"):
+        images, labels = splits[split]
+        if not images:
+            raise DataError(f"{path}: no {split}/ images in the archive")
+        arrays += [np.stack(images), np.asarray(labels, dtype=np.int64)]
+    return tuple(arrays)
+
+
+def cached_cifar_zip(path: Path, digest: str) -> tuple[np.ndarray, ...]:
+    """Decode the JPEG pack once; later loads read a ``.npz`` keyed by the pack's checksum."""
+    cached = cache_dir() / "cifar10" / f"cifar10-jpeg-{digest[:16]}.npz"
+    if cached.is_file():
+        with np.load(cached) as stored:
+            return tuple(stored[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    arrays = decode_cifar_zip(path)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(cached.name + f".part{os.getpid()}.npz")
+    np.savez(tmp, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays)))
+    os.replace(tmp, cached)
+    return arrays
+
+
+@lru_cache(maxsize=2)
+def load_cifar10(data_dir=None) -> Dataset:
+    for kind, directory in candidate_dirs(data_dir):
+        for folder in (directory / "cifar10" / "cifar-10-batches-py", directory / "cifar-10-batches-py"):
+            if (folder / "test_batch").is_file():
+                source = {"variant": "torchvision", "kind": kind, "path": str(folder)}
+                return Dataset("cifar10", *read_torchvision_cifar(folder), CIFAR10_CLASSES, source)
+    hit = locate("cifar10/cifar10-jpeg.zip", data_dir)
+    if hit is not None:
+        kind, path = hit
+        digest = verified_sha256(path, "cifar10/cifar10-jpeg.zip")
+        source = {"variant": "jpeg-zip", "kind": kind, "path": str(path), "sha256": digest}
+        return Dataset("cifar10", *cached_cifar_zip(path, digest), CIFAR10_CLASSES, source)
+    root = cache_dir() / "torchvision"
+    try:  # torchvision verifies the archive's MD5 itself
+        from torchvision.datasets import CIFAR10
+
+        CIFAR10(str(root), train=True, download=True)
+    except Exception as err:  # noqa: BLE001 - any failure here means "no data", reported below
+        raise missing_data_error("cifar10", "cifar10/cifar10-jpeg.zip or cifar10/cifar-10-batches-py/",
+                                 candidate_dirs(data_dir), str(err)) from err
+    folder = root / "cifar-10-batches-py"
+    source = {"variant": "torchvision", "kind": "download", "path": str(folder)}
+    return Dataset("cifar10", *read_torchvision_cifar(folder), CIFAR10_CLASSES, source)
+
+
+def load_cifar10_binary(data_dir=None) -> Dataset:
+    """Airplane (label 0, majority) versus automobile (label 1, minority)."""
+    full = load_cifar10(data_dir)
+    keep_train = np.isin(full.y_train, (0, 1))
+    keep_test = np.isin(full.y_test, (0, 1))
+    return Dataset("cifar10-binary", full.x_train[keep_train], full.y_train[keep_train],
+                   full.x_test[keep_test], full.y_test[keep_test], CIFAR10_BINARY_CLASSES, full.source)
+
+
+DATASETS = {
+    "adult": load_adult,
+    "covtype": load_covtype,
+    "cifar10": load_cifar10,
+    "cifar10-binary": load_cifar10_binary,
+}
+
+
+def load(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Load a registered dataset by name.
+
+    Parameters
+    ----------
+    name : str
+        One of ``adult``, ``covtype``, ``cifar10``, ``cifar10-binary``.
+    data_dir : path, optional
+        Directory searched first (see the module docstring for the full order).
+
+    Raises
+    ------
+    DataError
+        Unknown name, missing data with no way to download it, or a corrupt file.
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    return DATASETS[name](str(data_dir) if data_dir else None)

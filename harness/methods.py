@@ -1,0 +1,80 @@
+"""Training methods for imbalanced data, in one registry by name.
+
+A method turns the labels of a training subset into a :class:`TrainPlan`: which rows the model
+sees (with repeats, for resampling) and an optional weight per row (for loss re-weighting).
+Models then train on ``x[plan.indices]`` with ``plan.sample_weight``. The same plan drives a
+neural-network epoch sampler in later issues, so a method is written once for every model.
+
+Register your own with :func:`register_method`::
+
+    @register_method("undersample")
+    def undersample(y, rng):
+        ...
+        return TrainPlan(indices, None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Rows to train on (indices into the training subset, repeats allowed) and their weights."""
+
+    indices: np.ndarray
+    sample_weight: np.ndarray | None = None
+
+
+METHODS: dict[str, Callable[[np.ndarray, np.random.Generator], TrainPlan]] = {}
+
+
+def register_method(name: str):
+    """Decorator adding ``fn(y, rng) -> TrainPlan`` to the registry under ``name``."""
+
+    def add(fn):
+        if name in METHODS:
+            raise ValueError(f"method {name!r} is already registered")
+        METHODS[name] = fn
+        return fn
+
+    return add
+
+
+def get(name: str):
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
+    return METHODS[name]
+
+
+@register_method("erm")
+def erm(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+    """Standard training: every sample once, unweighted."""
+    return TrainPlan(np.arange(len(y)))
+
+
+@register_method("oversample")
+def oversample(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+    """Random oversampling to balance: every class is topped up to the largest class's count.
+
+    Each class keeps all of its samples once and draws the shortfall uniformly with replacement
+    from its own samples, so every sample is seen at least once.
+    """
+    classes, counts = np.unique(y, return_counts=True)
+    target = counts.max()
+    parts = []
+    for c, n in zip(classes, counts):
+        members = np.flatnonzero(y == c)
+        parts += [members, rng.choice(members, size=int(target - n), replace=True)]
+    return TrainPlan(np.sort(np.concatenate(parts)))
+
+
+@register_method("reweight")
+def reweight(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+    """Loss re-weighting by inverse class frequency, ``w_c = n / (C * n_c)`` (mean weight 1)."""
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    weights = len(y) / (len(classes) * counts)
+    return TrainPlan(np.arange(len(y)), weights[inverse].astype(np.float64))

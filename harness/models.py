@@ -1,0 +1,104 @@
+"""Models behind one small fit/predict contract, in a registry by name.
+
+The contract (checked for every registered model by ``tests/test_models.py``):
+
+* ``Model(seed=..., n_jobs=..., **hyperparameters)`` builds an unfitted model;
+* ``fit(x, y, sample_weight=None)`` trains on features ``x`` and int labels ``y`` and returns self;
+* ``predict(x)`` returns int64 labels, one per row;
+* the same seed and data give the same predictions.
+
+``DEFAULTS[name]`` holds the hyperparameters that go into a run spec, so the store key changes
+whenever a hyperparameter does. Neural-network models join the registry in the next issues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+# XGBoost settings from the paper's appendix A.1 (XGBClassifier, XGBoost 1.6.2).
+XGBOOST_DEFAULTS = {
+    "n_estimators": 100,  # boosting rounds
+    "subsample": 0.5,     # row fraction per tree
+    "eta": 0.3,           # learning rate
+    "max_depth": 6,       # tree depth
+}
+# LinearSVC settings from appendix A.1 (scikit-learn 1.1.2), on standardized features.
+LINEAR_SVM_DEFAULTS = {
+    "dual": False,        # primal solver, as in the paper
+    "max_iter": 1000,     # solver iterations
+    "C": 1.0,             # scikit-learn's default regularization
+}
+
+
+class XGBoostModel:
+    """Gradient-boosted trees (``xgboost.XGBClassifier``, histogram method)."""
+
+    def __init__(self, seed: int = 0, n_jobs: int = 1, **params):
+        self.params = {**XGBOOST_DEFAULTS, **params}
+        self.seed, self.n_jobs = seed, n_jobs
+
+    def fit(self, x, y, sample_weight=None):
+        from xgboost import XGBClassifier
+
+        self.classes_ = np.unique(y)
+        self.model = XGBClassifier(
+            n_estimators=self.params["n_estimators"], subsample=self.params["subsample"],
+            learning_rate=self.params["eta"], max_depth=self.params["max_depth"],
+            tree_method="hist", random_state=self.seed, n_jobs=self.n_jobs,
+        )
+        # XGBoost wants labels 0..K-1; map through the classes actually present.
+        self.model.fit(x, np.searchsorted(self.classes_, y), sample_weight=sample_weight)
+        return self
+
+    def predict(self, x) -> np.ndarray:
+        return self.classes_[np.asarray(self.model.predict(x), dtype=np.int64)].astype(np.int64)
+
+
+class LinearSVMModel:
+    """``LinearSVC`` on features standardized with the training set's mean and variance."""
+
+    def __init__(self, seed: int = 0, n_jobs: int = 1, **params):
+        self.params = {**LINEAR_SVM_DEFAULTS, **params}
+        self.seed = seed
+
+    def fit(self, x, y, sample_weight=None):
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import LinearSVC
+
+        self.model = make_pipeline(StandardScaler(), LinearSVC(random_state=self.seed, **self.params))
+        with warnings.catch_warnings():
+            # max_iter=1000 is the paper's setting; non-convergence is part of the replication.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.model.fit(x, y, linearsvc__sample_weight=sample_weight)
+        return self
+
+    def predict(self, x) -> np.ndarray:
+        return np.asarray(self.model.predict(x), dtype=np.int64)
+
+
+MODELS: dict[str, Callable] = {"xgboost": XGBoostModel, "linear_svm": LinearSVMModel}
+DEFAULTS: dict[str, dict] = {"xgboost": XGBOOST_DEFAULTS, "linear_svm": LINEAR_SVM_DEFAULTS}
+
+
+def register_model(name: str, factory: Callable, defaults: dict) -> None:
+    """Add a model to the registry; ``factory(seed=, n_jobs=, **defaults)`` must follow the contract."""
+    if name in MODELS:
+        raise ValueError(f"model {name!r} is already registered")
+    MODELS[name], DEFAULTS[name] = factory, dict(defaults)
+
+
+def build(name: str, seed: int, n_jobs: int = 1, **params):
+    """Instantiate a registered model; unknown names raise ValueError listing the known ones."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    unknown = set(params) - set(DEFAULTS[name])
+    if unknown:
+        raise ValueError(f"model {name!r} has no hyperparameter(s) {sorted(unknown)}; "
+                         f"it takes {sorted(DEFAULTS[name])}")
+    return MODELS[name](seed=seed, n_jobs=n_jobs, **params)

@@ -1,0 +1,217 @@
+"""The HTML report: verdict table, the paper's figures redrawn from our runs, environment.
+
+A report directory holds three files:
+
+* ``index.html`` - one self-contained page (Jinja2; matplotlib SVG inlined; no network),
+* ``claims.json`` - one object per claim test,
+* ``results.jsonl`` - the run records the claims used, one JSON object per line,
+
+and ``reports/latest`` points at the newest one. Claims hand their figures over as plain data
+(see :func:`line_figure`), so ``python -m harness report`` redraws everything from the store
+without training.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import json
+import math
+import os
+import secrets
+from pathlib import Path
+
+from .store import atomic_write_json, strict_json
+
+
+def line_figure(fig_id: str, title: str, xlabel: str, ylabel: str, series: list[dict],
+                xscale: str = "log", diagonal: bool = False, vlines=(), caption: str = "") -> dict:
+    """A figure as data: ``series`` items have ``label``, ``x``, ``y`` and optional ``yerr``."""
+    return {"id": fig_id, "title": title, "xlabel": xlabel, "ylabel": ylabel, "series": series,
+            "xscale": xscale, "diagonal": diagonal, "vlines": list(vlines), "caption": caption}
+
+
+def render_svg(figure: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for s in figure["series"]:
+        yerr = s.get("yerr")
+        if yerr is not None:
+            yerr = [0.0 if (e is None or (isinstance(e, float) and math.isnan(e))) else e for e in yerr]
+        ax.errorbar(s["x"], s["y"], yerr=yerr, label=s["label"], marker=s.get("marker", "o"),
+                    markersize=4, capsize=3, linestyle=s.get("linestyle", "-"), linewidth=1.3)
+    if figure.get("xscale"):
+        ax.set_xscale(figure["xscale"])
+    if figure.get("diagonal"):
+        lo, hi = ax.get_xlim()
+        ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", linewidth=1, label="y = x")
+        if figure.get("xscale") == "log":
+            ax.set_yscale("log")
+    for v in figure.get("vlines", []):
+        ax.axvline(v["x"], color="grey", linestyle="--", linewidth=1)
+        ax.annotate(v.get("label", ""), (v["x"], 1.0), xycoords=("data", "axes fraction"),
+                    fontsize=7, ha="left", va="top", color="grey")
+    ax.set_xlabel(figure["xlabel"])
+    ax.set_ylabel(figure["ylabel"])
+    ax.set_title(figure["title"], fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg")
+    plt.close(fig)
+    svg = buffer.getvalue()
+    return svg[svg.find("<svg"):]  # drop the XML prolog so the SVG inlines in HTML
+
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>imbalance-claims report {{ run_id }}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+.supported { background: #e3f5e1; } .not-supported { background: #fbe3e1; }
+.figs { display: flex; flex-wrap: wrap; gap: 1em; } .fig { max-width: 540px; }
+.caption { font-size: 0.82em; color: #555; } blockquote { color: #444; border-left: 3px solid #ccc;
+margin: 0.5em 0; padding-left: 0.8em; } pre { white-space: pre-wrap; font-size: 0.8em; background: #f8f8f8; padding: 0.6em; }
+</style></head><body>
+<h1>imbalance-claims: {{ passed }} of {{ claims|length }} claim tests passed</h1>
+<p>Run <code>{{ run_id }}</code>, generated {{ generated }}. Paper: <em>On Representation Learning
+under Class Imbalance</em>. Each row is one claim test: a claim is <b>supported</b> when its
+statistic, computed from the runs below, clears the threshold declared in the test before any
+result was seen.</p>
+<h2>Verdicts</h2>
+<table><tr><th>takeaway</th><th>arm</th><th>claim</th><th>profile</th><th>verdict</th><th>outcome</th>
+<th>effect [CI]</th><th>p (adj.)</th><th>seeds</th></tr>
+{% for c in claims %}<tr class="{{ 'supported' if c.verdict.supported else 'not-supported' }}">
+<td>{{ c.takeaway }}</td><td>{{ c.arm }}</td><td><a href="#{{ c.anchor }}">{{ c.title }}</a></td>
+<td>{{ c.profile }}</td><td>{{ 'supported' if c.verdict.supported else 'not supported' }}</td>
+<td>{{ c.outcome }}</td><td>{{ fmt(c.verdict.effect) }} [{{ fmt(c.verdict.ci[0]) }}, {{ fmt(c.verdict.ci[1]) }}]</td>
+<td>{{ fmt(c.verdict.p_value) }}</td><td>{{ c.verdict.seeds|length }}</td></tr>
+{% endfor %}</table>
+{% for takeaway, group in sections %}
+<h2>Takeaway {{ takeaway }}</h2>
+<div class="figs">{% for f in group.figures %}<div class="fig">{{ f.svg|safe }}
+<div class="caption">{{ f.caption }}</div></div>{% endfor %}</div>
+{% for c in group.claims %}
+<h3 id="{{ c.anchor }}">{{ c.title }} &mdash; {{ c.arm }} ({{ c.profile }}):
+{{ 'supported' if c.verdict.supported else 'NOT supported' }}</h3>
+<blockquote>{{ c.quote }}</blockquote>
+<p>{{ c.verdict.summary }}</p><p><b>Statistic:</b> {{ c.verdict.statistic }} (alpha = {{ c.verdict.alpha }})</p>
+{% if c.xfail_reason %}<p><b>Expected to fail at this scale:</b> {{ c.xfail_reason }}</p>{% endif %}
+<table><tr><th>comparison</th><th>effect</th><th>CI</th><th>p</th><th>p (Holm)</th><th>holds</th></tr>
+{% for row in c.verdict.comparisons %}<tr><td>{{ row.label }}</td><td>{{ fmt(row.effect) }}</td>
+<td>[{{ fmt(row.ci[0]) }}, {{ fmt(row.ci[1]) }}]</td><td>{{ fmt(row.p_value) }}</td>
+<td>{{ fmt(row.p_adjusted) }}</td><td>{{ 'yes' if row.rejected else 'no' }}</td></tr>{% endfor %}
+</table>
+{% endfor %}{% endfor %}
+<h2>Environment</h2>
+<table>{% for k, v in environment %}<tr><th>{{ k }}</th><td><pre>{{ v }}</pre></td></tr>{% endfor %}</table>
+</body></html>
+"""
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
+            return f"{value:.2e}"
+        return f"{value:.4f}"
+    return html.escape(str(value))
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def environment_rows(session: dict, records: list[dict]) -> list[tuple[str, str]]:
+    sources = {}
+    for record in records:
+        sources[record["spec"]["dataset"]] = record.get("data_source")
+    versions = records[0]["versions"] if records else {}
+    rows = [(k, session[k]) for k in ("profiles", "device", "git_commit", "command", "seeds",
+                                      "workers", "wall_time_s", "runs_trained", "runs_loaded")
+            if k in session]
+    rows.append(("library versions", json.dumps({**versions, **session.get("versions", {})}, indent=1)))
+    rows.append(("data sources", json.dumps(sources, indent=1)))
+    return [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in rows]
+
+
+def write_report(claims: list[dict], records: list[dict], session: dict, report_root: Path,
+                 run_id: str | None = None) -> Path:
+    """Write ``index.html``, ``claims.json`` and ``results.jsonl``; point ``latest`` at them.
+
+    Returns the report directory. Files are written atomically; ``latest`` is switched last.
+    """
+    from jinja2 import Environment
+
+    run_id = run_id or new_run_id()
+    out = Path(report_root) / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    claims = sorted(claims, key=lambda c: (str(c["takeaway"]), c["arm"], c["nodeid"]))
+    sections: dict = {}
+    for c in claims:
+        c = dict(c, anchor=c["nodeid"].replace("/", "-").replace(":", "-").replace("[", "-").rstrip("]"))
+        group = sections.setdefault(str(c["takeaway"]), {"claims": [], "figures": {}})
+        group["claims"].append(c)
+        for figure in c.get("figures", []):
+            group["figures"].setdefault(f"{figure['id']}-{c['profile']}", figure)
+    rendered = [(t, {"claims": g["claims"],
+                     "figures": [{"svg": render_svg(f), "caption": f.get("caption", "")}
+                                 for f in g["figures"].values()]})
+                for t, g in sorted(sections.items())]
+    page = Environment(autoescape=True).from_string(TEMPLATE).render(
+        run_id=run_id, generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        claims=[c for _, g in rendered for c in g["claims"]], sections=rendered,
+        passed=sum(c["outcome"] in ("passed", "xpassed") for c in claims),
+        environment=environment_rows(session, records), fmt=fmt)
+    write_text_atomic(out / "index.html", page)
+    atomic_write_json(out / "claims.json", [summary_of(c) for c in claims])
+    write_text_atomic(out / "results.jsonl", "".join(json.dumps(strict_json(r), sort_keys=True) + "\n" for r in records))
+    point_latest(Path(report_root), run_id)
+    return out
+
+
+def summary_of(claim: dict) -> dict:
+    """The claims.json object of a claim: identity, verdict, numbers."""
+    v = claim["verdict"]
+    return {"nodeid": claim["nodeid"], "takeaway": claim["takeaway"], "arm": claim["arm"],
+            "profile": claim["profile"], "title": claim["title"],
+            "verdict": "supported" if v["supported"] else "not supported",
+            "outcome": claim["outcome"], "statistic": v["statistic"], "p_value": v["p_value"],
+            "effect": v["effect"], "ci": v["ci"], "alpha": v["alpha"], "seeds": v["seeds"],
+            "per_seed": v["per_seed"], "comparisons": v["comparisons"],
+            "record_keys": claim.get("record_keys", [])}
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def point_latest(report_root: Path, run_id: str) -> None:
+    link = report_root / "latest"
+    tmp = report_root / f".latest.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_id, target_is_directory=True)
+    os.replace(tmp, link)
+
+
+def mean_series(label: str, xs, per_seed_values, **style) -> dict:
+    """A figure series of means with ±1 standard error (ddof=1) bars, one point per x."""
+    from .stats import mean_se
+
+    stats = [mean_se(v) for v in per_seed_values]
+    return {"label": label, "x": list(xs), "y": [m for m, _ in stats], "yerr": [s for _, s in stats],
+            **style}

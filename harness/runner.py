@@ -1,0 +1,93 @@
+"""The runner: give it specs, get records; it trains only what the store does not hold.
+
+Each finished run is written to the store the moment it completes, so a suite killed mid-grid
+resumes where it stopped. A run that fails is reported with its spec after the other runs have
+finished and been stored; nothing is written for the failed run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from . import training
+from .executors import InProcessExecutor, threads_per_worker
+from .spec import RunSpec
+from .store import ResultStore
+
+
+class RunFailed(RuntimeError):
+    """One or more runs raised; the message lists each spec and its error."""
+
+
+@dataclass
+class Progress:
+    """Counts for a progress line: runs done of total, how many came from the store, seconds."""
+
+    done: int
+    total: int
+    cached: int
+    elapsed_s: float
+
+    def line(self) -> str:
+        return (f"runs {self.done}/{self.total} done ({self.cached} from store), "
+                f"{self.elapsed_s:.1f}s elapsed")
+
+
+def execute_spec(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
+    return training.execute(spec, data_dir=data_dir, n_jobs=n_jobs)
+
+
+class Runner:
+    """Runs specs through an executor, backed by a result store.
+
+    Parameters
+    ----------
+    store : ResultStore
+    executor : executor, optional
+        Defaults to :class:`~harness.executors.InProcessExecutor`.
+    data_dir : path, optional
+        Passed to the data loaders.
+    progress : callable, optional
+        Called with a :class:`Progress` after each run and at most every ``progress_every_s``.
+    """
+
+    def __init__(self, store: ResultStore, executor=None, data_dir=None,
+                 progress: Callable[[Progress], None] | None = None, progress_every_s: float = 5.0):
+        self.store, self.executor = store, executor or InProcessExecutor()
+        self.data_dir, self.progress, self.progress_every_s = data_dir, progress, progress_every_s
+        self.trained = 0  # runs trained (not loaded) by this runner, for tests and reports
+        self.loaded = 0   # runs read from the store
+        self.memory: dict[str, dict] = {}  # records already seen this session, by key
+
+    def run(self, specs: Sequence[RunSpec]) -> list[dict]:
+        """Records for ``specs``, in the same order; trains the ones the store lacks."""
+        started = time.perf_counter()
+        unique = {spec.key: spec for spec in specs}
+        records = {key: self.memory[key] for key in unique if key in self.memory}
+        for key, spec in unique.items():
+            if key not in records and (record := self.store.get(spec)) is not None:
+                records[key] = self.memory[key] = record
+                self.loaded += 1
+        missing = [spec for key, spec in unique.items() if key not in records]
+        cached = len(records)
+        failures, last_report = [], 0.0
+        fn = partial(execute_spec, data_dir=self.data_dir,
+                     n_jobs=threads_per_worker(self.executor.workers))
+        for spec, record, error in self.executor.submit_all(fn, missing):
+            if error is not None:
+                failures.append(f"{spec.describe()}: {type(error).__name__}: {error}")
+                continue
+            self.store.put(record)
+            records[spec.key] = self.memory[spec.key] = record
+            self.trained += 1
+            now = time.perf_counter()
+            if self.progress and (now - last_report >= self.progress_every_s
+                                  or len(records) == len(unique)):
+                self.progress(Progress(len(records), len(unique), cached, now - started))
+                last_report = now
+        if failures:
+            raise RunFailed(f"{len(failures)} of {len(missing)} runs failed:\n" + "\n".join(failures))
+        return [records[spec.key] for spec in specs]

@@ -1,0 +1,99 @@
+"""Execute one run spec: draw the sets, apply the method, fit the model, measure.
+
+Random streams are separate and keyed by purpose, so that runs which should share a draw do:
+every arm at the same seed sees the same test sets (paired comparisons), and every method at the
+same seed and class counts sees the same training subset.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import time
+from functools import lru_cache
+
+import numpy as np
+
+from . import __version__, data, imbalance, methods, models
+from .spec import RunSpec
+
+TRAIN_STREAM, METHOD_STREAM, TEST_STREAM = 0, 1, 2
+
+
+def ratio_key(ratio: float) -> str:
+    """The key under which a test ratio's metrics are stored (``0.1`` -> ``"0.1"``)."""
+    return f"{float(ratio):g}"
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
+    """Accuracy, balanced accuracy and per-class error; classes absent from ``y_true`` get None."""
+    counts = imbalance.class_counts(y_true, num_classes)
+    per_class = []
+    for c in range(num_classes):
+        members = y_true == c
+        per_class.append(float(np.mean(y_pred[members] != c)) if members.any() else None)
+    present = [e for e in per_class if e is not None]
+    return {
+        "counts": list(counts),
+        "accuracy": float(np.mean(y_pred == y_true)),
+        "balanced_accuracy": 1.0 - float(np.mean(present)),
+        "per_class_error": per_class,
+    }
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict:
+    import scipy
+    import sklearn
+    import xgboost
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+            "scikit-learn": sklearn.__version__, "xgboost": xgboost.__version__,
+            "harness": __version__}
+
+
+def test_set(dataset: data.Dataset, ratio: float, seed: int) -> np.ndarray:
+    """Indices into the held-out split of the largest test set at ``ratio`` for this seed."""
+    available = imbalance.class_counts(dataset.y_test, dataset.num_classes)
+    counts = imbalance.held_out_counts(available, ratio)
+    rng = np.random.default_rng([seed, TEST_STREAM, round(ratio * 1_000_000)])
+    return imbalance.sample_indices(dataset.y_test, counts, rng)
+
+
+def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
+    """Train and evaluate one run; return its record (a JSON-ready dict).
+
+    The record holds the spec and its key, metrics on the training subset (the distinct samples,
+    before any resampling) and on each test set, the class counts of each, wall time, library
+    versions and the data source.
+    """
+    started = time.perf_counter()
+    dataset = data.load(spec.dataset, data_dir)
+    train_rng = np.random.default_rng([spec.seed, TRAIN_STREAM])
+    train_idx = imbalance.sample_indices(dataset.y_train, spec.train_counts, train_rng)
+    x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
+
+    plan = methods.get(spec.method)(y_train, np.random.default_rng([spec.seed, METHOD_STREAM]))
+    model = models.build(spec.model, seed=spec.seed, n_jobs=n_jobs, **dict(spec.hyperparameters))
+    model.fit(x_train[plan.indices], y_train[plan.indices], sample_weight=plan.sample_weight)
+
+    metrics = {"train": classification_metrics(y_train, model.predict(x_train), dataset.num_classes),
+               "test": {}}
+    for ratio in spec.test_ratios:
+        idx = test_set(dataset, ratio, spec.seed)
+        metrics["test"][ratio_key(ratio)] = classification_metrics(
+            dataset.y_test[idx], model.predict(dataset.x_test[idx]), dataset.num_classes)
+    return {
+        "key": spec.key,
+        "spec": spec.to_dict(),
+        "metrics": metrics,
+        "class_names": list(dataset.class_names),
+        "data_source": dataset.source,
+        "device": "cpu",
+        "wall_time_s": time.perf_counter() - started,
+        "versions": library_versions(),
+        "host": platform.node(),
+        "pid": os.getpid(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
