@@ -64,7 +64,8 @@ def binary_counts(total: int, ratio: float) -> tuple[int, int]:
     ratio = validate_ratio(ratio)
     if total < 2:
         raise ImbalanceError(f"a binary training set needs a total of at least 2; got {total}")
-    minority = max(1, round(total * ratio / (1 + ratio)))
+    # capped at half so that the minority never outnumbers the majority (round(1.5) == 2)
+    minority = min(total // 2, max(1, round(total * ratio / (1 + ratio))))
     return total - minority, minority
 
 
@@ -93,11 +94,21 @@ def held_out_counts(available: Sequence[int], ratio: float) -> tuple[int, ...]:
     where ``f_c`` is the profile fraction, so the test set uses as much of the split as it can.
     """
     fractions = profile_fractions(len(available), ratio)
-    n_max = min(math.floor(a / f) for a, f in zip(available, fractions))
-    counts = tuple(min(a, int(n_max * f)) for a, f in zip(available, fractions))
+    n_max = min(largest_head(a, f) for a, f in zip(available, fractions))
+    counts = tuple(int(n_max * f) for f in fractions)
     if min(counts) < 1:
         raise ImbalanceError(f"a test set at ratio {ratio} needs more data than {list(available)}")
     return counts
+
+
+def largest_head(available: int, fraction: float) -> int:
+    """Largest ``n`` with ``int(n * fraction) <= available`` (exact despite float rounding)."""
+    n = max(0, math.ceil((available + 1) / fraction) - 1)
+    while n > 0 and int(n * fraction) > available:
+        n -= 1
+    while int((n + 1) * fraction) <= available:
+        n += 1
+    return n
 
 
 def class_counts(labels: np.ndarray, num_classes: int) -> tuple[int, ...]:

@@ -22,7 +22,10 @@ import os
 import secrets
 from pathlib import Path
 
+from .data import REPO_ROOT
 from .store import atomic_write_json, strict_json
+
+DEFAULT_REPORT_DIR = REPO_ROOT / "reports"
 
 
 def line_figure(fig_id: str, title: str, xlabel: str, ylabel: str, series: list[dict],

@@ -80,8 +80,7 @@ class Runner:
             if error is not None:
                 failures.append(f"{spec.describe()}: {type(error).__name__}: {error}")
                 continue
-            self.store.put(record)
-            records[spec.key] = self.memory[spec.key] = record
+            records[spec.key] = self.memory[spec.key] = self.store.put(record)
             self.trained += 1
             now = time.perf_counter()
             if self.progress and (now - last_report >= self.progress_every_s

@@ -25,7 +25,10 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from .data import DEFAULT_CACHE_DIR
 from .spec import RunSpec
+
+DEFAULT_STORE_DIR = DEFAULT_CACHE_DIR / "store"
 
 
 def strict_json(value):
@@ -48,6 +51,7 @@ def atomic_write_json(path: Path, payload) -> None:
             json.dump(strict_json(payload), handle, indent=1, sort_keys=True, allow_nan=False)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -91,8 +95,11 @@ class ResultStore:
                           "the run will train again", RuntimeWarning, stacklevel=2)
             return None
 
-    def put(self, record: dict) -> None:
-        atomic_write_json(self.run_path(record["key"]), record)
+    def put(self, record: dict) -> dict:
+        """Store ``record``; returns it as it reads back (lists for tuples, None for NaN)."""
+        normalized = strict_json(record)
+        atomic_write_json(self.run_path(record["key"]), normalized)
+        return normalized
 
     def records(self) -> list[dict]:
         """Every stored run record (for re-rendering a report)."""

@@ -1,0 +1,110 @@
+"""Data loading: real files where present, lookup order, clear errors, the CIFAR-10 zip decoder."""
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from harness import data
+
+from .conftest import shared_data_available
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+    """No shared data, an empty cache, no network: only what the test puts in place."""
+    monkeypatch.setattr(data, "SHARED_DATA_DIR", tmp_path / "shared")
+    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    for loader in (data.load_adult, data.load_covtype, data.load_cifar10, data.verified_sha256):
+        loader.cache_clear()
+    yield tmp_path
+    for loader in (data.load_adult, data.load_covtype, data.load_cifar10, data.verified_sha256):
+        loader.cache_clear()
+
+
+@pytest.mark.skipif(not shared_data_available("adult/adult.data"), reason="Adult not present")
+def test_adult_real_files():
+    adult = data.load("adult")
+    assert adult.x_train.shape[0] == 32_561 and adult.x_test.shape[0] == 16_281
+    assert np.bincount(adult.y_train).tolist() == [24_720, 7_841]  # >50K is label 1, the minority
+    assert np.bincount(adult.y_test).tolist() == [12_435, 3_846]
+    assert adult.x_train.shape[1] == adult.x_test.shape[1]
+    assert adult.class_names == ("<=50K", ">50K")
+    assert adult.source["variant"] == "uci-original"
+
+
+@pytest.mark.skipif(not shared_data_available("covtype/covtype-sample.csv.gz"), reason="no sample")
+def test_covtype_binary_split_is_fixed_and_stratified():
+    cov = data.load("covtype")
+    assert cov.class_names == ("Lodgepole Pine", "Spruce/Fir")  # Spruce/Fir is the minority
+    total = np.bincount(cov.y_train) + np.bincount(cov.y_test)
+    assert total.tolist() == [45_328, 33_894]
+    frac = np.bincount(cov.y_test) / total
+    assert np.allclose(frac, data.COVTYPE_TEST_FRACTION, atol=1e-3)
+    assert cov.x_train.shape[1] == 54
+
+
+def test_missing_data_names_the_three_fixes(isolated):
+    with pytest.raises(data.DataError) as err:
+        data.load("adult", data_dir=isolated / "nowhere")
+    message = str(err.value)
+    assert "--data-dir" in message and data.DATA_DIR_ENV in message and "shared" in message
+    assert "network is unreachable" in message
+
+
+def test_corrupt_file_is_rejected_with_its_path(isolated):
+    folder = isolated / "mine" / "adult"
+    folder.mkdir(parents=True)
+    (folder / "adult.data").write_text("39, State-gov, 77516\n")
+    with pytest.raises(data.DataError, match="corrupt or not the expected file"):
+        data.load("adult", data_dir=isolated / "mine")
+
+
+def test_explicit_dir_comes_before_environment(isolated, monkeypatch):
+    for name in ("first", "second"):
+        (isolated / name / "adult").mkdir(parents=True)
+        (isolated / name / "adult" / "adult.data").write_text(name)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(isolated / "second"))
+    kind, path = data.locate("adult/adult.data", isolated / "first")
+    assert kind == "data-dir" and "first" in str(path)
+    kind, path = data.locate("adult/adult.data")
+    assert kind == "env" and "second" in str(path)
+
+
+def test_unknown_dataset():
+    with pytest.raises(data.DataError, match="unknown dataset 'mnist'"):
+        data.load("mnist")
+
+
+def fake_cifar_zip(path):
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for split, per_class in (("train", 2), ("test", 1)):
+            for label, name in enumerate(data.CIFAR10_CLASSES[:3]):
+                for i in range(per_class):
+                    buffer = io.BytesIO()
+                    Image.new("RGB", (32, 32), (label * 80, i * 50, 0)).save(buffer, "JPEG", quality=95)
+                    archive.writestr(f"{split}/{name}/{i:04d}.jpg", buffer.getvalue())
+
+
+def test_cifar_zip_decodes_to_uint8_and_is_cached(isolated, monkeypatch):
+    folder = isolated / "mine" / "cifar10"
+    folder.mkdir(parents=True)
+    fake_cifar_zip(folder / "cifar10-jpeg.zip")
+    monkeypatch.setitem(data.SHA256, "cifar10/cifar10-jpeg.zip", data.sha256_of(folder / "cifar10-jpeg.zip"))
+    cifar = data.load("cifar10", data_dir=isolated / "mine")
+    assert cifar.x_train.dtype == np.uint8 and cifar.x_train.shape == (6, 32, 32, 3)
+    assert cifar.y_train.tolist() == [0, 0, 1, 1, 2, 2] and cifar.y_test.tolist() == [0, 1, 2]
+    assert abs(int(cifar.x_train[2, 0, 0, 0]) - 80) < 8  # the colour survived JPEG
+    assert cifar.source["variant"] == "jpeg-zip"
+    assert list((isolated / "cache" / "cifar10").glob("*.npz"))  # decoded once, cached
+    binary = data.load("cifar10-binary", data_dir=isolated / "mine")
+    assert set(binary.y_train.tolist()) == {0, 1} and binary.class_names == ("airplane", "automobile")

@@ -1,0 +1,56 @@
+"""The fit/predict contract, checked for every registered model."""
+
+import numpy as np
+import pytest
+
+from harness import models
+
+
+def blobs(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 4 == 0).astype(np.int64)  # 25% minority
+    x = rng.normal(size=(n, 5)).astype(np.float32) + 2.5 * y[:, None]
+    return x, y
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_contract_fit_predict_labels_and_accuracy(name):
+    x, y = blobs()
+    model = models.build(name, seed=0)
+    assert model.fit(x, y) is model
+    pred = model.predict(x)
+    assert pred.dtype == np.int64 and pred.shape == (len(x),)
+    assert set(np.unique(pred)) <= {0, 1}
+    assert np.mean(pred == y) > 0.9  # separable blobs
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_contract_same_seed_same_predictions(name):
+    x, y = blobs()
+    a = models.build(name, seed=3).fit(x, y).predict(x)
+    b = models.build(name, seed=3).fit(x, y).predict(x)
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_contract_sample_weight_shifts_decisions_toward_the_heavy_class(name):
+    rng = np.random.default_rng(1)
+    y = (np.arange(400) % 5 == 0).astype(np.int64)
+    x = rng.normal(size=(400, 2)).astype(np.float32) + 0.6 * y[:, None]  # heavily overlapping
+    plain = models.build(name, seed=0).fit(x, y).predict(x).mean()
+    weights = np.where(y == 1, 4.0, 1.0)
+    weighted = models.build(name, seed=0).fit(x, y, sample_weight=weights).predict(x).mean()
+    assert weighted > plain  # up-weighting the minority predicts it more often
+
+
+def test_paper_hyperparameters():
+    assert models.DEFAULTS["xgboost"] == {"n_estimators": 100, "subsample": 0.5, "eta": 0.3, "max_depth": 6}
+    assert models.DEFAULTS["linear_svm"]["dual"] is False
+    assert models.DEFAULTS["linear_svm"]["max_iter"] == 1000
+
+
+def test_unknown_model_and_hyperparameter_errors():
+    with pytest.raises(ValueError, match="unknown model 'svm'"):
+        models.build("svm", seed=0)
+    with pytest.raises(ValueError, match="no hyperparameter"):
+        models.build("xgboost", seed=0, depth=3)

@@ -1,0 +1,105 @@
+"""The runner: trains only what the store lacks, survives a kill, reports failures, runs in a pool."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from harness import executors, training
+from harness.runner import RunFailed, Runner
+from harness.spec import make_spec
+from harness.store import ResultStore
+
+from .conftest import shared_data_available
+
+needs_adult = pytest.mark.skipif(not shared_data_available("adult/adult.data"), reason="Adult not present")
+
+
+def grid(dataset="synthetic", model="spy", seeds=range(3)):
+    return [make_spec(dataset, model, "erm", (100, n), (1.0,), seed) for n in (10, 20) for seed in seeds]
+
+
+def test_second_run_trains_nothing(tmp_path, synthetic):
+    first = Runner(ResultStore(tmp_path))
+    records = first.run(grid())
+    assert first.trained == 6 and [r["key"] for r in records] == [s.key for s in grid()]
+    second = Runner(ResultStore(tmp_path))
+    assert second.run(grid()) == records
+    assert second.trained == 0 and second.loaded == 6
+
+
+def test_duplicate_specs_train_once(tmp_path, synthetic):
+    runner = Runner(ResultStore(tmp_path))
+    specs = grid()
+    assert len(runner.run(specs + specs)) == 12
+    assert runner.trained == 6
+
+
+def test_failed_run_writes_nothing_and_names_the_spec(tmp_path, synthetic, monkeypatch):
+    real = training.execute
+
+    def flaky(spec, **kwargs):
+        if spec.seed == 1:
+            raise RuntimeError("boom")
+        return real(spec, **kwargs)
+
+    monkeypatch.setattr(training, "execute", flaky)
+    store = ResultStore(tmp_path)
+    with pytest.raises(RunFailed, match=r"2 of 6 runs failed:[\s\S]*seed=1: RuntimeError: boom"):
+        Runner(store).run(grid())
+    stored = list((tmp_path / "runs").rglob("*.json"))
+    assert len(stored) == 4  # the others finished and were kept
+
+
+def test_progress_is_reported(tmp_path, synthetic):
+    lines = []
+    Runner(ResultStore(tmp_path), progress=lambda p: lines.append(p.line()), progress_every_s=0).run(grid())
+    assert lines[-1].startswith("runs 6/6 done (0 from store)")
+
+
+@needs_adult
+def test_process_pool_matches_in_process(tmp_path):
+    specs = grid("adult", "xgboost", seeds=range(2))
+    local = Runner(ResultStore(tmp_path / "a")).run(specs)
+    pool = executors.ProcessPoolExecutor(2)
+    try:
+        pooled = Runner(ResultStore(tmp_path / "b"), pool).run(specs)
+    finally:
+        pool.close()
+    assert [r["metrics"] for r in local] == [r["metrics"] for r in pooled]
+
+
+KILLABLE = textwrap.dedent("""
+    import sys
+    from harness.runner import Runner
+    from harness.spec import make_spec
+    from harness.store import ResultStore
+    specs = [make_spec("adult", "xgboost", "erm", (2000, 200), (1.0,), seed) for seed in range(40)]
+    runner = Runner(ResultStore(sys.argv[1]))
+    runner.run(specs)
+    print("trained", runner.trained)
+""")
+
+
+@needs_adult
+def test_killed_suite_resumes_without_retraining(tmp_path):
+    script = tmp_path / "grid.py"
+    script.write_text(KILLABLE)
+    store_root = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, str(script), str(store_root)], cwd=os.getcwd())
+    deadline = time.time() + 120
+    while len(list(store_root.rglob("*.json"))) < 5 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(store_root.rglob("*.json")))
+    assert 5 <= done_before < 40, "the kill should land mid-grid"
+    out = subprocess.run([sys.executable, str(script), str(store_root)], capture_output=True,
+                         text=True, check=True).stdout
+    assert f"trained {40 - done_before}" in out
+    assert len(list(store_root.rglob("*.json"))) == 40
+    assert not list(store_root.rglob("*.corrupt"))

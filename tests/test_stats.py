@@ -1,0 +1,93 @@
+"""Statistics: standard errors, paired one-sided tests, TOST, Holm, family verdicts."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats as sps
+
+from harness import stats
+
+
+def test_mean_se_uses_ddof_one():
+    mean, se = stats.mean_se([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5
+    assert se == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2)
+    assert math.isnan(stats.mean_se([1.0])[1])
+
+
+def test_paired_greater_matches_scipy_and_has_the_right_sign():
+    a = np.array([0.30, 0.32, 0.29, 0.35, 0.31])
+    b = a - np.array([0.02, 0.03, 0.01, 0.04, 0.02])
+    result = stats.paired_greater(a, b)
+    expected = sps.ttest_rel(a, b, alternative="greater")
+    assert result.p_value == pytest.approx(expected.pvalue)
+    assert result.effect == pytest.approx(0.024)
+    assert result.p_value < 0.01
+    assert stats.paired_greater(b, a).p_value > 0.99  # the opposite direction does not hold
+
+
+def test_paired_less_with_margin_is_non_inferiority():
+    a = np.array([0.101, 0.099, 0.102, 0.100, 0.098])
+    b = np.array([0.100, 0.100, 0.100, 0.100, 0.100])
+    assert stats.paired_less(a, b, margin=0.01).p_value < 0.001   # within 1 point
+    assert stats.paired_less(a + 0.02, b, margin=0.01).p_value > 0.99  # 2 points worse
+
+
+def test_identical_differences_decide_exactly():
+    zeros = [0.0] * 5
+    assert stats.paired_less(zeros, zeros, margin=0.01).p_value == 0.0
+    assert stats.paired_greater(zeros, zeros).p_value == 1.0
+    assert stats.paired_greater([1.0] * 5, zeros).p_value == 0.0
+
+
+def test_tost_declares_equivalence_only_inside_the_margin():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.2, 0.01, size=5)
+    close = base + rng.normal(0, 0.001, size=5)
+    assert stats.tost_paired(close, base, margin=0.01).p_value < 0.05
+    assert stats.tost_paired(close + 0.05, base, margin=0.01).p_value > 0.5
+    assert stats.tost_paired(close - 0.05, base, margin=0.01).p_value > 0.5
+    with pytest.raises(ValueError, match="margin must be positive"):
+        stats.tost_paired(close, base, margin=0)
+
+
+def test_tost_p_value_is_the_larger_one_sided_p():
+    a, b = [0.11, 0.12, 0.10, 0.13, 0.12], [0.1] * 5
+    tost = stats.tost_paired(a, b, margin=0.05)
+    low = stats.paired_greater(a, b, margin=-0.05).p_value
+    high = stats.paired_less(a, b, margin=0.05).p_value
+    assert tost.p_value == pytest.approx(max(low, high))
+
+
+def test_holm_known_values():
+    adjusted, rejected = stats.holm([0.01, 0.04, 0.03, 0.005], alpha=0.05)
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert rejected == [True, False, False, True]
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=12))
+def test_holm_adjusted_are_monotone_bounded_and_not_below_raw(ps):
+    adjusted, _ = stats.holm(ps)
+    assert all(a >= p - 1e-12 and a <= 1.0 for a, p in zip(adjusted, ps))
+    order = np.argsort(ps, kind="stable")
+    sorted_adj = [adjusted[i] for i in order]
+    assert all(x <= y + 1e-12 for x, y in zip(sorted_adj, sorted_adj[1:]))
+
+
+def test_family_verdict_needs_every_comparison():
+    strong = stats.paired_greater([1.0, 1.1, 1.2, 1.05, 1.15], [0.0] * 5)
+    weak = stats.paired_greater([0.0, 0.1, -0.1, 0.05, -0.05], [0.0] * 5)
+    v = stats.family_verdict({"strong": strong, "weak": weak}, 0.05, "test", [0, 1, 2, 3, 4], {})
+    assert not v.supported
+    assert v.effect == pytest.approx(weak.effect)  # headline is the weakest link
+    assert stats.family_verdict({"strong": strong}, 0.05, "t", range(5), {}).supported
+
+
+def test_paired_tests_reject_mismatched_or_tiny_inputs():
+    with pytest.raises(ValueError, match="equal length"):
+        stats.paired_greater([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        stats.paired_greater([1], [0])

@@ -1,0 +1,46 @@
+"""Executing a run: counts recorded, test data never trained on, seeds shared across arms."""
+
+import numpy as np
+
+from harness import training
+from harness.spec import make_spec
+
+from .conftest import SpyModel
+
+
+def test_record_holds_counts_metrics_and_provenance(synthetic):
+    spec = make_spec("synthetic", "spy", "erm", (100, 20), (0.5, 1.0), seed=0)
+    record = training.execute(spec)
+    assert record["key"] == spec.key
+    assert record["metrics"]["train"]["counts"] == [100, 20]
+    assert record["metrics"]["test"]["1"]["counts"] == [100, 100]
+    assert record["metrics"]["test"]["0.5"]["counts"] == [200, 100]  # the largest set at 0.5
+    # the spy predicts the majority: error 0 on class 0 and 1 on class 1
+    assert record["metrics"]["test"]["1"]["per_class_error"] == [0.0, 1.0]
+    assert record["metrics"]["test"]["1"]["balanced_accuracy"] == 0.5
+    assert record["data_source"]["variant"] == "synthetic"
+    assert {"numpy", "xgboost", "scikit-learn", "harness"} <= set(record["versions"])
+
+
+def test_training_never_sees_test_rows(synthetic):
+    for method in ("erm", "oversample", "reweight"):
+        training.execute(make_spec("synthetic", "spy", method, (300, 60), (0.2, 1.0), seed=1))
+    for x, _, _ in SpyModel.seen:
+        assert (x[:, 0] == 0).all()  # column 0 is 1 on every test row
+
+
+def test_methods_share_the_training_subset_and_test_sets_at_a_seed(synthetic):
+    erm = training.execute(make_spec("synthetic", "spy", "erm", (200, 30), (1.0,), seed=5))
+    over = training.execute(make_spec("synthetic", "spy", "oversample", (200, 30), (1.0,), seed=5))
+    x_erm, x_over = SpyModel.seen[0][0], SpyModel.seen[1][0]
+    assert {tuple(r) for r in x_erm} == {tuple(r) for r in x_over}  # same distinct rows
+    assert len(x_over) == 400
+    a = training.test_set(synthetic, 0.3, seed=5)
+    assert np.array_equal(a, training.test_set(synthetic, 0.3, seed=5))
+    assert not np.array_equal(a, training.test_set(synthetic, 0.3, seed=6))
+    assert erm["metrics"]["test"] == over["metrics"]["test"]  # same test set, same spy predictions
+
+
+def test_same_spec_same_metrics_with_real_models(synthetic):
+    spec = make_spec("synthetic", "xgboost", "oversample", (150, 30), (0.2, 1.0), seed=2)
+    assert training.execute(spec)["metrics"] == training.execute(spec, n_jobs=2)["metrics"]
