@@ -38,7 +38,7 @@ def best_train_ratio(cfg, table, r_test: float) -> float:
                key=lambda r: (np.mean(table[(r, r_test)]), abs(math.log(r / r_test))))
 
 
-def figures(arm, cfg, table) -> list[dict]:
+def figures(arm, cfg, table, class_names) -> list[dict]:
     tests = list(cfg.test_ratios)
     best = [best_train_ratio(cfg, table, r) for r in tests]
     accuracy = lambda values: [1 - v for v in values]  # noqa: E731 - the paper plots accuracy
@@ -49,7 +49,8 @@ def figures(arm, cfg, table) -> list[dict]:
             mean_series("balanced training (r = 1)", tests, [accuracy(table[(1.0, r)]) for r in tests]),
             mean_series("best train ratio", tests,
                         [accuracy(table[(b, r)]) for b, r in zip(best, tests)], linestyle="--"),
-        ], caption=f"Total training size {cfg.total}; mean ± 1 SE over seeds; minority = label 1.")
+        ], caption=f"Total training size {cfg.total}; mean ± 1 SE over seeds; minority class: "
+                f"{class_names[1]}, majority: {class_names[0]}.")
     fig2 = line_figure(
         f"fig2-{arm}", f"Figure 2: optimal train ratio, {cfg.model} on {cfg.dataset}",
         "test imbalance ratio", "best train imbalance ratio",
@@ -60,7 +61,8 @@ def figures(arm, cfg, table) -> list[dict]:
 
 
 def conclude(claim, arm, cfg, records, table, verdict):
-    claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, table), records.values())
+    class_names = next(iter(records.values()))["class_names"]
+    claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, table, class_names), records.values())
     assert verdict.supported, claim.explain()
 
 

@@ -140,7 +140,9 @@ def new_run_id() -> str:
 def environment_rows(session: dict, records: list[dict]) -> list[tuple[str, str]]:
     sources = {}
     for record in records:
-        sources[record["spec"]["dataset"]] = record.get("data_source")
+        sources[record["spec"]["dataset"]] = dict(
+            record.get("data_source") or {},
+            classes_in_label_order=record.get("class_names"))  # binary: label 1 is the minority
     versions = records[0]["versions"] if records else {}
     rows = [(k, session[k]) for k in ("profiles", "device", "git_commit", "command", "seeds",
                                       "workers", "wall_time_s", "runs_trained", "runs_loaded")
