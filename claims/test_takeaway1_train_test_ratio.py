@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from harness import stats
-from harness.protocols import arm_config, error_at_ratio, per_seed
+from harness.protocols import error_at_ratio, per_seed
 from harness.report import line_figure, mean_series
 
 TAKEAWAY = "1"
-ARMS = ["t1-adult-xgboost", "t1-covtype-linear_svm"]
+ARMS = ["t1-adult-xgboost", "t1-covtype-linear_svm", "t1-cifar10-nn"]
 ALPHA = 0.05
 IMBALANCED_TEST_RATIO = 0.3   # test ratios at or below this form claim (a)'s family
 NEAR_OPTIMAL_MARGIN = 0.01    # claim (c): at most 1 percentage point of test error above the best
@@ -49,8 +49,10 @@ def figures(arm, cfg, table, class_names) -> list[dict]:
             mean_series("balanced training (r = 1)", tests, [accuracy(table[(1.0, r)]) for r in tests]),
             mean_series("best train ratio", tests,
                         [accuracy(table[(b, r)]) for b, r in zip(best, tests)], linestyle="--"),
-        ], caption=f"Total training size {cfg.total}; mean ± 1 SE over seeds; minority class: "
-                f"{class_names[1]}, majority: {class_names[0]}.")
+        ], caption=f"Total training size {cfg.total}; mean ± 1 SE over seeds. Head class (most "
+                f"samples): {class_names[0]}; tail class (fewest): {class_names[-1]}. Balanced "
+                f"training reaches {np.mean(accuracy(table[(1.0, 1.0)])):.3f} accuracy on the "
+                "balanced test set at this scale.")
     fig2 = line_figure(
         f"fig2-{arm}", f"Figure 2: optimal train ratio, {cfg.model} on {cfg.dataset}",
         "test imbalance ratio", "best train imbalance ratio",
@@ -78,8 +80,7 @@ def test_training_at_test_ratio_beats_balanced_training(profile, arm, suite, cla
     rejects. Refuted when at some imbalanced test ratio balanced training is not significantly
     worse than training at the test ratio.
     """
-    cfg = arm_config(profile, arm)
-    records = suite.ratio_grid(cfg)
+    cfg, records = suite.grid(profile, arm)
     table = error_table(cfg, records, suite.seeds)
     family = [r for r in cfg.test_ratios if r <= IMBALANCED_TEST_RATIO]
     tests = {f"test r={r:g}: balanced minus matched": stats.paired_greater(table[(1.0, r)], table[(r, r)], ALPHA)
@@ -104,8 +105,7 @@ def test_best_training_ratio_is_near_test_ratio(profile, arm, suite, claim):
     location of an optimum, reported as the grid-step distance (effect = the largest distance).
     Refuted when, for some test ratio, the best train ratio is two or more grid steps away.
     """
-    cfg = arm_config(profile, arm)
-    records = suite.ratio_grid(cfg)
+    cfg, records = suite.grid(profile, arm)
     table = error_table(cfg, records, suite.seeds)
     grid = list(cfg.train_ratios)
     rows = []
@@ -138,8 +138,7 @@ def test_training_at_test_ratio_is_near_optimal(profile, arm, suite, claim):
     alpha = 0.05; supported when every comparison rejects. Refuted when at some test ratio
     training at that ratio cannot be shown within 1 point of the best.
     """
-    cfg = arm_config(profile, arm)
-    records = suite.ratio_grid(cfg)
+    cfg, records = suite.grid(profile, arm)
     table = error_table(cfg, records, suite.seeds)
     tests, per = {}, {}
     for r in cfg.test_ratios:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness import stats
-from harness.protocols import arm_config, balanced_test_error, per_seed
+from harness.protocols import balanced_test_error, per_seed
 from harness.report import line_figure, mean_series
 
 TAKEAWAY = "2"
@@ -49,25 +49,25 @@ def figures(arm, cfg, curves) -> list[dict]:
     return [fig3b, fig3c]
 
 
-def test_adding_majority_samples_first_helps_then_hurts(profile, suite, claim):
+@pytest.mark.parametrize("arm", ["t2-adult-xgboost", "t2-cifar10-binary-nn"])
+def test_adding_majority_samples_first_helps_then_hurts(profile, arm, suite, claim):
     """Section 4.2, Figure 3b: "increasing the number of samples from the majority class ...
     initially boosts performance on a balanced test set. Nevertheless, in both cases, the
     performance reaches an optimum before the ever increasing imbalance in training data
     eventually degrades test accuracy." and "the optimal training set ratio is nearly balanced".
 
-    Statistic: on the minority-500 curve, the majority count with the lowest mean balanced test
+    Statistic: on the curve at the arm's fixed minority count m (500 as in the paper; 250 in the
+    quick neural-network arm, which trains at a quarter of the paper's scale), the majority count with the lowest mean balanced test
     error (the optimum). Two paired one-sided t-tests over seeds, H1: error(smallest majority
     count) - error(optimum) > 0 and H1: error(largest majority count) - error(optimum) > 0, Holm,
-    alpha = 0.05; plus the optimum's majority count within a factor 4 of 500 (near balance).
+    alpha = 0.05; plus the optimum's majority count within a factor 4 of m (near balance).
     Supported when both tests reject and the optimum is near balance. Refuted when the optimum
     sits at an end of the grid (that comparison then has zero difference and p = 1), is not
     significantly better than an end, or lies more than 4x away from balance. The optimum is
     picked on the same seeds it is tested on, which favours the claim; the report shows every
     point of the curve so a reader can judge the size of the effect against that bias.
     """
-    arm = "t2-adult-xgboost"
-    cfg = arm_config(profile, arm)
-    records = suite.majority_grid(cfg)
+    cfg, records = suite.grid(profile, arm)
     curves = error_curves(records, suite.seeds)
     curve = curves[cfg.claim_minority]
     grid = list(curve)

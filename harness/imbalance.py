@@ -69,6 +69,23 @@ def binary_counts(total: int, ratio: float) -> tuple[int, int]:
     return total - minority, minority
 
 
+def counts_for_total(total: int, num_classes: int, ratio: float) -> tuple[int, ...]:
+    """Class counts at ``ratio`` with (about) ``total`` samples in all, head class first.
+
+    Binary: :func:`binary_counts` (exact total). More classes: the exponential profile with the
+    largest head count ``n_max`` whose counts sum to at most ``total`` (short by < C samples).
+    """
+    if num_classes == 2:
+        return binary_counts(total, ratio)
+    fractions = profile_fractions(num_classes, ratio)
+    n_max = int(total / sum(fractions))
+    while sum(long_tail_counts(n_max + 1, num_classes, ratio)) <= total:
+        n_max += 1
+    while n_max > 1 and sum(long_tail_counts(n_max, num_classes, ratio)) > total:
+        n_max -= 1
+    return long_tail_counts(n_max, num_classes, ratio)
+
+
 def fixed_minority_counts(minority: int, majority_grid: Sequence[int]) -> list[tuple[int, int]]:
     """(majority, minority) counts with the minority fixed and the majority varied (Figure 3).
 

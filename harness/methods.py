@@ -23,10 +23,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """Rows to train on (indices into the training subset, repeats allowed) and their weights."""
+    """Rows to train on (indices into the training subset, repeats allowed), their weights, the
+    training regime the model should use (``"standard"`` or ``"overfit"``), and for models that
+    train in epochs, how many rows one epoch draws from ``indices`` (None: all of them)."""
 
     indices: np.ndarray
     sample_weight: np.ndarray | None = None
+    regime: str = "standard"
+    epoch_size: int | None = None
 
 
 METHODS: dict[str, Callable[[np.ndarray, np.random.Generator], TrainPlan]] = {}
@@ -61,7 +65,10 @@ def oversample(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
     """Random oversampling to balance: every class is topped up to the largest class's count.
 
     Each class keeps all of its samples once and draws the shortfall uniformly with replacement
-    from its own samples, so every sample is seen at least once.
+    from its own samples. Models without epochs (XGBoost, SVM) train on the duplicated rows.
+    Neural networks use it as a sampler: each epoch draws ``len(y)`` rows from the balanced list,
+    so an epoch is class-balanced and has as many steps as standard training (otherwise
+    oversampling would also mean training for several times more steps).
     """
     classes, counts = np.unique(y, return_counts=True)
     target = counts.max()
@@ -69,7 +76,7 @@ def oversample(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
     for c, n in zip(classes, counts):
         members = np.flatnonzero(y == c)
         parts += [members, rng.choice(members, size=int(target - n), replace=True)]
-    return TrainPlan(np.sort(np.concatenate(parts)))
+    return TrainPlan(np.sort(np.concatenate(parts)), epoch_size=len(y))
 
 
 @register_method("reweight")
@@ -78,3 +85,13 @@ def reweight(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
     classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
     weights = len(y) / (len(classes) * counts)
     return TrainPlan(np.arange(len(y)), weights[inverse].astype(np.float64))
+
+
+@register_method("overfit")
+def overfit(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+    """Every sample once, trained with a small learning rate for many epochs until fit.
+
+    The model decides what "small" and "many" mean (``overfit_lr_scale`` and
+    ``overfit_epoch_scale`` in :mod:`harness.nn_hyperparameters`); tabular models reject it.
+    """
+    return TrainPlan(np.arange(len(y)), regime="overfit")

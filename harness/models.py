@@ -3,12 +3,17 @@
 The contract (checked for every registered model by ``tests/test_models.py``):
 
 * ``Model(seed=..., n_jobs=..., **hyperparameters)`` builds an unfitted model;
-* ``fit(x, y, sample_weight=None)`` trains on features ``x`` and int labels ``y`` and returns self;
+* ``fit(x, y, sample_weight=None, regime="standard", epoch_size=None)`` trains on features
+  ``x`` and int labels ``y`` and returns self; ``regime`` is the method's training regime
+  (``"overfit"`` asks a neural network for a small learning rate and many epochs) and models
+  without such a regime raise ValueError for anything but ``"standard"``; ``epoch_size`` is how
+  many rows an epoch draws (models without epochs ignore it);
 * ``predict(x)`` returns int64 labels, one per row;
 * the same seed and data give the same predictions.
 
 ``DEFAULTS[name]`` holds the hyperparameters that go into a run spec, so the store key changes
-whenever a hyperparameter does. Neural-network models join the registry in the next issues.
+whenever a hyperparameter does. The neural networks (``small_cnn``, ``resnet34``) live in
+:mod:`harness.engine`, imported only when one is built so that tabular runs never load torch.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from . import nn_hyperparameters
 
 # XGBoost settings from the paper's appendix A.1 (XGBClassifier, XGBoost 1.6.2).
 XGBOOST_DEFAULTS = {
@@ -32,6 +39,12 @@ LINEAR_SVM_DEFAULTS = {
 }
 
 
+def standard_regime_only(model, regime: str) -> None:
+    if regime != "standard":
+        raise ValueError(f"{type(model).__name__} has no {regime!r} training regime; "
+                         "that method applies to neural networks only")
+
+
 class XGBoostModel:
     """Gradient-boosted trees (``xgboost.XGBClassifier``, histogram method)."""
 
@@ -39,9 +52,10 @@ class XGBoostModel:
         self.params = {**XGBOOST_DEFAULTS, **params}
         self.seed, self.n_jobs = seed, n_jobs
 
-    def fit(self, x, y, sample_weight=None):
+    def fit(self, x, y, sample_weight=None, regime="standard", epoch_size=None):
         from xgboost import XGBClassifier
 
+        standard_regime_only(self, regime)
         self.classes_ = np.unique(y)
         self.model = XGBClassifier(
             n_estimators=self.params["n_estimators"], subsample=self.params["subsample"],
@@ -63,7 +77,7 @@ class LinearSVMModel:
         self.params = {**LINEAR_SVM_DEFAULTS, **params}
         self.seed = seed
 
-    def fit(self, x, y, sample_weight=None):
+    def fit(self, x, y, sample_weight=None, regime="standard", epoch_size=None):
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
@@ -71,6 +85,7 @@ class LinearSVMModel:
         from sklearn.preprocessing import StandardScaler
         from sklearn.svm import LinearSVC
 
+        standard_regime_only(self, regime)
         self.model = make_pipeline(StandardScaler(), LinearSVC(random_state=self.seed, **self.params))
         with warnings.catch_warnings():
             # max_iter=1000 is the paper's setting; non-convergence is part of the replication.
@@ -82,8 +97,18 @@ class LinearSVMModel:
         return np.asarray(self.model.predict(x), dtype=np.int64)
 
 
-MODELS: dict[str, Callable] = {"xgboost": XGBoostModel, "linear_svm": LinearSVMModel}
-DEFAULTS: dict[str, dict] = {"xgboost": XGBOOST_DEFAULTS, "linear_svm": LINEAR_SVM_DEFAULTS}
+def torch_classifier(**kwargs):
+    from .engine import TorchClassifier  # torch loads only for neural-network runs
+
+    return TorchClassifier(**kwargs)
+
+
+MODELS: dict[str, Callable] = {"xgboost": XGBoostModel, "linear_svm": LinearSVMModel,
+                               "small_cnn": torch_classifier, "resnet34": torch_classifier}
+DEFAULTS: dict[str, dict] = {"xgboost": XGBOOST_DEFAULTS, "linear_svm": LINEAR_SVM_DEFAULTS,
+                             "small_cnn": nn_hyperparameters.SMALL_CNN,
+                             "resnet34": nn_hyperparameters.RESNET34}
+NEURAL = {"small_cnn", "resnet34"}  # models trained by harness.engine on images
 
 
 def register_model(name: str, factory: Callable, defaults: dict) -> None:
@@ -101,4 +126,4 @@ def build(name: str, seed: int, n_jobs: int = 1, **params):
     if unknown:
         raise ValueError(f"model {name!r} has no hyperparameter(s) {sorted(unknown)}; "
                          f"it takes {sorted(DEFAULTS[name])}")
-    return MODELS[name](seed=seed, n_jobs=n_jobs, **params)
+    return MODELS[name](seed=seed, n_jobs=n_jobs, **{**DEFAULTS[name], **params})

@@ -44,6 +44,10 @@ class MajorityGrid:
 
 
 FULL_RATIOS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+# Neural networks: CIFAR-10 10-class at a fixed total. 12,000 is about the most the train split
+# allows at r = 0.01 (head class 5,000 of 5,000); quick uses 2,500 at 16x16 px on the CPU.
+FULL_NN_RATIOS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+QUICK_NN_RATIOS = (0.05, 0.2, 1.0)
 QUICK_RATIOS = (0.02, 0.05, 0.1, 0.3, 1.0)
 FULL_FACTORS = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 5.0, 10.0, 20.0, 48.0)
 QUICK_FACTORS = (0.2, 0.6, 2.0, 6.0, 20.0)
@@ -55,6 +59,13 @@ PROFILES = {
         "t2-adult-xgboost": MajorityGrid("adult", "xgboost", (250, 500, 1000, 2000), FULL_FACTORS),
         "t3-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, FULL_RATIOS, FULL_RATIOS,
                                       ("erm", "oversample", "reweight")),
+        "t1-cifar10-nn": RatioGrid("cifar10", "resnet34", 12_000, FULL_NN_RATIOS, FULL_NN_RATIOS),
+        "t2-cifar10-binary-nn": MajorityGrid("cifar10-binary", "resnet34", (250, 500, 1000),
+                                             (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)),
+        # ERM cells are shared with t1-cifar10-nn (same specs); the other methods only run where
+        # the training set is imbalanced, the only place the claims look at them.
+        "t3-cifar10-nn": RatioGrid("cifar10", "resnet34", 12_000, (0.01, 0.02, 0.05, 0.1, 0.2),
+                                   FULL_NN_RATIOS, ("erm", "oversample", "overfit")),
     },
     "quick": {
         "t1-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, QUICK_RATIOS, QUICK_RATIOS),
@@ -62,6 +73,11 @@ PROFILES = {
         "t2-adult-xgboost": MajorityGrid("adult", "xgboost", (250, 500), QUICK_FACTORS),
         "t3-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, QUICK_RATIOS, QUICK_RATIOS,
                                       ("erm", "oversample", "reweight")),
+        "t1-cifar10-nn": RatioGrid("cifar10", "small_cnn", 2_500, QUICK_NN_RATIOS, QUICK_NN_RATIOS),
+        "t2-cifar10-binary-nn": MajorityGrid("cifar10-binary", "small_cnn", (250,),
+                                             (0.2, 1.0, 5.0, 20.0), claim_minority=250),
+        "t3-cifar10-nn": RatioGrid("cifar10", "small_cnn", 2_500, (0.05, 0.2), QUICK_NN_RATIOS,
+                                   ("erm", "oversample", "overfit")),
     },
 }
 
@@ -74,15 +90,18 @@ def arm_config(profile: str, arm: str):
     return PROFILES[profile][arm]
 
 
-def ratio_grid_specs(cfg: RatioGrid, seeds: Sequence[int], data_dir=None) -> dict[tuple, RunSpec]:
+def ratio_grid_specs(cfg: RatioGrid, seeds: Sequence[int], data_dir=None,
+                     **hyperparameters) -> dict[tuple, RunSpec]:
     """Specs keyed by ``(method, train_ratio, seed)``."""
+    num_classes = data.load(cfg.dataset, data_dir).num_classes
     return {(method, r, seed): make_spec(cfg.dataset, cfg.model, method,
-                                         imbalance.binary_counts(cfg.total, r), cfg.test_ratios,
-                                         seed, data_dir)
+                                         imbalance.counts_for_total(cfg.total, num_classes, r),
+                                         cfg.test_ratios, seed, data_dir, **hyperparameters)
             for method in cfg.methods for r in cfg.train_ratios for seed in seeds}
 
 
-def majority_grid_specs(cfg: MajorityGrid, seeds: Sequence[int], data_dir=None) -> dict[tuple, RunSpec]:
+def majority_grid_specs(cfg: MajorityGrid, seeds: Sequence[int], data_dir=None,
+                        **hyperparameters) -> dict[tuple, RunSpec]:
     """Specs keyed by ``(minority, majority, seed)``; class 1 (the minority label) is fixed."""
     dataset = data.load(cfg.dataset, data_dir)
     available_majority = imbalance.class_counts(dataset.y_train, dataset.num_classes)[0]
@@ -93,7 +112,7 @@ def majority_grid_specs(cfg: MajorityGrid, seeds: Sequence[int], data_dir=None) 
             for seed in seeds:
                 specs[(minority_, majority, seed)] = make_spec(
                     cfg.dataset, cfg.model, cfg.method, (majority, minority_), cfg.test_ratios,
-                    seed, data_dir)
+                    seed, data_dir, **hyperparameters)
     return specs
 
 
@@ -118,6 +137,18 @@ def balanced_test_error(record: dict) -> float:
 def train_class_error(record: dict, label: int) -> float:
     """Training error on one class (label 1 is the minority in binary tasks)."""
     return record["metrics"]["train"]["per_class_error"][label]
+
+
+def group_train_error(record: dict, group: str) -> float:
+    """Mean per-class training error of the minority or majority half of the classes.
+
+    Classes are ordered head first, so the majority half is the first ``C // 2`` labels and the
+    minority half the last ``C // 2`` (binary: label 0 and label 1; CIFAR-10: 0-4 and 5-9).
+    """
+    errors = record["metrics"]["train"]["per_class_error"]
+    half = len(errors) // 2
+    chosen = errors[-half:] if group == "minority" else errors[:half]
+    return sum(chosen) / len(chosen)
 
 
 def per_seed(records: dict[tuple, dict], cell: tuple, seeds: Sequence[int], metric) -> list[float]:

@@ -126,7 +126,7 @@ def fmt(value) -> str:
         return "-"
     if isinstance(value, float):
         if math.isnan(value):
-            return "nan"
+            return "-"
         if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
             return f"{value:.2e}"
         return f"{value:.4f}"

@@ -76,7 +76,8 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
 
     plan = methods.get(spec.method)(y_train, np.random.default_rng([spec.seed, METHOD_STREAM]))
     model = models.build(spec.model, seed=spec.seed, n_jobs=n_jobs, **dict(spec.hyperparameters))
-    model.fit(x_train[plan.indices], y_train[plan.indices], sample_weight=plan.sample_weight)
+    model.fit(x_train[plan.indices], y_train[plan.indices], sample_weight=plan.sample_weight,
+              regime=plan.regime, epoch_size=plan.epoch_size)
 
     metrics = {"train": classification_metrics(y_train, model.predict(x_train), dataset.num_classes),
                "test": {}}
@@ -90,7 +91,8 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
         "metrics": metrics,
         "class_names": list(dataset.class_names),
         "data_source": dataset.source,
-        "device": "cpu",
+        "device": dict(spec.hyperparameters).get("device", "cpu"),
+        "training_log": getattr(model, "log", {}),
         "wall_time_s": time.perf_counter() - started,
         "versions": library_versions(),
         "host": platform.node(),

@@ -82,3 +82,15 @@ def test_fixed_minority_counts_keep_minority():
     assert imbalance.fixed_minority_counts(500, [100, 1000]) == [(100, 500), (1000, 500)]
     with pytest.raises(imbalance.ImbalanceError):
         imbalance.fixed_minority_counts(0, [100])
+
+
+@given(total=st.integers(100, 50_000), classes=st.integers(3, 12), r=ratios)
+def test_counts_for_total_follow_the_profile_and_stay_within_total(total, classes, r):
+    counts = imbalance.counts_for_total(total, classes, r)
+    assert counts == imbalance.long_tail_counts(counts[0], classes, r)
+    assert total - 2 * classes <= sum(counts) <= total  # as close as the int() rounding allows
+    assert sum(imbalance.long_tail_counts(counts[0] + 1, classes, r)) > total
+
+
+def test_counts_for_total_binary_is_exact():
+    assert imbalance.counts_for_total(10_000, 2, 0.1) == imbalance.binary_counts(10_000, 0.1)

@@ -1,9 +1,14 @@
-"""The fit/predict contract, checked for every registered model."""
+"""The fit/predict contract, checked for every registered tabular model.
+
+The neural networks follow the same contract on images; ``tests/test_engine.py`` checks them.
+"""
 
 import numpy as np
 import pytest
 
 from harness import models
+
+TABULAR = sorted(set(models.MODELS) - models.NEURAL)
 
 
 def blobs(n=200, seed=0):
@@ -13,7 +18,7 @@ def blobs(n=200, seed=0):
     return x, y
 
 
-@pytest.mark.parametrize("name", sorted(models.MODELS))
+@pytest.mark.parametrize("name", TABULAR)
 def test_contract_fit_predict_labels_and_accuracy(name):
     x, y = blobs()
     model = models.build(name, seed=0)
@@ -24,7 +29,7 @@ def test_contract_fit_predict_labels_and_accuracy(name):
     assert np.mean(pred == y) > 0.9  # separable blobs
 
 
-@pytest.mark.parametrize("name", sorted(models.MODELS))
+@pytest.mark.parametrize("name", TABULAR)
 def test_contract_same_seed_same_predictions(name):
     x, y = blobs()
     a = models.build(name, seed=3).fit(x, y).predict(x)
@@ -32,7 +37,7 @@ def test_contract_same_seed_same_predictions(name):
     assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", sorted(models.MODELS))
+@pytest.mark.parametrize("name", TABULAR)
 def test_contract_sample_weight_shifts_decisions_toward_the_heavy_class(name):
     rng = np.random.default_rng(1)
     y = (np.arange(400) % 5 == 0).astype(np.int64)
@@ -47,6 +52,13 @@ def test_paper_hyperparameters():
     assert models.DEFAULTS["xgboost"] == {"n_estimators": 100, "subsample": 0.5, "eta": 0.3, "max_depth": 6}
     assert models.DEFAULTS["linear_svm"]["dual"] is False
     assert models.DEFAULTS["linear_svm"]["max_iter"] == 1000
+
+
+@pytest.mark.parametrize("name", TABULAR)
+def test_tabular_models_reject_the_overfit_regime(name):
+    x, y = blobs()
+    with pytest.raises(ValueError, match="neural networks only"):
+        models.build(name, seed=0).fit(x, y, regime="overfit")
 
 
 def test_unknown_model_and_hyperparameter_errors():

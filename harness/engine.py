@@ -1,0 +1,201 @@
+"""The neural-network training engine: data on the device, augmentation applied in batch.
+
+The training set is one uint8 NHWC tensor on the device. Each step gathers a batch, then draws a
+random crop offset and a horizontal flip *per image* and applies them to the whole batch with one
+gather (no DataLoader, no per-image PIL transforms). NHWC memory is what PyTorch calls
+channels_last, so the gathered batch feeds channels_last convolutions without a copy. On CUDA the
+forward pass runs under bf16 autocast; on the CPU it runs in fp32 and, for a given seed and thread
+count, gives identical results run after run.
+
+:class:`TorchClassifier` wraps the engine in the harness's fit/predict model contract.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .networks import build_network
+
+# Per-channel statistics of the CIFAR-10 training images (0..1 scale).
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without one is an error."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested but torch sees no CUDA GPU; "
+                           "use --device cpu or auto")
+    if requested not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda; got {requested!r}")
+    return requested
+
+
+def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
+    """Area-downsample NHWC uint8 images to ``size`` x ``size`` (integer factors only)."""
+    side = images.shape[1]
+    if side == size:
+        return images
+    if side % size:
+        raise ValueError(f"image size {size} must divide the native size {side}")
+    factor = side // size
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    x = F.avg_pool2d(x, factor)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def normalize(batch_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> float NHWC, standardized per channel: one fused multiply-add."""
+    scale, shift = normalization_constants(batch_u8.device)
+    return torch.addcmul(shift, batch_u8.float(), scale)
+
+
+@lru_cache(maxsize=4)
+def normalization_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x / 255 - mean) / std == x * scale + shift, per channel."""
+    mean = torch.tensor(CIFAR_MEAN, device=device)
+    std = torch.tensor(CIFAR_STD, device=device)
+    return 1 / (255 * std), -mean / std
+
+
+def crop_flip(batch: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Random crop after zero padding, and horizontal flip with probability 1/2, per image.
+
+    ``batch`` is NHWC (uint8 or float); each image gets its own offset and flip, applied by one
+    gather. Returns a tensor of the same shape and dtype.
+    """
+    n, device = len(batch), batch.device
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
+    flip = torch.rand(n, generator=generator, device=device) < 0.5
+    return crop_flip_at(batch, padding, dy, dx, flip)
+
+
+def crop_flip_at(batch: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor,
+                 flip: torch.Tensor) -> torch.Tensor:
+    """Crop image ``i`` of the zero-padded batch at row ``dy[i]``, column ``dx[i]``; mirror it
+    when ``flip[i]``. One gather for the whole batch."""
+    n, h, w, _ = batch.shape
+    device = batch.device
+    padded = F.pad(batch, (0, 0, padding, padding, padding, padding))
+    rows = dy[:, None] + torch.arange(h, device=device)
+    cols = dx[:, None] + torch.arange(w, device=device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)  # a flip reverses the column order
+    return padded[torch.arange(n, device=device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def to_model_layout(batch_nhwc: torch.Tensor) -> torch.Tensor:
+    """NHWC -> an NCHW view with channels_last strides (no copy when already contiguous)."""
+    return batch_nhwc.permute(0, 3, 1, 2)
+
+
+@torch.no_grad()
+def predict_logits(net, images_u8: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    net.eval()
+    outs = []
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=images_u8.is_cuda)
+    for start in range(0, len(images_u8), batch_size):
+        with autocast:
+            outs.append(net(to_model_layout(normalize(images_u8[start:start + batch_size]))).float())
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def train(net, images_u8: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
+          hp: dict, epochs: int, lr: float, generator: torch.Generator,
+          stop_when_fit: bool = False, epoch_size: int | None = None) -> dict:
+    """SGD with momentum and a per-step cosine schedule; returns a small training log.
+
+    ``weights`` (one per sample, mean 1) scale each sample's loss. ``epoch_size`` rows are drawn
+    without replacement from the training rows each epoch (default: all). ``stop_when_fit``
+    ends training after the first epoch whose un-augmented training error is zero.
+    """
+    device = images_u8.device
+    n = min(epoch_size or len(labels), len(labels))
+    batch_size = hp["batch_size"]
+    steps_per_epoch = math.ceil(n / batch_size)
+    total_steps = max(1, epochs * steps_per_epoch)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=hp["momentum"],
+                                weight_decay=hp["weight_decay"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    started, epochs_run = time.perf_counter(), 0
+    for _ in range(epochs):
+        net.train()
+        order = torch.randperm(len(labels), generator=generator, device=device)[:n]
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            # Augment in uint8 (a quarter of the bytes to gather), then normalize; zero padding
+            # is black, as torchvision's RandomCrop(padding=...) on PIL images pads.
+            batch = normalize(crop_flip(images_u8[idx], hp["crop_padding"], generator))
+            with autocast:
+                logits = net(to_model_layout(batch))
+            loss = F.cross_entropy(logits.float(), labels[idx], reduction="none")
+            loss = (loss * weights[idx]).mean() if weights is not None else loss.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        epochs_run += 1
+        if stop_when_fit and (predict_logits(net, images_u8).argmax(1) == labels).all():
+            break
+    seconds = time.perf_counter() - started
+    return {"epochs_run": epochs_run, "images_seen": epochs_run * n, "train_seconds": seconds,
+            "images_per_second": epochs_run * n / seconds if seconds > 0 else math.nan}
+
+
+class TorchClassifier:
+    """A CIFAR network trained by the engine, behind the harness's fit/predict contract.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds weight initialization, batch order and augmentation.
+    n_jobs : int
+        CPU threads for torch.
+    **params
+        The hyperparameters of :mod:`harness.nn_hyperparameters` (``arch``, ``epochs``, ...).
+    """
+
+    def __init__(self, seed: int = 0, n_jobs: int = 1, **params):
+        self.seed, self.n_jobs, self.hp = seed, n_jobs, dict(params)
+        self.log: dict = {}
+
+    def fit(self, x: np.ndarray, y: np.ndarray, sample_weight=None, regime: str = "standard",
+            epoch_size: int | None = None):
+        if x.ndim != 4 or x.dtype != np.uint8:
+            raise ValueError(f"{self.hp['arch']} trains on uint8 NHWC images; got {x.dtype} {x.shape}")
+        if regime not in ("standard", "overfit"):
+            raise ValueError(f"unknown training regime {regime!r}")
+        device = torch.device(resolve_device(self.hp.get("device", "cpu")))
+        if device.type == "cpu":
+            torch.set_num_threads(self.n_jobs)
+        torch.manual_seed(self.seed)
+        self.num_classes = int(max(self.hp.get("num_classes", 0), y.max() + 1))
+        self.net = build_network(self.hp["arch"], self.num_classes, self.hp.get("width"))
+        self.net = self.net.to(device, memory_format=torch.channels_last)
+        images = torch.from_numpy(resize_uint8(x, self.hp["image_size"])).to(device)
+        labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
+        weights = (torch.as_tensor(sample_weight, dtype=torch.float32, device=device)
+                   if sample_weight is not None else None)
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        epochs, lr = self.hp["epochs"], self.hp["lr"]
+        if regime == "overfit":  # small learning rate, many epochs, until the training set is fit
+            epochs = int(epochs * self.hp["overfit_epoch_scale"])
+            lr = lr * self.hp["overfit_lr_scale"]
+        self.log = train(self.net, images, labels, weights, self.hp, epochs, lr, generator,
+                         stop_when_fit=regime == "overfit", epoch_size=epoch_size)
+        self.device = device
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        images = torch.from_numpy(resize_uint8(x, self.hp["image_size"])).to(self.device)
+        return predict_logits(self.net, images).argmax(1).cpu().numpy().astype(np.int64)

@@ -1,0 +1,126 @@
+"""The neural-network engine on tiny inputs: augmentation, layout, contract, regimes, devices."""
+
+import numpy as np
+import pytest
+import torch
+
+from harness import engine, models, networks
+
+
+def tiny_images(per_class=12, size=16, classes=2, seed=0):
+    """Solid-colour images, one colour per class, with noise: easy to learn in a few steps."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes), per_class)
+    base = np.array([[220, 30, 30], [30, 30, 220], [30, 220, 30]])[:classes]
+    x = base[y][:, None, None, :] + rng.integers(-20, 20, size=(len(y), size, size, 3))
+    return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
+
+
+def reference_crop_flip(batch, padding, dy, dx, flip):
+    out = []
+    for i in range(len(batch)):
+        padded = torch.nn.functional.pad(batch[i], (0, 0, padding, padding, padding, padding))
+        img = padded[dy[i]:dy[i] + batch.shape[1], dx[i]:dx[i] + batch.shape[2]]
+        out.append(img.flip(1) if flip[i] else img)
+    return torch.stack(out)
+
+
+def test_batched_crop_flip_matches_a_per_image_loop():
+    g = torch.Generator().manual_seed(0)
+    batch = torch.randn(6, 8, 8, 3, generator=g)
+    dy, dx = torch.tensor([0, 4, 2, 8, 1, 3]), torch.tensor([8, 0, 2, 5, 7, 4])
+    flip = torch.tensor([True, False, True, False, False, True])
+    got = engine.crop_flip_at(batch, 4, dy, dx, flip)
+    assert torch.equal(got, reference_crop_flip(batch, 4, dy, dx, flip))
+    centred = engine.crop_flip_at(batch, 4, torch.full((6,), 4), torch.full((6,), 4), torch.zeros(6, dtype=bool))
+    assert torch.equal(centred, batch)  # offset = padding and no flip is the identity
+
+
+def test_augmentation_is_drawn_per_image_not_per_batch():
+    batch = torch.arange(16 * 16 * 3, dtype=torch.float32).reshape(1, 16, 16, 3).repeat(64, 1, 1, 1)
+    out = engine.crop_flip(batch, 2, torch.Generator().manual_seed(0))
+    distinct = {tuple(img.flatten()[:50].tolist()) for img in out}
+    assert len(distinct) > 10  # one draw for the whole batch would give a single variant
+
+
+def test_model_layout_is_channels_last_without_a_copy():
+    nhwc = torch.randn(2, 8, 8, 3)
+    nchw = engine.to_model_layout(nhwc)
+    assert nchw.shape == (2, 3, 8, 8)
+    assert nchw.is_contiguous(memory_format=torch.channels_last)
+    assert nchw.data_ptr() == nhwc.data_ptr()
+
+
+def test_normalize_and_resize():
+    x = torch.full((1, 2, 2, 3), 255, dtype=torch.uint8)
+    expected = (1 - torch.tensor(engine.CIFAR_MEAN)) / torch.tensor(engine.CIFAR_STD)
+    assert torch.allclose(engine.normalize(x)[0, 0, 0], expected)
+    img = np.zeros((1, 4, 4, 3), dtype=np.uint8)
+    img[0, :2, :2] = 200  # top-left 2x2 block
+    small = engine.resize_uint8(img, 2)
+    assert small.shape == (1, 2, 2, 3) and small[0, 0, 0, 0] == 200 and small[0, 1, 1, 0] == 0
+    with pytest.raises(ValueError, match="must divide"):
+        engine.resize_uint8(img, 3)
+
+
+def test_resnet34_has_the_cifar_stem():
+    net = networks.resnet34_cifar(10)
+    assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
+    assert isinstance(net.maxpool, torch.nn.Identity)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert 21_000_000 < networks.count_parameters(net) < 21_500_000
+
+
+def small(**overrides):
+    params = dict(models.DEFAULTS["small_cnn"], width=4, epochs=8, batch_size=8, lr=0.05)
+    params.update(overrides)
+    return models.build("small_cnn", seed=0, **params)
+
+
+def test_torch_classifier_contract_learns_and_is_deterministic_on_cpu():
+    x, y = tiny_images()
+    model = small()
+    assert model.fit(x, y) is model
+    pred = model.predict(x)
+    assert pred.dtype == np.int64 and pred.shape == (len(x),)
+    assert np.mean(pred == y) >= 0.9
+    again = small().fit(x, y)
+    assert all(torch.equal(a, b) for a, b in zip(model.net.state_dict().values(),
+                                                  again.net.state_dict().values()))
+    assert model.log["epochs_run"] == 8 and model.log["images_per_second"] > 0
+
+
+def test_sample_weights_change_the_gradient():
+    x, y = tiny_images()
+    plain = small(epochs=1).fit(x, y).net.state_dict()
+    weighted = small(epochs=1).fit(x, y, sample_weight=np.where(y == 1, 5.0, 0.2)).net.state_dict()
+    assert not all(torch.equal(a, b) for a, b in zip(plain.values(), weighted.values()))
+
+
+def test_overfit_regime_stops_once_the_training_set_is_fit():
+    x, y = tiny_images()
+    model = small(epochs=10, overfit_epoch_scale=3, overfit_lr_scale=1.0).fit(x, y, regime="overfit")
+    assert model.log["epochs_run"] < 30
+    assert (model.predict(x) == y).all()
+
+
+def test_images_must_be_uint8_nhwc():
+    with pytest.raises(ValueError, match="uint8 NHWC"):
+        small().fit(np.zeros((4, 5), dtype=np.float32), np.array([0, 1, 0, 1]))
+
+
+def test_device_resolution():
+    assert engine.resolve_device("cpu") == "cpu"
+    assert engine.resolve_device("auto") in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            engine.resolve_device("cuda")
+    with pytest.raises(ValueError):
+        engine.resolve_device("tpu")
+
+
+def test_epoch_size_keeps_oversampled_epochs_as_long_as_standard_ones():
+    x, y = tiny_images()
+    expanded = np.concatenate([np.arange(len(y))] * 3)
+    model = small(epochs=2).fit(x[expanded], y[expanded], epoch_size=len(y))
+    assert model.log["images_seen"] == 2 * len(y)
