@@ -1,10 +1,11 @@
-"""Command line: ``python -m harness report`` re-renders a report from the store, training nothing.
+"""Command line: ``report`` re-renders a report from the store; ``throughput`` times the engine.
 
 Examples::
 
     python -m harness report                         # default store and reports/ directory
     python -m harness report --profile quick         # only the quick profile's claims
     python -m harness report --store /data/store --report-dir /tmp/reports
+    python -m harness throughput --arch resnet34 --epochs 1 --device cuda   # one CIFAR-10 epoch
 """
 
 from __future__ import annotations
@@ -36,6 +37,26 @@ def report_command(args) -> int:
     return 0
 
 
+def throughput_command(args) -> int:
+    """Train ``--arch`` on the CIFAR-10 training set with the engine; print images/s and accuracy."""
+    import json
+
+    import numpy as np
+
+    from . import data, models
+
+    cifar = data.load("cifar10", args.data_dir)
+    n = args.images or len(cifar.y_train)
+    model = models.build(args.arch, seed=0, n_jobs=args.threads, epochs=args.epochs,
+                         device=args.device)
+    model.fit(cifar.x_train[:n], cifar.y_train[:n])
+    accuracy = float(np.mean(model.predict(cifar.x_test) == cifar.y_test))
+    print(json.dumps({"arch": args.arch, "device": str(model.device), "images": n,
+                      "data_source": cifar.source.get("variant"), **model.log,
+                      "test_accuracy": accuracy}, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +65,14 @@ def main(argv=None) -> int:
     report.add_argument("--report-dir", default=str(DEFAULT_REPORT_DIR))
     report.add_argument("--profile", default=None, choices=("quick", "full"))
     report.set_defaults(func=report_command)
+    speed = commands.add_parser("throughput", help="train a network on CIFAR-10 and time it")
+    speed.add_argument("--arch", default="small_cnn", choices=("small_cnn", "resnet34"))
+    speed.add_argument("--epochs", type=int, default=1)
+    speed.add_argument("--images", type=int, default=None, help="train on the first N images")
+    speed.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    speed.add_argument("--threads", type=int, default=2, help="CPU threads")
+    speed.add_argument("--data-dir", default=None)
+    speed.set_defaults(func=throughput_command)
     args = parser.parse_args(argv)
     return args.func(args)
 

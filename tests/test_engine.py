@@ -124,3 +124,16 @@ def test_epoch_size_keeps_oversampled_epochs_as_long_as_standard_ones():
     expanded = np.concatenate([np.arange(len(y))] * 3)
     model = small(epochs=2).fit(x[expanded], y[expanded], epoch_size=len(y))
     assert model.log["images_seen"] == 2 * len(y)
+
+
+@pytest.mark.skipif(__import__("harness.data", fromlist=["locate"]).locate("cifar10/cifar10-jpeg.zip") is None,
+                    reason="CIFAR-10 pack not present")
+def test_throughput_command_trains_and_reports(capsys):
+    import json
+
+    from harness import __main__ as cli
+
+    assert cli.main(["throughput", "--images", "256", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 256 and report["images_per_second"] > 0
+    assert 0.0 <= report["test_accuracy"] <= 1.0 and report["device"] == "cpu"
