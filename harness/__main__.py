@@ -47,9 +47,10 @@ def throughput_command(args) -> int:
 
     cifar = data.load("cifar10", args.data_dir)
     n = args.images or len(cifar.y_train)
+    subset = np.random.default_rng(0).permutation(len(cifar.y_train))[:n]  # files are class-sorted
     model = models.build(args.arch, seed=0, n_jobs=args.threads, epochs=args.epochs,
                          device=args.device)
-    model.fit(cifar.x_train[:n], cifar.y_train[:n])
+    model.fit(cifar.x_train[subset], cifar.y_train[subset])
     accuracy = float(np.mean(model.predict(cifar.x_test) == cifar.y_test))
     print(json.dumps({"arch": args.arch, "device": str(model.device), "images": n,
                       "data_source": cifar.source.get("variant"), **model.log,
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     speed = commands.add_parser("throughput", help="train a network on CIFAR-10 and time it")
     speed.add_argument("--arch", default="small_cnn", choices=("small_cnn", "resnet34"))
     speed.add_argument("--epochs", type=int, default=1)
-    speed.add_argument("--images", type=int, default=None, help="train on the first N images")
+    speed.add_argument("--images", type=int, default=None, help="train on N random images")
     speed.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     speed.add_argument("--threads", type=int, default=2, help="CPU threads")
     speed.add_argument("--data-dir", default=None)
