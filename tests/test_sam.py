@@ -1,0 +1,85 @@
+"""SAM and asymmetric SAM on a tiny model: reductions, sign and scale of the ascent step."""
+
+import pytest
+import torch
+
+from harness import sam
+
+
+def tiny_problem(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(16, 3, generator=g)
+    y = (torch.arange(16) % 4 == 0).long()  # 4 minority samples
+    model = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(2, 3, generator=g))
+        model.bias.zero_()
+    return model, x, y
+
+
+def per_sample(model, x, y):
+    return lambda: torch.nn.functional.cross_entropy(model(x), y, reduction="none")
+
+
+def manual_sam_step(model, x, y, rho, lr):
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    with torch.no_grad():
+        for p, g in zip(model.parameters(), grads):
+            p.add_(rho * g / norm)
+    loss2 = torch.nn.functional.cross_entropy(model(x), y)
+    grads2 = torch.autograd.grad(loss2, list(model.parameters()))
+    with torch.no_grad():
+        for p, g, g2 in zip(model.parameters(), grads, grads2):
+            p.sub_(rho * g / norm)
+            p.sub_(lr * g2)
+
+
+def test_equal_radii_reduce_to_sam():
+    model, x, y = tiny_problem()
+    reference, _, _ = tiny_problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sam.sam_step(list(model.parameters()), per_sample(model, x, y), torch.full((16,), 0.5), opt)
+    manual_sam_step(reference, x, y, rho=0.5, lr=0.1)
+    for a, b in zip(model.parameters(), reference.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_zero_radius_reduces_to_the_base_optimizer():
+    model, x, y = tiny_problem()
+    reference, _, _ = tiny_problem()
+    sam.sam_step(list(model.parameters()), per_sample(model, x, y), torch.zeros(16),
+                 torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    base = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    torch.nn.functional.cross_entropy(reference(x), y).backward()
+    base.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_minority_radius_lengthens_the_step_along_the_minority_gradient():
+    model, x, y = tiny_problem()
+    params = list(model.parameters())
+    losses = per_sample(model, x, y)()
+    symmetric = sam.ascent_vector(params, losses, torch.full((16,), 0.1))
+    radii = sam.class_radii(y, torch.tensor([0.1, 0.5]))
+    asymmetric = sam.ascent_vector(params, losses, radii)
+    minority_grad = torch.autograd.grad(losses[y == 1].sum(), params, retain_graph=True)
+    flat = lambda ts: torch.cat([t.reshape(-1) for t in ts])  # noqa: E731
+    delta = flat(asymmetric) - flat(symmetric)
+    # the extra perturbation is exactly 0.4 x the (normalized) minority gradient: positive along it
+    assert torch.dot(delta, flat(minority_grad)) > 0
+    grads = torch.autograd.grad(losses.mean(), params, retain_graph=True)
+    expected = 0.4 * flat(minority_grad) / 16 / flat(grads).norm()
+    assert torch.allclose(delta, expected, atol=1e-6)
+    assert flat(asymmetric).norm() > flat(symmetric).norm()
+
+
+def test_radii_are_validated():
+    model, x, y = tiny_problem()
+    losses = per_sample(model, x, y)()
+    with pytest.raises(ValueError, match="one radius per sample"):
+        sam.ascent_vector(list(model.parameters()), losses, torch.ones(3))
+    with pytest.raises(ValueError, match="non-negative"):
+        sam.ascent_vector(list(model.parameters()), losses, -torch.ones(16))
