@@ -95,3 +95,15 @@ def overfit(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
     ``overfit_epoch_scale`` in :mod:`harness.nn_hyperparameters`); tabular models reject it.
     """
     return TrainPlan(np.arange(len(y)), regime="overfit")
+
+
+@register_method("sam")
+def sharpness_aware(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+    """Every sample once, optimized with SAM (:mod:`harness.sam`; the model sets the radius)."""
+    return TrainPlan(np.arange(len(y)), regime="sam")
+
+
+@register_method("asymmetric_sam")
+def asymmetric_sharpness_aware(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+    """SAM with a larger ascent radius for minority samples (:mod:`harness.sam`)."""
+    return TrainPlan(np.arange(len(y)), regime="asymmetric_sam")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import nn_hyperparameters
+from . import nn_hyperparameters, toy
 
 # XGBoost settings from the paper's appendix A.1 (XGBClassifier, XGBoost 1.6.2).
 XGBOOST_DEFAULTS = {
@@ -104,10 +104,11 @@ def torch_classifier(**kwargs):
 
 
 MODELS: dict[str, Callable] = {"xgboost": XGBoostModel, "linear_svm": LinearSVMModel,
-                               "small_cnn": torch_classifier, "resnet34": torch_classifier}
+                               "small_cnn": torch_classifier, "resnet34": torch_classifier,
+                               "mlp2d": toy.ToyMLP}
 DEFAULTS: dict[str, dict] = {"xgboost": XGBOOST_DEFAULTS, "linear_svm": LINEAR_SVM_DEFAULTS,
                              "small_cnn": nn_hyperparameters.SMALL_CNN,
-                             "resnet34": nn_hyperparameters.RESNET34}
+                             "resnet34": nn_hyperparameters.RESNET34, "mlp2d": toy.TOY_MLP}
 NEURAL = {"small_cnn", "resnet34"}  # models trained by harness.engine on images
 
 

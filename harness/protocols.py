@@ -43,6 +43,17 @@ class MajorityGrid:
     method: str = "erm"
 
 
+@dataclass(frozen=True)
+class MethodGrid:
+    """One fixed training set, several methods (Figure 9's toy problem)."""
+
+    dataset: str
+    model: str
+    train_counts: tuple[int, ...]       # samples per class, head first
+    methods: tuple[str, ...]
+    test_ratios: tuple[float, ...] = (1.0,)
+
+
 FULL_RATIOS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 # Neural networks: CIFAR-10 10-class at a fixed total. 12,000 is about the most the train split
 # allows at r = 0.01 (head class 5,000 of 5,000); quick uses 2,500 at 16x16 px on the CPU.
@@ -66,8 +77,11 @@ PROFILES = {
         # the training set is imbalanced, the only place the claims look at them.
         "t3-cifar10-nn": RatioGrid("cifar10", "resnet34", 12_000, (0.01, 0.02, 0.05, 0.1, 0.2),
                                    FULL_NN_RATIOS, ("erm", "oversample", "overfit")),
+        "t6-toy2d-mlp": MethodGrid("toy2d", "mlp2d", (400, 20), ("erm", "sam", "asymmetric_sam")),
     },
     "quick": {
+        # The toy problem is cheap: quick and full are the same grid.
+        "t6-toy2d-mlp": MethodGrid("toy2d", "mlp2d", (400, 20), ("erm", "sam", "asymmetric_sam")),
         "t1-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, QUICK_RATIOS, QUICK_RATIOS),
         "t1-covtype-linear_svm": RatioGrid("covtype", "linear_svm", 10_000, QUICK_RATIOS, QUICK_RATIOS),
         "t2-adult-xgboost": MajorityGrid("adult", "xgboost", (250, 500), QUICK_FACTORS),
@@ -114,6 +128,23 @@ def majority_grid_specs(cfg: MajorityGrid, seeds: Sequence[int], data_dir=None,
                     cfg.dataset, cfg.model, cfg.method, (majority, minority_), cfg.test_ratios,
                     seed, data_dir, **hyperparameters)
     return specs
+
+
+def method_grid_specs(cfg: MethodGrid, seeds: Sequence[int], data_dir=None,
+                      **hyperparameters) -> dict[tuple, RunSpec]:
+    """Specs keyed by ``(method, seed)``."""
+    return {(method, seed): make_spec(cfg.dataset, cfg.model, method, cfg.train_counts,
+                                      cfg.test_ratios, seed, data_dir, **hyperparameters)
+            for method in cfg.methods for seed in seeds}
+
+
+GRID_BUILDERS = {RatioGrid: ratio_grid_specs, MajorityGrid: majority_grid_specs,
+                 MethodGrid: method_grid_specs}
+
+
+def grid_specs(cfg, seeds: Sequence[int], data_dir=None, **hyperparameters) -> dict[tuple, RunSpec]:
+    """The specs of any protocol config, keyed as its builder keys them."""
+    return GRID_BUILDERS[type(cfg)](cfg, seeds, data_dir, **hyperparameters)
 
 
 def run_grid(runner, specs: dict[tuple, RunSpec]) -> dict[tuple, dict]:

@@ -35,6 +35,26 @@ def line_figure(fig_id: str, title: str, xlabel: str, ylabel: str, series: list[
             "xscale": xscale, "diagonal": diagonal, "vlines": list(vlines), "caption": caption}
 
 
+def boundary_figure(fig_id: str, title: str, axis: list, labels: list, points: list, point_labels: list,
+                    caption: str = "") -> dict:
+    """A decision-boundary figure: a label grid over ``axis`` x ``axis`` and labelled 2D points."""
+    return {"id": fig_id, "kind": "boundary", "title": title, "axis": axis, "labels": labels,
+            "points": points, "point_labels": point_labels, "caption": caption}
+
+
+def draw_boundary(ax, figure: dict) -> None:
+    import numpy as np
+
+    axis, labels = np.asarray(figure["axis"]), np.asarray(figure["labels"], dtype=float)
+    ax.contourf(axis, axis, labels, levels=[-0.5, 0.5, 1.5], colors=["#dbe9f6", "#f9dcc4"])
+    ax.contour(axis, axis, labels, levels=[0.5], colors="k", linewidths=1)
+    points, point_labels = np.asarray(figure["points"]), np.asarray(figure["point_labels"])
+    for label, colour, name in ((0, "#1f77b4", "majority"), (1, "#d62728", "minority")):
+        chosen = points[point_labels == label]
+        ax.scatter(chosen[:, 0], chosen[:, 1], s=6 if label == 0 else 14, c=colour, label=name)
+    ax.set_aspect("equal")
+
+
 def render_svg(figure: dict) -> str:
     import matplotlib
 
@@ -42,6 +62,11 @@ def render_svg(figure: dict) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    if figure.get("kind") == "boundary":
+        draw_boundary(ax, figure)
+        ax.set_title(figure["title"], fontsize=10)
+        ax.legend(fontsize=7)
+        return svg_of(fig, plt)
     for s in figure["series"]:
         yerr = s.get("yerr")
         if yerr is not None:
@@ -64,6 +89,10 @@ def render_svg(figure: dict) -> str:
     ax.set_title(figure["title"], fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    return svg_of(fig, plt)
+
+
+def svg_of(fig, plt) -> str:
     fig.tight_layout()
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg")

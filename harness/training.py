@@ -61,6 +61,12 @@ def test_set(dataset: data.Dataset, ratio: float, seed: int) -> np.ndarray:
     return imbalance.sample_indices(dataset.y_test, counts, rng)
 
 
+def train_subset(dataset: data.Dataset, spec: RunSpec) -> np.ndarray:
+    """Indices into the train split of the training subset a spec trains on."""
+    rng = np.random.default_rng([spec.seed, TRAIN_STREAM])
+    return imbalance.sample_indices(dataset.y_train, spec.train_counts, rng)
+
+
 def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
     """Train and evaluate one run; return its record (a JSON-ready dict).
 
@@ -70,8 +76,7 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
     """
     started = time.perf_counter()
     dataset = data.load(spec.dataset, data_dir)
-    train_rng = np.random.default_rng([spec.seed, TRAIN_STREAM])
-    train_idx = imbalance.sample_indices(dataset.y_train, spec.train_counts, train_rng)
+    train_idx = train_subset(dataset, spec)
     x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
 
     plan = methods.get(spec.method)(y_train, np.random.default_rng([spec.seed, METHOD_STREAM]))
@@ -81,6 +86,8 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
 
     metrics = {"train": classification_metrics(y_train, model.predict(x_train), dataset.num_classes),
                "test": {}}
+    if hasattr(model, "extra_metrics"):  # model-specific measurements, e.g. decision margins
+        metrics["extra"] = model.extra_metrics()
     for ratio in spec.test_ratios:
         idx = test_set(dataset, ratio, spec.seed)
         metrics["test"][ratio_key(ratio)] = classification_metrics(

@@ -57,7 +57,7 @@ def test_paper_hyperparameters():
 @pytest.mark.parametrize("name", TABULAR)
 def test_tabular_models_reject_the_overfit_regime(name):
     x, y = blobs()
-    with pytest.raises(ValueError, match="neural networks only"):
+    with pytest.raises(ValueError, match="has no 'overfit' training regime"):
         models.build(name, seed=0).fit(x, y, regime="overfit")
 
 
