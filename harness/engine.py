@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import sam
 from .networks import build_network
 
 # Per-channel statistics of the CIFAR-10 training images (0..1 scale).
@@ -110,19 +111,22 @@ def predict_logits(net, images_u8: torch.Tensor, batch_size: int = 1024) -> torc
 
 def train(net, images_u8: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
           hp: dict, epochs: int, lr: float, generator: torch.Generator,
-          stop_when_fit: bool = False, epoch_size: int | None = None) -> dict:
+          stop_when_fit: bool = False, epoch_size: int | None = None,
+          radii: torch.Tensor | None = None) -> dict:
     """SGD with momentum and a per-step cosine schedule; returns a small training log.
 
     ``weights`` (one per sample, mean 1) scale each sample's loss. ``epoch_size`` rows are drawn
     without replacement from the training rows each epoch (default: all). ``stop_when_fit``
-    ends training after the first epoch whose un-augmented training error is zero.
+    ends training after the first epoch whose un-augmented training error is zero. ``radii``
+    (one per sample) turns each step into a SAM / asymmetric-SAM step (:mod:`harness.sam`).
     """
     device = images_u8.device
     n = min(epoch_size or len(labels), len(labels))
     batch_size = hp["batch_size"]
     steps_per_epoch = math.ceil(n / batch_size)
     total_steps = max(1, epochs * steps_per_epoch)
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=hp["momentum"],
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=hp["momentum"],
                                 weight_decay=hp["weight_decay"])
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
@@ -136,13 +140,19 @@ def train(net, images_u8: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
             # Augment in uint8 (a quarter of the bytes to gather), then normalize; zero padding
             # is black, as torchvision's RandomCrop(padding=...) on PIL images pads.
             batch = normalize(crop_flip(images_u8[idx], hp["crop_padding"], generator))
-            with autocast:
-                logits = net(to_model_layout(batch))
-            loss = F.cross_entropy(logits.float(), labels[idx], reduction="none")
-            loss = (loss * weights[idx]).mean() if weights is not None else loss.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+
+            def per_sample_loss(batch=batch, idx=idx):
+                with autocast:
+                    logits = net(to_model_layout(batch))
+                loss = F.cross_entropy(logits.float(), labels[idx], reduction="none")
+                return loss * weights[idx] if weights is not None else loss
+
+            if radii is None:
+                optimizer.zero_grad(set_to_none=True)
+                per_sample_loss().mean().backward()
+                optimizer.step()
+            else:
+                sam.sam_step(params, per_sample_loss, radii[idx], optimizer)
             schedule.step()
         epochs_run += 1
         if stop_when_fit and (predict_logits(net, images_u8).argmax(1) == labels).all():
@@ -150,6 +160,17 @@ def train(net, images_u8: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
     seconds = time.perf_counter() - started
     return {"epochs_run": epochs_run, "images_seen": epochs_run * n, "train_seconds": seconds,
             "images_per_second": epochs_run * n / seconds if seconds > 0 else math.nan}
+
+
+def minority_half_radii(labels: torch.Tensor, num_classes: int, rho: float,
+                        scale: float) -> torch.Tensor:
+    """Per-sample SAM radii: ``rho`` for the more frequent half of the classes in ``labels``,
+    ``rho * scale`` for the rarer half (binary: the minority class; CIFAR-10: the 5 rarest)."""
+    counts = torch.bincount(labels, minlength=num_classes)
+    rarest = torch.argsort(counts, stable=True)[: num_classes // 2]
+    per_class = torch.full((num_classes,), float(rho), device=labels.device)
+    per_class[rarest] = rho * scale
+    return per_class[labels]
 
 
 class TorchClassifier:
@@ -173,7 +194,7 @@ class TorchClassifier:
             epoch_size: int | None = None):
         if x.ndim != 4 or x.dtype != np.uint8:
             raise ValueError(f"{self.hp['arch']} trains on uint8 NHWC images; got {x.dtype} {x.shape}")
-        if regime not in ("standard", "overfit"):
+        if regime not in ("standard", "overfit", "sam", "asymmetric_sam"):
             raise ValueError(f"unknown training regime {regime!r}")
         device = torch.device(resolve_device(self.hp.get("device", "cpu")))
         if device.type == "cpu":
@@ -191,10 +212,39 @@ class TorchClassifier:
         if regime == "overfit":  # small learning rate, many epochs, until the training set is fit
             epochs = int(epochs * self.hp["overfit_epoch_scale"])
             lr = lr * self.hp["overfit_lr_scale"]
+        radii = None
+        if regime in ("sam", "asymmetric_sam"):
+            scale = self.hp["minority_radius_scale"] if regime == "asymmetric_sam" else 1.0
+            radii = minority_half_radii(labels, self.num_classes, self.hp["sam_rho"], scale)
         self.log = train(self.net, images, labels, weights, self.hp, epochs, lr, generator,
-                         stop_when_fit=regime == "overfit", epoch_size=epoch_size)
+                         stop_when_fit=regime == "overfit", epoch_size=epoch_size, radii=radii)
         self.device = device
+        self.train_images, self.train_labels = images, labels
         return self
+
+    def extra_metrics(self) -> dict:
+        """Flatness of the minimum on the model's own training data (Figure 7), when asked for
+        by ``hessian_top_k`` > 0: the top Hessian eigenvalues of the mean cross-entropy, and the
+        loss along one filter-normalized random direction (alpha in [-1, 1])."""
+        k = self.hp.get("hessian_top_k", 0)
+        if not k:
+            return {}
+        from . import flatness
+
+        n = min(self.hp["hessian_samples"], len(self.train_labels))
+        pick = torch.randperm(len(self.train_labels), generator=torch.Generator().manual_seed(self.seed))[:n]
+        images = self.train_images[pick.to(self.train_images.device)]
+        labels = self.train_labels[pick.to(self.train_labels.device)]
+        inputs = to_model_layout(normalize(images))
+        self.net.eval()
+        eigenvalues = flatness.hessian_top_eigenvalues(
+            self.net, lambda out: F.cross_entropy(out.float(), labels), inputs, k=k, seed=self.seed)
+        direction = flatness.filter_normalized_direction(self.net, torch.Generator().manual_seed(self.seed))
+        alphas = [round(a, 2) for a in np.linspace(-1, 1, 11)]
+        losses = flatness.loss_along(self.net, direction, alphas,
+                                     lambda m: F.cross_entropy(m(inputs).float(), labels))
+        return {"hessian_top_eigenvalues": [float(v) for v in eigenvalues],
+                "loss_along_direction": {"alpha": alphas, "loss": losses}}
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         images = torch.from_numpy(resize_uint8(x, self.hp["image_size"])).to(self.device)

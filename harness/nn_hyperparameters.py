@@ -24,6 +24,10 @@ RESNET34 = {
     "crop_padding": 4,         # pixels of zero padding before the random crop
     "overfit_lr_scale": 0.1,   # method "overfit": learning rate multiplied by this
     "overfit_epoch_scale": 3,  # method "overfit": epochs multiplied by this (stops once train error is 0)
+    "sam_rho": 0.05,           # methods "sam"/"asymmetric_sam": ascent radius (Foret et al.'s CIFAR value)
+    "minority_radius_scale": 2.0,  # "asymmetric_sam": radius x this for the rarer half of the classes
+    "hessian_top_k": 0,        # >0: after training, measure this many top Hessian eigenvalues
+    "hessian_samples": 1000,   # training images (un-augmented, BN in eval mode) the Hessian uses
     "device": "cpu",           # set from --device when the spec is built
 }
 
@@ -39,5 +43,9 @@ SMALL_CNN = {
     "crop_padding": 2,         # pixels of zero padding before the random crop (4 px at 32 px, scaled)
     "overfit_lr_scale": 0.1,   # method "overfit": learning rate multiplied by this
     "overfit_epoch_scale": 3,  # method "overfit": epochs multiplied by this (stops once train error is 0)
+    "sam_rho": 0.05,           # methods "sam"/"asymmetric_sam": ascent radius (Foret et al.'s CIFAR value)
+    "minority_radius_scale": 2.0,  # "asymmetric_sam": radius x this for the rarer half of the classes
+    "hessian_top_k": 0,        # >0: after training, measure this many top Hessian eigenvalues
+    "hessian_samples": 1000,   # training images (un-augmented, BN in eval mode) the Hessian uses
     "device": "cpu",           # set from --device when the spec is built
 }

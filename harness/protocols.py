@@ -30,6 +30,8 @@ class RatioGrid:
     train_ratios: tuple[float, ...]     # minority/majority of the training set
     test_ratios: tuple[float, ...]      # minority/majority of the held-out test sets
     methods: tuple[str, ...] = ("erm",)
+    imbalanced_only: tuple[str, ...] = ()  # methods run only at train ratios below 1
+    hyperparameters: tuple[tuple[str, object], ...] = ()  # model settings beyond the defaults
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,20 @@ PROFILES = {
         "t3-cifar10-nn": RatioGrid("cifar10", "resnet34", 12_000, (0.01, 0.02, 0.05, 0.1, 0.2),
                                    FULL_NN_RATIOS, ("erm", "oversample", "overfit")),
         "t6-toy2d-mlp": MethodGrid("toy2d", "mlp2d", (400, 20), ("erm", "sam", "asymmetric_sam")),
+        "t6-cifar10-nn": RatioGrid("cifar10", "resnet34", 12_000, (0.01, 0.1, 1.0), FULL_NN_RATIOS,
+                                   ("erm", "sam", "asymmetric_sam"), ("asymmetric_sam",)),
+        "t5-cifar10-flatness": RatioGrid("cifar10", "resnet34", 12_000, (0.01, 1.0), (1.0,),
+                                         hyperparameters=(("hessian_top_k", 10),)),
     },
     "quick": {
         # The toy problem is cheap: quick and full are the same grid.
         "t6-toy2d-mlp": MethodGrid("toy2d", "mlp2d", (400, 20), ("erm", "sam", "asymmetric_sam")),
+        # Asymmetric SAM needs a minority: it runs at the imbalanced ratio only.
+        "t6-cifar10-nn": RatioGrid("cifar10", "small_cnn", 2_500, (0.05, 1.0), QUICK_NN_RATIOS,
+                                   ("erm", "sam", "asymmetric_sam"), ("asymmetric_sam",)),
+        # Hessian spectra need the trained network, so these runs measure them as they finish.
+        "t5-cifar10-flatness": RatioGrid("cifar10", "small_cnn", 2_500, (0.05, 1.0), (1.0,),
+                                         hyperparameters=(("hessian_top_k", 10),)),
         "t1-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, QUICK_RATIOS, QUICK_RATIOS),
         "t1-covtype-linear_svm": RatioGrid("covtype", "linear_svm", 10_000, QUICK_RATIOS, QUICK_RATIOS),
         "t2-adult-xgboost": MajorityGrid("adult", "xgboost", (250, 500), QUICK_FACTORS),
@@ -108,10 +120,12 @@ def ratio_grid_specs(cfg: RatioGrid, seeds: Sequence[int], data_dir=None,
                      **hyperparameters) -> dict[tuple, RunSpec]:
     """Specs keyed by ``(method, train_ratio, seed)``."""
     num_classes = data.load(cfg.dataset, data_dir).num_classes
+    hyperparameters = {**dict(cfg.hyperparameters), **hyperparameters}
     return {(method, r, seed): make_spec(cfg.dataset, cfg.model, method,
                                          imbalance.counts_for_total(cfg.total, num_classes, r),
                                          cfg.test_ratios, seed, data_dir, **hyperparameters)
-            for method in cfg.methods for r in cfg.train_ratios for seed in seeds}
+            for method in cfg.methods for r in cfg.train_ratios for seed in seeds
+            if r < 1 or method not in cfg.imbalanced_only}
 
 
 def majority_grid_specs(cfg: MajorityGrid, seeds: Sequence[int], data_dir=None,

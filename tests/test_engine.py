@@ -137,3 +137,29 @@ def test_throughput_command_trains_and_reports(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 256 and report["images_per_second"] > 0
     assert 0.0 <= report["test_accuracy"] <= 1.0 and report["device"] == "cpu"
+
+
+def test_minority_half_radii_scale_the_rarer_classes():
+    labels = torch.tensor([0] * 5 + [1] * 2 + [2] * 4 + [3] * 1)
+    radii = engine.minority_half_radii(labels, 4, rho=0.1, scale=3.0)
+    per_class = {int(c): float(radii[labels == c][0]) for c in range(4)}
+    assert per_class == pytest.approx({0: 0.1, 1: 0.3, 2: 0.1, 3: 0.3})
+
+
+def test_sam_regime_with_zero_radius_matches_standard_training():
+    x, y = tiny_images()
+    plain = small(epochs=2).fit(x, y)
+    zero = small(epochs=2, sam_rho=0.0).fit(x, y, regime="sam")
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain.net.parameters(), zero.net.parameters()))
+    moved = small(epochs=2, sam_rho=0.5).fit(x, y, regime="asymmetric_sam")
+    assert not all(torch.allclose(a, b) for a, b in zip(plain.net.parameters(), moved.net.parameters()))
+
+
+def test_flatness_metrics_are_measured_when_asked():
+    x, y = tiny_images()
+    assert small(epochs=1).fit(x, y).extra_metrics() == {}
+    metrics = small(epochs=2, hessian_top_k=3, hessian_samples=16).fit(x, y).extra_metrics()
+    values = metrics["hessian_top_eigenvalues"]
+    assert len(values) == 3 and values == sorted(values, reverse=True)
+    curve = metrics["loss_along_direction"]
+    assert curve["alpha"][5] == 0.0 and len(curve["loss"]) == 11

@@ -40,7 +40,7 @@ def test_zero_temperature_is_deterministic_descent():
         opt.zero_grad()
         (w**2).sum().backward()
         opt.step()
-    assert abs(float(w)) < 1e-3
+    assert abs(float(w.detach())) < 1e-3
 
 
 def test_sample_averager_averages_probabilities():
