@@ -13,6 +13,17 @@ forward+backward): widths (16, 32, 64) at 16x16 px run at ~12,000 images/s; (32,
 16x16 px at ~6,700; the same networks at 32x32 px at ~3,700 and ~1,200.
 """
 
+# Settings of the methods and measurements, the same for every network.
+METHOD_SETTINGS = {
+    "overfit_lr_scale": 0.1,   # method "overfit": learning rate multiplied by this
+    "overfit_epoch_scale": 3,  # method "overfit": epochs multiplied by this (stops once train error is 0)
+    "sam_rho": 0.05,           # methods "sam"/"asymmetric_sam": ascent radius (Foret et al.'s CIFAR value)
+    "minority_radius_scale": 2.0,  # "asymmetric_sam": radius x this for the rarer half of the classes
+    "hessian_top_k": 0,        # >0: after training, measure this many top Hessian eigenvalues
+    "hessian_samples": 1000,   # training images (un-augmented, BN in eval mode) the Hessian uses
+    "device": "cpu",           # set from --device when the spec is built
+}
+
 RESNET34 = {
     "arch": "resnet34",        # torchvision ResNet-34, CIFAR stem (3x3 stride-1 conv, no max-pool)
     "image_size": 32,          # pixels (side); CIFAR-10's native size
@@ -22,13 +33,7 @@ RESNET34 = {
     "momentum": 0.9,           # SGD momentum (Nesterov off)
     "weight_decay": 2e-4,      # L2 coefficient on all parameters
     "crop_padding": 4,         # pixels of zero padding before the random crop
-    "overfit_lr_scale": 0.1,   # method "overfit": learning rate multiplied by this
-    "overfit_epoch_scale": 3,  # method "overfit": epochs multiplied by this (stops once train error is 0)
-    "sam_rho": 0.05,           # methods "sam"/"asymmetric_sam": ascent radius (Foret et al.'s CIFAR value)
-    "minority_radius_scale": 2.0,  # "asymmetric_sam": radius x this for the rarer half of the classes
-    "hessian_top_k": 0,        # >0: after training, measure this many top Hessian eigenvalues
-    "hessian_samples": 1000,   # training images (un-augmented, BN in eval mode) the Hessian uses
-    "device": "cpu",           # set from --device when the spec is built
+    **METHOD_SETTINGS,
 }
 
 SMALL_CNN = {
@@ -41,11 +46,5 @@ SMALL_CNN = {
     "momentum": 0.9,           # SGD momentum (Nesterov off)
     "weight_decay": 5e-4,      # L2 coefficient on all parameters
     "crop_padding": 2,         # pixels of zero padding before the random crop (4 px at 32 px, scaled)
-    "overfit_lr_scale": 0.1,   # method "overfit": learning rate multiplied by this
-    "overfit_epoch_scale": 3,  # method "overfit": epochs multiplied by this (stops once train error is 0)
-    "sam_rho": 0.05,           # methods "sam"/"asymmetric_sam": ascent radius (Foret et al.'s CIFAR value)
-    "minority_radius_scale": 2.0,  # "asymmetric_sam": radius x this for the rarer half of the classes
-    "hessian_top_k": 0,        # >0: after training, measure this many top Hessian eigenvalues
-    "hessian_samples": 1000,   # training images (un-augmented, BN in eval mode) the Hessian uses
-    "device": "cpu",           # set from --device when the spec is built
+    **METHOD_SETTINGS,
 }
