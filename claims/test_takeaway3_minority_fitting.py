@@ -31,14 +31,15 @@ NN_ARM = "t3-cifar10-nn"
 # training set. The full profile (ResNet-34, 200 epochs, GPU) is where these arms are tested.
 QUICK_SCALE_OVERFIT = (
     "cannot hold at CPU quick scale: the overfit regime does not fit the minority. Minority "
-    "training error ERM minus overfit, 5 seeds at quick scale: r=0.05 -0.002, r=0.2 -0.020 "
-    "(Holm p=1); search at width 32 / 30 epochs (2 seeds, r=0.05): ERM 0.58-0.63, overfit "
-    "0.50-0.54 after 90 epochs, not fit. Oversampling does fit it (0.63 and 0.30 lower).")
+    "training error ERM minus overfit, 5 seeds at quick scale: r=0.05 +0.012 [-0.032, 0.055] "
+    "(p=0.30), r=0.2 -0.004 [-0.021, 0.014] (p=0.67); search at width 32 / 30 epochs (2 seeds, "
+    "r=0.05): ERM 0.58-0.63, overfit 0.50-0.54 after 90 epochs, not fit. Oversampling does fit "
+    "it (0.62 and 0.29 lower).")
 QUICK_SCALE_OVERSAMPLING = (
     "cannot hold at CPU quick scale: oversampling still improves the under-trained quick CNN. "
-    "Balanced test error oversample minus ERM, 5 seeds at quick scale: r=0.05 -0.128 "
-    "[-0.141, -0.115], r=0.2 -0.055 [-0.063, -0.046]; search at width 32 / 30 epochs (2 seeds): "
-    "r=0.05 0.55 -> 0.47, r=0.2 0.47 -> 0.43. Overfit is equivalent to ERM (-0.001, +0.003).")
+    "Balanced test error oversample minus ERM, 5 seeds at quick scale: r=0.05 -0.137 "
+    "[-0.159, -0.116], r=0.2 -0.057 [-0.061, -0.053]; search at width 32 / 30 epochs (2 seeds): "
+    "r=0.05 0.55 -> 0.47, r=0.2 0.47 -> 0.43. Overfit is equivalent to ERM (-0.010, +0.004).")
 
 
 def imbalanced(cfg) -> list[float]:
