@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from harness import stats
-from harness.protocols import balanced_test_error, group_train_error, per_seed
+from harness.protocols import (balanced_test_error, group_train_error, method_lowers_metric,
+                               per_seed)
 from harness.report import line_figure, mean_series
 
 TAKEAWAY = "3"
@@ -124,16 +125,10 @@ def test_oversampling_improves_xgboost_balanced_error(profile, arm, suite, claim
     lower XGBoost's balanced test error.
     """
     cfg, records = suite.grid(profile, arm)
-    values = {r: {m: per_seed(records, (m, r), suite.seeds, balanced_test_error)
-                  for m in ("erm", "oversample")} for r in imbalanced(cfg)}
-    tests = {f"train r={r:g}: ERM minus oversampling": stats.paired_greater(
-        v["erm"], v["oversample"], ALPHA) for r, v in values.items()}
-    verdict = stats.family_verdict(
-        tests, ALPHA, "paired one-sided t on balanced test error (ERM minus oversampling), "
-        f"Holm over train ratios <= {IMBALANCED_TRAIN_RATIO}", suite.seeds,
-        {f"r={r:g}": v for r, v in values.items()},
-        summary="mean balanced error ERM/oversampling: " + ", ".join(
-            f"r={r:g}: {np.mean(v['erm']):.3f}/{np.mean(v['oversample']):.3f}" for r, v in values.items()))
+    verdict = method_lowers_metric(
+        records, suite.seeds, imbalanced(cfg), ("erm", "ERM"), ("oversample", "oversampling"),
+        balanced_test_error, "balanced test error",
+        f"train ratios <= {IMBALANCED_TRAIN_RATIO}", ALPHA)
     conclude(claim, arm, cfg, records, suite.seeds, verdict)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from harness import data, stats
-from harness.protocols import balanced_test_error, per_seed
+from harness.protocols import balanced_test_error, method_lowers_metric, per_seed
 from harness.report import boundary_figure, line_figure, mean_series
 from harness.spec import RunSpec
 from harness.training import train_subset
@@ -151,14 +151,8 @@ def test_asymmetric_sam_improves_on_sam_under_imbalance(profile, arm, suite, cla
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_ASYMMETRIC)
     cfg, records = suite.grid(profile, arm)
-    values = {r: {m: per_seed(records, (m, r), suite.seeds, balanced_test_error)
-                  for m in ("sam", "asymmetric_sam")} for r in imbalanced(cfg)}
-    tests = {f"train r={r:g}: SAM minus asymmetric SAM": stats.paired_greater(
-        v["sam"], v["asymmetric_sam"], ALPHA) for r, v in values.items()}
-    verdict = stats.family_verdict(
-        tests, ALPHA, "paired one-sided t on balanced test error (SAM minus asymmetric SAM), Holm "
-        "over imbalanced train ratios", suite.seeds, {f"r={r:g}": v for r, v in values.items()},
-        summary="mean balanced error SAM/asymmetric SAM: " + ", ".join(
-            f"r={r:g}: {np.mean(v['sam']):.4f}/{np.mean(v['asymmetric_sam']):.4f}" for r, v in values.items()))
+    verdict = method_lowers_metric(
+        records, suite.seeds, imbalanced(cfg), ("sam", "SAM"), ("asymmetric_sam", "asymmetric SAM"),
+        balanced_test_error, "balanced test error", "imbalanced train ratios", ALPHA)
     claim.conclude(TAKEAWAY, arm, verdict, [figure10(arm, cfg, records, suite.seeds)], records.values())
     assert verdict.supported, claim.explain()

@@ -199,3 +199,26 @@ def group_train_error(record: dict, group: str) -> float:
 def per_seed(records: dict[tuple, dict], cell: tuple, seeds: Sequence[int], metric) -> list[float]:
     """``metric(record)`` for each seed of one grid cell (keys are ``cell + (seed,)``)."""
     return [metric(records[cell + (seed,)]) for seed in seeds]
+
+
+def method_lowers_metric(records: dict[tuple, dict], seeds: Sequence[int], ratios: Sequence[float],
+                         baseline: tuple[str, str], method: tuple[str, str], metric,
+                         metric_name: str, family: str, alpha: float):
+    """Verdict that ``method`` lowers ``metric`` below ``baseline`` at every train ratio.
+
+    ``baseline`` and ``method`` are ``(method key, display name)``; cells are keyed
+    ``(method, ratio, seed)``, so the two arms pair by seed (same training subset). One paired
+    one-sided t-test per ratio of H1: metric(baseline) - metric(method) > 0, Holm over ratios.
+    """
+    from . import stats
+
+    (base, base_name), (other, other_name) = baseline, method
+    values = {r: {m: per_seed(records, (m, r), seeds, metric) for m in (base, other)} for r in ratios}
+    tests = {f"train r={r:g}: {base_name} minus {other_name}": stats.paired_greater(
+        v[base], v[other], alpha) for r, v in values.items()}
+    return stats.family_verdict(
+        tests, alpha, f"paired one-sided t on {metric_name} ({base_name} minus {other_name}), "
+        f"Holm over {family}", seeds, {f"r={r:g}": v for r, v in values.items()},
+        summary=f"mean {metric_name} {base_name}/{other_name}: " + ", ".join(
+            f"r={r:g}: {sum(v[base]) / len(seeds):.4f}/{sum(v[other]) / len(seeds):.4f}"
+            for r, v in values.items()))
