@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import sam
-from .networks import build_network
+from .networks import build_network, replace_classifier, split_classifier
 
 # Per-channel statistics of the CIFAR-10 training images (0..1 scale).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -109,16 +109,28 @@ def predict_logits(net, images_u8: torch.Tensor, batch_size: int = 1024) -> torc
     return torch.cat(outs) if outs else torch.empty(0)
 
 
+def cosine(step: int, total_steps: int) -> float:
+    """Learning-rate factor of a cosine decay from 1 to 0 over ``total_steps``."""
+    return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+def sgd(params, lr: float, hp: dict) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+
+
 def train(net, images_u8: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
           hp: dict, epochs: int, lr: float, generator: torch.Generator,
           stop_when_fit: bool = False, epoch_size: int | None = None,
-          radii: torch.Tensor | None = None) -> dict:
+          radii: torch.Tensor | None = None, make_optimizer=sgd, schedule=cosine,
+          after_epoch=None) -> dict:
     """SGD with momentum and a per-step cosine schedule; returns a small training log.
 
     ``weights`` (one per sample, mean 1) scale each sample's loss. ``epoch_size`` rows are drawn
     without replacement from the training rows each epoch (default: all). ``stop_when_fit``
     ends training after the first epoch whose un-augmented training error is zero. ``radii``
     (one per sample) turns each step into a SAM / asymmetric-SAM step (:mod:`harness.sam`).
+    ``make_optimizer(params, lr, hp)`` and ``schedule(step, total_steps) -> lr factor`` replace
+    SGD and the cosine (SGHMC uses both); ``after_epoch(epoch_index)`` runs after each epoch.
     """
     device = images_u8.device
     n = min(epoch_size or len(labels), len(labels))
@@ -126,10 +138,8 @@ def train(net, images_u8: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
     steps_per_epoch = math.ceil(n / batch_size)
     total_steps = max(1, epochs * steps_per_epoch)
     params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=hp["momentum"],
-                                weight_decay=hp["weight_decay"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    optimizer = make_optimizer(params, lr, hp)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step, total_steps))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     started, epochs_run = time.perf_counter(), 0
     for _ in range(epochs):
@@ -153,7 +163,9 @@ def train(net, images_u8: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
                 optimizer.step()
             else:
                 sam.sam_step(params, per_sample_loss, radii[idx], optimizer)
-            schedule.step()
+            scheduler.step()
+        if after_epoch is not None:
+            after_epoch(epochs_run)
         epochs_run += 1
         if stop_when_fit and (predict_logits(net, images_u8).argmax(1) == labels).all():
             break
@@ -190,21 +202,26 @@ class TorchClassifier:
         self.seed, self.n_jobs, self.hp = seed, n_jobs, dict(params)
         self.log: dict = {}
 
+    REGIMES = ("standard", "overfit", "sam", "asymmetric_sam", "laplace", "sghmc", "simclr",
+               "pretrained")
+
     def fit(self, x: np.ndarray, y: np.ndarray, sample_weight=None, regime: str = "standard",
             epoch_size: int | None = None):
         if x.ndim != 4 or x.dtype != np.uint8:
             raise ValueError(f"{self.hp['arch']} trains on uint8 NHWC images; got {x.dtype} {x.shape}")
-        if regime not in ("standard", "overfit", "sam", "asymmetric_sam"):
-            raise ValueError(f"unknown training regime {regime!r}")
+        if regime not in self.REGIMES:
+            raise ValueError(f"unknown training regime {regime!r}; choose one of {self.REGIMES}")
         device = torch.device(resolve_device(self.hp.get("device", "cpu")))
         if device.type == "cpu":
             torch.set_num_threads(self.n_jobs)
         torch.manual_seed(self.seed)
+        self.regime, self.device = regime, device
         self.num_classes = int(max(self.hp.get("num_classes", 0), y.max() + 1))
         self.net = build_network(self.hp["arch"], self.num_classes, self.hp.get("width"))
         self.net = self.net.to(device, memory_format=torch.channels_last)
         images = torch.from_numpy(resize_uint8(x, self.hp["image_size"])).to(device)
         labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
+        self.train_images, self.train_labels = images, labels
         weights = (torch.as_tensor(sample_weight, dtype=torch.float32, device=device)
                    if sample_weight is not None else None)
         generator = torch.Generator(device=device).manual_seed(self.seed)
@@ -216,11 +233,69 @@ class TorchClassifier:
         if regime in ("sam", "asymmetric_sam"):
             scale = self.hp["minority_radius_scale"] if regime == "asymmetric_sam" else 1.0
             radii = minority_half_radii(labels, self.num_classes, self.hp["sam_rho"], scale)
-        self.log = train(self.net, images, labels, weights, self.hp, epochs, lr, generator,
-                         stop_when_fit=regime == "overfit", epoch_size=epoch_size, radii=radii)
-        self.device = device
-        self.train_images, self.train_labels = images, labels
+        pre_log, extra = {}, {}
+        if regime in ("simclr", "pretrained"):  # pre-trained encoder, then end-to-end fine-tuning
+            pre_log = self.pretrain_encoder(images, generator)
+            lr = lr * self.hp["finetune_lr_scale"]
+            self.fit_linear_probe(images, labels)
+            replace_classifier(self.net, self.num_classes)
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if regime == "sghmc":
+            from . import bayesian
+            from .sghmc import SampleAverager
+
+            cycles, per_cycle = self.hp["sghmc_cycles"], self.hp["sghmc_samples_per_cycle"]
+            collect_at = bayesian.sample_epochs(epochs, cycles, per_cycle)
+            self.samples = SampleAverager()
+            extra = dict(
+                make_optimizer=bayesian.sghmc_optimizer(len(labels), self.hp["sghmc_temperature"],
+                                                        torch.Generator().manual_seed(self.seed)),
+                schedule=bayesian.cyclical_cosine(cycles),
+                after_epoch=lambda e: self.samples.collect(self.net) if e in collect_at else None)
+        self.log = {**pre_log, **train(self.net, images, labels, weights, self.hp, epochs, lr,
+                                       generator, stop_when_fit=regime == "overfit",
+                                       epoch_size=epoch_size, radii=radii, **extra)}
+        if regime == "laplace":
+            from . import bayesian
+
+            self.laplace = bayesian.fit_diagonal_laplace(
+                self.net, to_model_layout(normalize(images)), labels, self.hp["laplace_subset"])
+            self.log["laplace_prior_precision"] = float(self.laplace.prior_precision.mean())
         return self
+
+    def pretrain_encoder(self, images: torch.Tensor, generator: torch.Generator) -> dict:
+        """SimCLR on the training images themselves, or user-supplied weights ("pretrained")."""
+        from . import simclr
+
+        encoder, head_name = split_classifier(self.net)
+        if self.regime == "pretrained":
+            if not self.hp.get("pretrained_weights"):
+                raise ValueError("the 'pretrained' regime needs the hyperparameter "
+                                 "pretrained_weights (a state-dict file for this network)")
+            return simclr.load_pretrained(self.net, self.hp["pretrained_weights"], head_name)
+        scale, shift = normalization_constants(images.device)
+        scale, shift = scale.view(1, 3, 1, 1) * 255, shift.view(1, 3, 1, 1)
+        feature_dim = self.net.get_submodule(head_name).in_features
+        return simclr.pretrain(encoder, feature_dim, images, self.hp, generator,
+                               standardize=lambda x: x * scale + shift)
+
+    @torch.no_grad()
+    def fit_linear_probe(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """A linear probe on a frozen copy of the pre-trained encoder (taken before fine-tuning
+        moves the weights, so that one pre-training serves both routines of Figure 6)."""
+        import copy
+
+        from . import simclr
+
+        encoder, _ = split_classifier(self.net)
+        self.frozen_encoder = copy.deepcopy(encoder).eval()
+        self.probe = simclr.LinearProbe(self.seed).fit(self.frozen_features(images),
+                                                       labels.cpu().numpy())
+
+    @torch.no_grad()
+    def frozen_features(self, images_u8: torch.Tensor) -> np.ndarray:
+        return torch.cat([self.frozen_encoder(to_model_layout(normalize(images_u8[i:i + 1024]))).float()
+                          for i in range(0, len(images_u8), 1024)]).cpu().numpy()
 
     def extra_metrics(self) -> dict:
         """Flatness of the minimum on the model's own training data (Figure 7), when asked for
@@ -246,6 +321,31 @@ class TorchClassifier:
         return {"hessian_top_eigenvalues": [float(v) for v in eigenvalues],
                 "loss_along_direction": {"alpha": alphas, "loss": losses}}
 
+    def probabilities(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of the trained model: the posterior predictive for Laplace and
+        SGHMC, the network's softmax otherwise."""
+        if self.regime == "laplace":
+            from . import bayesian
+
+            return bayesian.laplace_probabilities(self.laplace, to_model_layout(normalize(images_u8)))
+        if self.regime == "sghmc":
+            from . import bayesian
+
+            return bayesian.average_probabilities(
+                self.samples, lambda a, b: to_model_layout(normalize(images_u8[a:b])), len(images_u8))
+        return predict_logits(self.net, images_u8).softmax(1)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         images = torch.from_numpy(resize_uint8(x, self.hp["image_size"])).to(self.device)
-        return predict_logits(self.net, images).argmax(1).cpu().numpy().astype(np.int64)
+        return self.probabilities(images).argmax(1).cpu().numpy().astype(np.int64)
+
+    def predict_variants(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Predictions of the other models a run produces, recorded beside the main one: the
+        MAP network a Laplace posterior is fitted around, and the linear probe on the
+        pre-trained encoder of a SimCLR / pre-trained run."""
+        images = torch.from_numpy(resize_uint8(x, self.hp["image_size"])).to(self.device)
+        if self.regime == "laplace":
+            return {"map": predict_logits(self.net, images).argmax(1).cpu().numpy().astype(np.int64)}
+        if self.regime in ("simclr", "pretrained"):
+            return {"linear_probe": self.probe.predict(self.frozen_features(images))}
+        return {}

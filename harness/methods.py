@@ -107,3 +107,30 @@ def sharpness_aware(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
 def asymmetric_sharpness_aware(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
     """SAM with a larger ascent radius for minority samples (:mod:`harness.sam`)."""
     return TrainPlan(np.arange(len(y)), regime="asymmetric_sam")
+
+
+@register_method("laplace")
+def laplace(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+    """Standard training, then a diagonal Laplace posterior; predictions are its posterior
+    predictive (:mod:`harness.bayesian`)."""
+    return TrainPlan(np.arange(len(y)), regime="laplace")
+
+
+@register_method("sghmc")
+def sghmc(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+    """SGHMC in place of SGD, predictions averaged over its samples (:mod:`harness.bayesian`)."""
+    return TrainPlan(np.arange(len(y)), regime="sghmc")
+
+
+@register_method("simclr")
+def simclr(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+    """SimCLR pre-training on the training images, then end-to-end fine-tuning on the same data
+    (:mod:`harness.simclr`); a linear probe on the pre-trained encoder is recorded alongside."""
+    return TrainPlan(np.arange(len(y)), regime="simclr")
+
+
+@register_method("simclr_imagenet")
+def simclr_imagenet(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+    """Fine-tuning from user-supplied ImageNet SimCLR weights (hyperparameter
+    ``pretrained_weights``); a linear probe on those weights is recorded alongside."""
+    return TrainPlan(np.arange(len(y)), regime="pretrained")

@@ -38,8 +38,29 @@ def build_network(arch: str, num_classes: int, width: int | None = None) -> nn.M
     raise ValueError(f"unknown architecture {arch!r}; choose resnet34 or small_cnn")
 
 
+def split_classifier(net: nn.Module) -> tuple[nn.Module, str]:
+    """The network's feature extractor (sharing its parameters) and the name of its final linear
+    layer: everything up to the pooled features, for SimCLR, linear probes and Laplace."""
+    if isinstance(net, nn.Sequential):  # small_cnn
+        return net[:-1], str(len(net) - 1)
+    children = [m for name, m in net.named_children() if name != "fc"]  # torchvision ResNet
+    return nn.Sequential(*children, nn.Flatten()), "fc"
+
+
+def replace_classifier(net: nn.Module, num_classes: int) -> None:
+    """A freshly initialized final linear layer (for fine-tuning a pre-trained encoder)."""
+    _, name = split_classifier(net)
+    old = net.get_submodule(name)
+    new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+    if isinstance(net, nn.Sequential):
+        net[int(name)] = new
+    else:
+        setattr(net, name, new)
+
+
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-__all__ = ["build_network", "count_parameters", "resnet34_cifar", "small_cnn", "torch"]
+__all__ = ["build_network", "count_parameters", "replace_classifier", "resnet34_cifar", "small_cnn",
+           "split_classifier", "torch"]

@@ -21,6 +21,19 @@ METHOD_SETTINGS = {
     "minority_radius_scale": 2.0,  # "asymmetric_sam": radius x this for the rarer half of the classes
     "hessian_top_k": 0,        # >0: after training, measure this many top Hessian eigenvalues
     "hessian_samples": 1000,   # training images (un-augmented, BN in eval mode) the Hessian uses
+    "laplace_subset": "last_layer",  # method "laplace": which weights get a diagonal posterior
+    "sghmc_temperature": 1.0,  # method "sghmc": posterior temperature (1: the Bayesian posterior)
+    "sghmc_cycles": 3,         # method "sghmc": cosine step-size cycles over the training epochs
+    "sghmc_samples_per_cycle": 1,  # method "sghmc": samples kept from the last epochs of each cycle
+    "simclr_epochs": 200,      # method "simclr": pre-training passes over the training set
+    "simclr_batch_size": 512,  # method "simclr": images per step (two views each)
+    "simclr_lr": 0.5,          # method "simclr": peak SGD learning rate, cosine-annealed per step
+    "simclr_temperature": 0.5,  # NT-Xent temperature (SimCLR's CIFAR-10 value)
+    "projection_dim": 128,     # SimCLR projection-head output width
+    "crop_scale_min": 0.2,     # SimCLR random resized crop: smallest area fraction kept
+    "finetune_lr_scale": 1.0,  # "simclr"/"simclr_imagenet": fine-tuning lr = lr x this
+    "pretrained_weights": "",  # method "simclr_imagenet": state-dict file (from --simclr-weights)
+    "pretrained_sha256": "",   # its checksum, so that a changed file never reuses old results
     "device": "cpu",           # set from --device when the spec is built
 }
 

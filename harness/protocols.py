@@ -84,6 +84,14 @@ PROFILES = {
                                    ("erm", "sam", "asymmetric_sam"), ("asymmetric_sam",)),
         "t5-cifar10-flatness": RatioGrid("cifar10", "resnet34", 12_000, (0.01, 1.0), (1.0,),
                                          hyperparameters=(("hessian_top_k", 10),)),
+        # ERM cells shared with t6-cifar10-nn (same specs).
+        "t5-cifar10-bayesian": RatioGrid("cifar10", "resnet34", 12_000, (0.01, 0.1, 1.0),
+                                         FULL_NN_RATIOS, ("erm", "laplace", "sghmc")),
+        # Figure 6: binary CIFAR-10 (airplane vs automobile) across imbalance ratios; 5,000
+        # training images (the minority has 5,000 in the train split, enough up to r = 1).
+        "t4-cifar10-binary-ssl": RatioGrid("cifar10-binary", "resnet34", 5_000,
+                                           (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), (1.0,),
+                                           ("erm", "oversample", "simclr"), ("oversample",)),
     },
     "quick": {
         # The toy problem is cheap: quick and full are the same grid.
@@ -94,6 +102,15 @@ PROFILES = {
         # Hessian spectra need the trained network, so these runs measure them as they finish.
         "t5-cifar10-flatness": RatioGrid("cifar10", "small_cnn", 2_500, (0.05, 1.0), (1.0,),
                                          hyperparameters=(("hessian_top_k", 10),)),
+        # ERM cells shared with t1-cifar10-nn and t6-cifar10-nn (same specs).
+        "t5-cifar10-bayesian": RatioGrid("cifar10", "small_cnn", 2_500, (0.05, 1.0), QUICK_NN_RATIOS,
+                                         ("erm", "laplace", "sghmc")),
+        # 1,000 images for 40 epochs (320 SGD steps: at 15 epochs the imbalanced binary CNN
+        # predicts the majority class almost always) and 100 SimCLR epochs (~8 s on 2 cores).
+        "t4-cifar10-binary-ssl": RatioGrid("cifar10-binary", "small_cnn", 1_000, (0.1, 1.0), (1.0,),
+                                           ("erm", "oversample", "simclr"), ("oversample",),
+                                           (("epochs", 40), ("simclr_epochs", 100),
+                                            ("simclr_batch_size", 256))),
         "t1-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, QUICK_RATIOS, QUICK_RATIOS),
         "t1-covtype-linear_svm": RatioGrid("covtype", "linear_svm", 10_000, QUICK_RATIOS, QUICK_RATIOS),
         "t2-adult-xgboost": MajorityGrid("adult", "xgboost", (250, 500), QUICK_FACTORS),
@@ -177,6 +194,20 @@ def error_at_ratio(record: dict, ratio: float) -> float:
 def balanced_test_error(record: dict) -> float:
     """Mean per-class error on the balanced (r = 1) test set."""
     return 1.0 - record["metrics"]["test"]["1"]["balanced_accuracy"]
+
+
+def variant_balanced_test_error(name: str):
+    """Metric: balanced test error of another predictor a run recorded (``"map"`` of a Laplace
+    run, ``"linear_probe"`` of a SimCLR run)."""
+
+    def metric(record: dict) -> float:
+        variants = record["metrics"].get("variants", {})
+        if name not in variants:
+            raise KeyError(f"run {record['key']} ({record['spec']['method']}) recorded no "
+                           f"{name!r} predictions; it has {sorted(variants)}")
+        return 1.0 - variants[name]["test"]["1"]["balanced_accuracy"]
+
+    return metric
 
 
 def train_class_error(record: dict, label: int) -> float:

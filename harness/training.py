@@ -67,12 +67,17 @@ def train_subset(dataset: data.Dataset, spec: RunSpec) -> np.ndarray:
     return imbalance.sample_indices(dataset.y_train, spec.train_counts, rng)
 
 
+def no_variants(x) -> dict:
+    return {}
+
+
 def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
     """Train and evaluate one run; return its record (a JSON-ready dict).
 
     The record holds the spec and its key, metrics on the training subset (the distinct samples,
-    before any resampling) and on each test set, the class counts of each, wall time, library
-    versions and the data source.
+    before any resampling) and on each test set (``metrics["variants"][name]["test"]`` for the
+    other predictors a model reports through ``predict_variants``), the class counts of each,
+    wall time, library versions and the data source.
     """
     started = time.perf_counter()
     dataset = data.load(spec.dataset, data_dir)
@@ -92,6 +97,12 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
         idx = test_set(dataset, ratio, spec.seed)
         metrics["test"][ratio_key(ratio)] = classification_metrics(
             dataset.y_test[idx], model.predict(dataset.x_test[idx]), dataset.num_classes)
+        # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's linear
+        # probe), measured on the same test sets so that claims can pair them with the main one.
+        for name, y_pred in getattr(model, "predict_variants", no_variants)(dataset.x_test[idx]).items():
+            metrics.setdefault("variants", {}).setdefault(name, {"test": {}})["test"][
+                ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred,
+                                                           dataset.num_classes)
     return {
         "key": spec.key,
         "spec": spec.to_dict(),

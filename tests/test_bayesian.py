@@ -1,0 +1,98 @@
+"""Diagonal Laplace and SGHMC as the engine uses them: scales, schedules, predictive."""
+
+import numpy as np
+import pytest
+import torch
+
+from harness import bayesian
+from harness.engine import predict_logits
+from tests.test_engine import small, tiny_images
+
+
+def test_sample_epochs_are_the_ends_of_each_cycle():
+    assert bayesian.sample_epochs(15, 3, 1) == {4, 9, 14}
+    assert bayesian.sample_epochs(15, 1, 3) == {12, 13, 14}
+    assert bayesian.sample_epochs(6, 3, 2) == {0, 1, 2, 3, 4, 5}
+    with pytest.raises(ValueError, match="epochs >= cycles"):
+        bayesian.sample_epochs(2, 3, 1)
+
+
+def test_cyclical_cosine_restarts_each_cycle():
+    schedule = bayesian.cyclical_cosine(3)
+    factors = [schedule(step, 30) for step in range(30)]
+    assert factors[0] == factors[10] == factors[20] == 1.0
+    assert all(a > b for a, b in zip(factors[:9], factors[1:10]))  # decays within a cycle
+    assert 0 < factors[9] < 0.03
+
+
+def test_sghmc_at_zero_temperature_is_the_sgd_recipe():
+    """lr / N, friction 1 - momentum and prior precision wd * N reproduce torch's SGD exactly:
+    a wrong scale on any of the three breaks this."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 3, generator=g), torch.randn(32, generator=g)
+    hp = {"momentum": 0.9, "weight_decay": 5e-3}
+    weights = {}
+    for name in ("sgd", "sghmc"):
+        w = torch.zeros(3, requires_grad=True)
+        opt = (torch.optim.SGD([w], lr=0.1, momentum=0.9, weight_decay=5e-3) if name == "sgd" else
+               bayesian.sghmc_optimizer(32, 0.0, torch.Generator())([w], 0.1, hp))
+        for _ in range(20):
+            opt.zero_grad()
+            ((x @ w - y) ** 2).mean().backward()
+            opt.step()
+        weights[name] = w.detach()
+    assert torch.allclose(weights["sgd"], weights["sghmc"], atol=1e-6)
+
+
+def test_sghmc_regime_at_zero_temperature_with_one_sample_behaves_like_standard_training():
+    x, y = tiny_images()
+    plain = small(epochs=3).fit(x, y)
+    chain = small(epochs=3, sghmc_temperature=0.0, sghmc_cycles=1, sghmc_samples_per_cycle=1).fit(
+        x, y, regime="sghmc")
+    assert len(chain.samples.samples) == 1
+    # Not bit-identical: under a schedule SGHMC scales each new gradient by the current step size,
+    # torch's SGD scales the whole momentum buffer. Same problem, same solution.
+    assert np.array_equal(chain.predict(x), plain.predict(x)) and np.mean(chain.predict(x) == y) >= 0.9
+    warm = small(epochs=6, sghmc_cycles=3, sghmc_samples_per_cycle=1).fit(x, y, regime="sghmc")
+    assert len(warm.samples.samples) == 3
+    probabilities = warm.probabilities(warm.train_images)
+    assert torch.allclose(probabilities.sum(1), torch.ones(len(y)), atol=1e-5)
+
+
+def test_diagonal_laplace_matches_the_hand_computed_posterior_of_a_softmax_regression():
+    """Posterior precision = diag GGN + prior, GGN_{c,d} = sum_n x_nd^2 p_nc (1 - p_nc) for the
+    weights of a linear softmax layer; the prior is a marginal-likelihood maximum."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=g)
+    y = (x[:, 0] + 0.5 * torch.randn(64, generator=g) > 0).long()
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))  # laplace wants >1 module
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[-1.0, 0.2, 0.0], [1.0, -0.2, 0.1]]))
+        net[1].bias.zero_()
+    la = bayesian.fit_diagonal_laplace(net, x, y, "last_layer", batch_size=16)
+    p = torch.softmax(net(x), 1).detach()
+    ggn_weight = ((p * (1 - p)).T @ (x ** 2))  # (classes, features)
+    ggn_bias = (p * (1 - p)).sum(0)
+    prior = float(la.prior_precision)
+    expected = 1 / (torch.cat([ggn_weight.flatten(), ggn_bias]) + prior)
+    assert torch.allclose(la.posterior_variance, expected, rtol=1e-4)
+    best = float(la.log_marginal_likelihood(torch.tensor([prior])))
+    for other in (prior / 3, prior * 3):
+        assert float(la.log_marginal_likelihood(torch.tensor([other]))) < best
+
+
+def test_laplace_regime_predicts_from_the_posterior_and_keeps_the_map():
+    x, y = tiny_images()
+    model = small(epochs=4).fit(x, y, regime="laplace")
+    assert model.log["laplace_prior_precision"] > 0
+    variants = model.predict_variants(x)
+    assert set(variants) == {"map"}
+    plain = small(epochs=4).fit(x, y)
+    assert np.array_equal(variants["map"], plain.predict(x))  # the MAP is standard training
+    posterior = model.probabilities(model.train_images)
+    assert torch.allclose(posterior.sum(1), torch.ones(len(y)), atol=1e-5)
+    # The predictive integrates over weight uncertainty: never more confident than the MAP.
+    map_confidence = predict_logits(model.net, model.train_images).softmax(1).max(1).values
+    assert (posterior.max(1).values <= map_confidence + 1e-5).all()
+    with pytest.raises(ValueError, match="laplace_subset"):
+        small(epochs=1, laplace_subset="kron").fit(x, y, regime="laplace")
