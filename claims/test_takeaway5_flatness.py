@@ -5,7 +5,7 @@ Protocol (Figure 7): CIFAR-10 at a fixed training size, standard training on a b
 highly imbalanced training set, five seeds. After training, the ten largest eigenvalues of the
 Hessian of the mean cross-entropy on the model's own training data (1,000 un-augmented training
 images, BatchNorm in eval mode; Lanczos on Hessian-vector products, :mod:`harness.flatness`), and
-the loss along one filter-normalized random direction (Figure 7b, shown, not tested).
+the loss along filter-normalized random directions (Figure 7b).
 
 Protocol (Figure 8): CIFAR-10 at the same training size, balanced and imbalanced training sets,
 five seeds; balanced test error of two Bayesian procedures (:mod:`harness.bayesian`), each
@@ -49,14 +49,16 @@ def figures(arm, cfg, records, seeds) -> list[dict]:
                         [[top_eigenvalues(records[("erm", r, s)])[i] for s in seeds] for i in range(k)])
             for r in ratios], xscale="linear",
         caption="Hessian of the mean training cross-entropy on each model's own training data.")
-    first = records[("erm", ratios[0], seeds[0])]["metrics"]["extra"]["loss_along_direction"]["alpha"]
+    curve = records[("erm", ratios[0], seeds[0])]["metrics"]["extra"]["loss_along_direction"]
+    alphas, directions = curve["alpha"], len(curve["losses"])
     fig7b = line_figure(
-        f"fig7b-{arm}", f"Figure 7b: loss along a filter-normalized direction, {cfg.model}",
+        f"fig7b-{arm}", f"Figure 7b: loss along filter-normalized directions, {cfg.model}",
         "step along the direction (alpha)", "training loss", [
-            mean_series(f"train r={r:g}", first,
+            mean_series(f"train r={r:g}", alphas,
                         [[records[("erm", r, s)]["metrics"]["extra"]["loss_along_direction"]["loss"][i]
-                          for s in seeds] for i in range(len(first))]) for r in ratios],
-        xscale="linear", caption="One random direction per seed, rescaled filter by filter.")
+                          for s in seeds] for i in range(len(alphas))]) for r in ratios],
+        xscale="linear", caption=f"Per seed, the mean over {directions} random directions, each "
+                                 "rescaled filter by filter; mean ± 1 SE over seeds.")
     return [fig7a, fig7b]
 
 
@@ -84,6 +86,43 @@ def test_imbalanced_training_gives_lower_top_hessian_eigenvalues(profile, arm, s
         "minus imbalanced), Holm over imbalanced train ratios", suite.seeds,
         {"r=1": balanced, **{f"r={r:g}": v for r, v in values.items()}},
         summary=f"mean top-10 eigenvalue: balanced {np.mean(balanced):.3f}; " + ", ".join(
+            f"r={r:g} {np.mean(v):.3f}" for r, v in values.items()))
+    claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, suite.seeds), records.values())
+    assert verdict.supported, claim.explain()
+
+
+def loss_rise(record) -> float:
+    """Mean rise of the training loss one filter-normalized step away: over the recorded
+    directions, (loss(alpha = -1) + loss(alpha = +1)) / 2 - loss(alpha = 0)."""
+    curve = record["metrics"]["extra"]["loss_along_direction"]
+    alphas, losses = curve["alpha"], curve["loss"]  # "loss" is the mean over directions
+    return (losses[alphas.index(-1.0)] + losses[alphas.index(1.0)]) / 2 - losses[alphas.index(0.0)]
+
+
+@pytest.mark.parametrize("arm", ["t5-cifar10-flatness"])
+def test_loss_rises_more_slowly_around_imbalanced_minima(profile, arm, suite, claim):
+    """Section 7, Figure 7b: "We also perturb the parameter vector in random directions in
+    Figure 7b using filter-normalization (Huang et al., 2019b) to normalize distance
+    measurements, and we see that the loss increases slightly slower on imbalanced data."
+
+    Statistic: per seed, the rise of the training loss (mean cross-entropy on 1,000 of the
+    model's own un-augmented training images) one filter-normalized step from the minimum,
+    (loss(-1) + loss(+1)) / 2 - loss(0), averaged over the recorded random directions; for every
+    imbalanced train ratio r a one-sided t-test over seeds (paired by seed index) of H1:
+    rise(balanced) - rise(r) > 0, Holm, alpha = 0.05. Refuted when the loss around the
+    imbalanced minimum does not rise significantly more slowly.
+    """
+    cfg, records = suite.grid(profile, arm)
+    balanced = per_seed(records, ("erm", 1.0), suite.seeds, loss_rise)
+    family = [r for r in cfg.train_ratios if r < 1]
+    values = {r: per_seed(records, ("erm", r), suite.seeds, loss_rise) for r in family}
+    tests = {f"balanced minus train r={r:g}": stats.paired_greater(balanced, v, ALPHA)
+             for r, v in values.items()}
+    verdict = stats.family_verdict(
+        tests, ALPHA, "one-sided t over seeds on the loss rise one filter-normalized step away "
+        "(balanced minus imbalanced), Holm over imbalanced train ratios", suite.seeds,
+        {"r=1": balanced, **{f"r={r:g}": v for r, v in values.items()}},
+        summary=f"mean loss rise at |alpha| = 1: balanced {np.mean(balanced):.3f}; " + ", ".join(
             f"r={r:g} {np.mean(v):.3f}" for r, v in values.items()))
     claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, suite.seeds), records.values())
     assert verdict.supported, claim.explain()

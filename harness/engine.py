@@ -300,7 +300,8 @@ class TorchClassifier:
     def extra_metrics(self) -> dict:
         """Flatness of the minimum on the model's own training data (Figure 7), when asked for
         by ``hessian_top_k`` > 0: the top Hessian eigenvalues of the mean cross-entropy, and the
-        loss along one filter-normalized random direction (alpha in [-1, 1])."""
+        loss along ``loss_directions`` filter-normalized random directions (alpha in [-1, 1];
+        ``loss`` is their mean curve, ``losses`` one curve per direction)."""
         k = self.hp.get("hessian_top_k", 0)
         if not k:
             return {}
@@ -314,12 +315,16 @@ class TorchClassifier:
         self.net.eval()
         eigenvalues = flatness.hessian_top_eigenvalues(
             self.net, lambda out: F.cross_entropy(out.float(), labels), inputs, k=k, seed=self.seed)
-        direction = flatness.filter_normalized_direction(self.net, torch.Generator().manual_seed(self.seed))
         alphas = [round(a, 2) for a in np.linspace(-1, 1, 11)]
-        losses = flatness.loss_along(self.net, direction, alphas,
-                                     lambda m: F.cross_entropy(m(inputs).float(), labels))
+        curves = []
+        for d in range(self.hp["loss_directions"]):  # direction d: its own seeded draw
+            generator = torch.Generator().manual_seed(self.seed + 1_000_003 * d)
+            direction = flatness.filter_normalized_direction(self.net, generator)
+            curves.append(flatness.loss_along(self.net, direction, alphas,
+                                              lambda m: F.cross_entropy(m(inputs).float(), labels)))
         return {"hessian_top_eigenvalues": [float(v) for v in eigenvalues],
-                "loss_along_direction": {"alpha": alphas, "loss": losses}}
+                "loss_along_direction": {"alpha": alphas, "loss": np.mean(curves, 0).tolist(),
+                                         "losses": curves}}
 
     def probabilities(self, images_u8: torch.Tensor) -> torch.Tensor:
         """Class probabilities of the trained model: the posterior predictive for Laplace and

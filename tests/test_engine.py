@@ -158,8 +158,11 @@ def test_sam_regime_with_zero_radius_matches_standard_training():
 def test_flatness_metrics_are_measured_when_asked():
     x, y = tiny_images()
     assert small(epochs=1).fit(x, y).extra_metrics() == {}
-    metrics = small(epochs=2, hessian_top_k=3, hessian_samples=16).fit(x, y).extra_metrics()
+    metrics = small(epochs=2, hessian_top_k=3, hessian_samples=16, loss_directions=2).fit(x, y).extra_metrics()
     values = metrics["hessian_top_eigenvalues"]
     assert len(values) == 3 and values == sorted(values, reverse=True)
     curve = metrics["loss_along_direction"]
-    assert curve["alpha"][5] == 0.0 and len(curve["loss"]) == 11
+    assert curve["alpha"][5] == 0.0 and len(curve["loss"]) == 11 and len(curve["losses"]) == 2
+    assert curve["losses"][0] != curve["losses"][1]  # two different random directions
+    assert np.allclose(curve["loss"], np.mean(curve["losses"], 0))
+    assert curve["losses"][0][5] == pytest.approx(curve["losses"][1][5])  # alpha = 0: the minimum
