@@ -51,7 +51,7 @@ QUICK_SCALE_SSL = (
 
 
 def arm_series(records, cfg, seeds, method, metric, label) -> dict:
-    xs = [r for r in cfg.train_ratios if r < 1 or method not in cfg.imbalanced_only]
+    xs = cfg.ratios_for(method)
     return mean_series(label, xs, [per_seed(records, (method, r), seeds, metric) for r in xs])
 
 
@@ -91,7 +91,7 @@ def test_ssl_pretraining_then_fine_tuning_beats_supervised_and_oversampling(prof
     cfg, records = suite.grid(profile, arm)
     seeds = suite.seeds
     values = {(m, r): per_seed(records, (m, r), seeds, balanced_test_error)
-              for m, r, _ in records}
+              for m in cfg.methods for r in cfg.ratios_for(m)}
     tests = {}
     for r in cfg.train_ratios:
         for baseline, name in (("erm", "supervised"), ("oversample", "oversampling")):

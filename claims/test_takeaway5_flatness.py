@@ -62,6 +62,22 @@ def figures(arm, cfg, records, seeds) -> list[dict]:
     return [fig7a, fig7b]
 
 
+def balanced_exceeds_imbalanced(cfg, records, seeds, metric, statistic: str, label: str):
+    """Verdict that ``metric`` of the balanced-data model exceeds that of the imbalanced one:
+    for every imbalanced train ratio r, a one-sided t over seeds (paired by seed index) of H1:
+    metric(balanced) - metric(r) > 0, Holm over those ratios."""
+    balanced = per_seed(records, ("erm", 1.0), seeds, metric)
+    values = {r: per_seed(records, ("erm", r), seeds, metric) for r in cfg.train_ratios if r < 1}
+    tests = {f"balanced minus train r={r:g}": stats.paired_greater(balanced, v, ALPHA)
+             for r, v in values.items()}
+    return stats.family_verdict(
+        tests, ALPHA, f"one-sided t over seeds on {statistic} (balanced minus imbalanced), Holm "
+        "over imbalanced train ratios", seeds,
+        {"r=1": balanced, **{f"r={r:g}": v for r, v in values.items()}},
+        summary=f"{label}: balanced {np.mean(balanced):.3f}; " + ", ".join(
+            f"r={r:g} {np.mean(v):.3f}" for r, v in values.items()))
+
+
 @pytest.mark.parametrize("arm", ["t5-cifar10-flatness"])
 def test_imbalanced_training_gives_lower_top_hessian_eigenvalues(profile, arm, suite, claim):
     """Section 7, Figure 7a: "We thus measure the 10 leading singular values of the Hessian on
@@ -76,17 +92,8 @@ def test_imbalanced_training_gives_lower_top_hessian_eigenvalues(profile, arm, s
     are not significantly lower.
     """
     cfg, records = suite.grid(profile, arm)
-    balanced = per_seed(records, ("erm", 1.0), suite.seeds, mean_top)
-    family = [r for r in cfg.train_ratios if r < 1]
-    values = {r: per_seed(records, ("erm", r), suite.seeds, mean_top) for r in family}
-    tests = {f"balanced minus train r={r:g}": stats.paired_greater(balanced, v, ALPHA)
-             for r, v in values.items()}
-    verdict = stats.family_verdict(
-        tests, ALPHA, "one-sided t over seeds on the mean top-10 Hessian eigenvalue (balanced "
-        "minus imbalanced), Holm over imbalanced train ratios", suite.seeds,
-        {"r=1": balanced, **{f"r={r:g}": v for r, v in values.items()}},
-        summary=f"mean top-10 eigenvalue: balanced {np.mean(balanced):.3f}; " + ", ".join(
-            f"r={r:g} {np.mean(v):.3f}" for r, v in values.items()))
+    verdict = balanced_exceeds_imbalanced(cfg, records, suite.seeds, mean_top,
+                                          "the mean top-10 Hessian eigenvalue", "mean top-10 eigenvalue")
     claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, suite.seeds), records.values())
     assert verdict.supported, claim.explain()
 
@@ -113,17 +120,9 @@ def test_loss_rises_more_slowly_around_imbalanced_minima(profile, arm, suite, cl
     imbalanced minimum does not rise significantly more slowly.
     """
     cfg, records = suite.grid(profile, arm)
-    balanced = per_seed(records, ("erm", 1.0), suite.seeds, loss_rise)
-    family = [r for r in cfg.train_ratios if r < 1]
-    values = {r: per_seed(records, ("erm", r), suite.seeds, loss_rise) for r in family}
-    tests = {f"balanced minus train r={r:g}": stats.paired_greater(balanced, v, ALPHA)
-             for r, v in values.items()}
-    verdict = stats.family_verdict(
-        tests, ALPHA, "one-sided t over seeds on the loss rise one filter-normalized step away "
-        "(balanced minus imbalanced), Holm over imbalanced train ratios", suite.seeds,
-        {"r=1": balanced, **{f"r={r:g}": v for r, v in values.items()}},
-        summary=f"mean loss rise at |alpha| = 1: balanced {np.mean(balanced):.3f}; " + ", ".join(
-            f"r={r:g} {np.mean(v):.3f}" for r, v in values.items()))
+    verdict = balanced_exceeds_imbalanced(cfg, records, suite.seeds, loss_rise,
+                                          "the loss rise one filter-normalized step away",
+                                          "mean loss rise at |alpha| = 1")
     claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, suite.seeds), records.values())
     assert verdict.supported, claim.explain()
 

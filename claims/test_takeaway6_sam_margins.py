@@ -91,12 +91,9 @@ def test_sam_widens_the_margin_around_minority_points(profile, arm, suite, claim
 
 
 def figure10(arm, cfg, records, seeds) -> dict:
-    ratios = list(cfg.train_ratios)
-    series = []
-    for method in cfg.methods:
-        xs = [r for r in ratios if r < 1 or method not in cfg.imbalanced_only]
-        series.append(mean_series(method, xs, [per_seed(records, (method, r), seeds, balanced_test_error)
-                                               for r in xs]))
+    series = [mean_series(method, cfg.ratios_for(method),
+                          [per_seed(records, (method, r), seeds, balanced_test_error)
+                           for r in cfg.ratios_for(method)]) for method in cfg.methods]
     return line_figure(f"fig10-{arm}", f"Figure 10: SAM and asymmetric SAM, {cfg.model} on {cfg.dataset}",
                        "train imbalance ratio", "balanced test error", series,
                        caption="Balanced test set; mean ± 1 SE over seeds.")

@@ -5,7 +5,7 @@ diagonal covariance is fitted around the trained weights: precision = diagonal o
 Gauss-Newton of the training loss (un-augmented training images, BatchNorm in eval mode) plus a
 scalar prior precision chosen by maximizing the marginal likelihood. Predictions are the
 posterior predictive under the linearized network (GLM) with the probit approximation, Laplace
-Redux's recommended predictive. ``laplace_subset`` says which weights are Bayesian:
+Redux's recommended predictive (``TorchClassifier.probabilities``). ``laplace_subset`` says which weights are Bayesian:
 ``"last_layer"`` (default; Laplace Redux's default, and the only choice whose GLM predictive is
 affordable on a CPU: the all-weights predictive needs a Jacobian per test image) or ``"all"``.
 
@@ -26,9 +26,9 @@ import math
 import warnings
 
 import torch
-import torch.nn.functional as F
 
-from .sghmc import SGHMC, SampleAverager
+from .engine import cosine
+from .sghmc import SGHMC
 
 
 def fit_diagonal_laplace(net, inputs: torch.Tensor, labels: torch.Tensor, subset: str,
@@ -58,13 +58,6 @@ def fit_diagonal_laplace(net, inputs: torch.Tensor, labels: torch.Tensor, subset
     return la
 
 
-@torch.no_grad()
-def laplace_probabilities(la, inputs: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Posterior predictive class probabilities (GLM, probit)."""
-    return torch.cat([la(inputs[i:i + batch_size], pred_type="glm", link_approx="probit")
-                      for i in range(0, len(inputs), batch_size)])
-
-
 def sghmc_optimizer(num_data: int, temperature: float, generator: torch.Generator):
     """An engine ``make_optimizer`` building SGHMC with the constants that match SGD's recipe."""
 
@@ -81,7 +74,7 @@ def cyclical_cosine(cycles: int):
 
     def schedule(step: int, total_steps: int) -> float:
         cycle_len = max(1, math.ceil(total_steps / cycles))
-        return 0.5 * (1 + math.cos(math.pi * (step % cycle_len) / cycle_len))
+        return cosine(step % cycle_len, cycle_len)
 
     return schedule
 
@@ -93,13 +86,3 @@ def sample_epochs(epochs: int, cycles: int, per_cycle: int) -> set[int]:
                          f"got epochs={epochs}, cycles={cycles}, per_cycle={per_cycle}")
     bounds = [round(epochs * (c + 1) / cycles) for c in range(cycles)]
     return {e - 1 - k for e in bounds for k in range(per_cycle) if e - 1 - k >= 0}
-
-
-@torch.no_grad()
-def average_probabilities(averager: SampleAverager, inputs_fn, n: int, batch_size: int = 1000):
-    """Mean softmax over the collected samples; ``inputs_fn(start, stop)`` yields network input."""
-    out = []
-    for start in range(0, n, batch_size):
-        x = inputs_fn(start, min(n, start + batch_size))
-        out.append(torch.stack([F.softmax(m(x).float(), -1) for m in averager.samples]).mean(0))
-    return torch.cat(out)

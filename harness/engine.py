@@ -99,14 +99,18 @@ def to_model_layout(batch_nhwc: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def map_batches(fn, images_u8: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """``fn`` applied to network-ready batches (normalized, model layout) of uint8 NHWC
+    images, results concatenated; bounds memory for any predictor (network, posterior, probe)."""
+    outs = [fn(to_model_layout(normalize(images_u8[start:start + batch_size])))
+            for start in range(0, len(images_u8), batch_size)]
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
 def predict_logits(net, images_u8: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     net.eval()
-    outs = []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=images_u8.is_cuda)
-    for start in range(0, len(images_u8), batch_size):
-        with autocast:
-            outs.append(net(to_model_layout(normalize(images_u8[start:start + batch_size]))).float())
-    return torch.cat(outs) if outs else torch.empty(0)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images_u8.is_cuda):
+        return map_batches(lambda x: net(x).float(), images_u8, batch_size)
 
 
 def cosine(step: int, total_steps: int) -> float:
@@ -292,10 +296,8 @@ class TorchClassifier:
         self.probe = simclr.LinearProbe(self.seed).fit(self.frozen_features(images),
                                                        labels.cpu().numpy())
 
-    @torch.no_grad()
     def frozen_features(self, images_u8: torch.Tensor) -> np.ndarray:
-        return torch.cat([self.frozen_encoder(to_model_layout(normalize(images_u8[i:i + 1024]))).float()
-                          for i in range(0, len(images_u8), 1024)]).cpu().numpy()
+        return map_batches(lambda x: self.frozen_encoder(x).float(), images_u8).cpu().numpy()
 
     def extra_metrics(self) -> dict:
         """Flatness of the minimum on the model's own training data (Figure 7), when asked for
@@ -329,15 +331,11 @@ class TorchClassifier:
     def probabilities(self, images_u8: torch.Tensor) -> torch.Tensor:
         """Class probabilities of the trained model: the posterior predictive for Laplace and
         SGHMC, the network's softmax otherwise."""
-        if self.regime == "laplace":
-            from . import bayesian
-
-            return bayesian.laplace_probabilities(self.laplace, to_model_layout(normalize(images_u8)))
+        if self.regime == "laplace":  # GLM predictive with the probit approximation
+            return map_batches(lambda x: self.laplace(x, pred_type="glm", link_approx="probit"),
+                               images_u8)
         if self.regime == "sghmc":
-            from . import bayesian
-
-            return bayesian.average_probabilities(
-                self.samples, lambda a, b: to_model_layout(normalize(images_u8[a:b])), len(images_u8))
+            return map_batches(self.samples.predict_proba, images_u8)
         return predict_logits(self.net, images_u8).softmax(1)
 
     def predict(self, x: np.ndarray) -> np.ndarray:

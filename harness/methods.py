@@ -87,50 +87,35 @@ def reweight(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
     return TrainPlan(np.arange(len(y)), weights[inverse].astype(np.float64))
 
 
-@register_method("overfit")
-def overfit(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
-    """Every sample once, trained with a small learning rate for many epochs until fit.
+def every_sample_once(regime: str, doc: str):
+    """A method that trains on every sample once, unweighted, in the model's ``regime``."""
 
-    The model decides what "small" and "many" mean (``overfit_lr_scale`` and
-    ``overfit_epoch_scale`` in :mod:`harness.nn_hyperparameters`); tabular models reject it.
-    """
-    return TrainPlan(np.arange(len(y)), regime="overfit")
+    def plan(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+        return TrainPlan(np.arange(len(y)), regime=regime)
 
-
-@register_method("sam")
-def sharpness_aware(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
-    """Every sample once, optimized with SAM (:mod:`harness.sam`; the model sets the radius)."""
-    return TrainPlan(np.arange(len(y)), regime="sam")
+    plan.__doc__ = doc
+    return plan
 
 
-@register_method("asymmetric_sam")
-def asymmetric_sharpness_aware(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
-    """SAM with a larger ascent radius for minority samples (:mod:`harness.sam`)."""
-    return TrainPlan(np.arange(len(y)), regime="asymmetric_sam")
-
-
-@register_method("laplace")
-def laplace(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
-    """Standard training, then a diagonal Laplace posterior; predictions are its posterior
-    predictive (:mod:`harness.bayesian`)."""
-    return TrainPlan(np.arange(len(y)), regime="laplace")
-
-
-@register_method("sghmc")
-def sghmc(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
-    """SGHMC in place of SGD, predictions averaged over its samples (:mod:`harness.bayesian`)."""
-    return TrainPlan(np.arange(len(y)), regime="sghmc")
-
-
-@register_method("simclr")
-def simclr(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
-    """SimCLR pre-training on the training images, then end-to-end fine-tuning on the same data
-    (:mod:`harness.simclr`); a linear probe on the pre-trained encoder is recorded alongside."""
-    return TrainPlan(np.arange(len(y)), regime="simclr")
-
-
-@register_method("simclr_imagenet")
-def simclr_imagenet(y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
-    """Fine-tuning from user-supplied ImageNet SimCLR weights (hyperparameter
-    ``pretrained_weights``); a linear probe on those weights is recorded alongside."""
-    return TrainPlan(np.arange(len(y)), regime="pretrained")
+# Methods that change how the model trains or predicts, not which samples it sees.
+for _name, _regime, _doc in [
+    ("overfit", "overfit",
+     "Every sample once, trained with a small learning rate for many epochs until fit. The model "
+     "decides what 'small' and 'many' mean (``overfit_lr_scale`` and ``overfit_epoch_scale`` in "
+     ":mod:`harness.nn_hyperparameters`); tabular models reject it."),
+    ("sam", "sam", "Every sample once, optimized with SAM (:mod:`harness.sam`; the model sets the radius)."),
+    ("asymmetric_sam", "asymmetric_sam",
+     "SAM with a larger ascent radius for minority samples (:mod:`harness.sam`)."),
+    ("laplace", "laplace",
+     "Standard training, then a diagonal Laplace posterior; predictions are its posterior "
+     "predictive (:mod:`harness.bayesian`)."),
+    ("sghmc", "sghmc",
+     "SGHMC in place of SGD, predictions averaged over its samples (:mod:`harness.bayesian`)."),
+    ("simclr", "simclr",
+     "SimCLR pre-training on the training images, then end-to-end fine-tuning on the same data "
+     "(:mod:`harness.simclr`); a linear probe on the pre-trained encoder is recorded alongside."),
+    ("simclr_imagenet", "pretrained",
+     "Fine-tuning from user-supplied ImageNet SimCLR weights (hyperparameter "
+     "``pretrained_weights``); a linear probe on those weights is recorded alongside."),
+]:
+    register_method(_name)(every_sample_once(_regime, _doc))

@@ -33,6 +33,10 @@ class RatioGrid:
     imbalanced_only: tuple[str, ...] = ()  # methods run only at train ratios below 1
     hyperparameters: tuple[tuple[str, object], ...] = ()  # model settings beyond the defaults
 
+    def ratios_for(self, method: str) -> list[float]:
+        """The train ratios ``method`` runs at (imbalanced-only methods skip r = 1)."""
+        return [r for r in self.train_ratios if r < 1 or method not in self.imbalanced_only]
+
 
 @dataclass(frozen=True)
 class MajorityGrid:
@@ -142,8 +146,7 @@ def ratio_grid_specs(cfg: RatioGrid, seeds: Sequence[int], data_dir=None,
     return {(method, r, seed): make_spec(cfg.dataset, cfg.model, method,
                                          imbalance.counts_for_total(cfg.total, num_classes, r),
                                          cfg.test_ratios, seed, data_dir, **hyperparameters)
-            for method in cfg.methods for r in cfg.train_ratios for seed in seeds
-            if r < 1 or method not in cfg.imbalanced_only}
+            for method in cfg.methods for r in cfg.ratios_for(method) for seed in seeds}
 
 
 def majority_grid_specs(cfg: MajorityGrid, seeds: Sequence[int], data_dir=None,

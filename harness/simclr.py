@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .engine import cosine, sgd
+
 GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale
 # RGB -> YIQ; hue rotation turns the (I, Q) chroma plane and maps back.
 RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
@@ -150,13 +152,11 @@ def pretrain(encoder: nn.Module, feature_dim: int, images_u8: torch.Tensor, hp: 
     device = images_u8.device
     head = projection_head(feature_dim, hp["projection_dim"]).to(device)
     params = list(encoder.parameters()) + list(head.parameters())
-    optimizer = torch.optim.SGD(params, lr=hp["simclr_lr"], momentum=hp["momentum"],
-                                weight_decay=hp["weight_decay"])
+    optimizer = sgd(params, hp["simclr_lr"], hp)
     n, batch_size = len(images_u8), min(hp["simclr_batch_size"], len(images_u8))
     steps_per_epoch = n // batch_size  # drop the ragged last batch: NT-Xent wants many negatives
     total = max(1, hp["simclr_epochs"] * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine(step, total))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     started, epoch_losses = time.perf_counter(), []
     encoder.train()
