@@ -75,7 +75,8 @@ def balanced_exceeds_imbalanced(cfg, records, seeds, metric, statistic: str, lab
         "over imbalanced train ratios", seeds,
         {"r=1": balanced, **{f"r={r:g}": v for r, v in values.items()}},
         summary=f"{label}: balanced {np.mean(balanced):.3f}; " + ", ".join(
-            f"r={r:g} {np.mean(v):.3f}" for r, v in values.items()))
+            f"r={r:g} {np.mean(v):.3f}" for r, v in values.items()),
+        effect_unit=f"{statistic}, balanced-trained minus imbalanced-trained model (> 0 supports)")
 
 
 @pytest.mark.parametrize("arm", ["t5-cifar10-flatness"])
@@ -91,11 +92,11 @@ def test_imbalanced_training_gives_lower_top_hessian_eigenvalues(profile, arm, s
     Supported when every comparison rejects. Refuted when the imbalanced model's top eigenvalues
     are not significantly lower.
     """
-    cfg, records = suite.grid(profile, arm)
+    cfg, records = claim.grid(arm)
     verdict = balanced_exceeds_imbalanced(cfg, records, suite.seeds, mean_top,
                                           "the mean top-10 Hessian eigenvalue", "mean top-10 eigenvalue")
     claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, suite.seeds), records.values())
-    assert verdict.supported, claim.explain()
+    claim.assert_supported()
 
 
 def loss_rise(record) -> float:
@@ -117,35 +118,38 @@ def test_loss_rises_more_slowly_around_imbalanced_minima(profile, arm, suite, cl
     (loss(-1) + loss(+1)) / 2 - loss(0), averaged over the recorded random directions; for every
     imbalanced train ratio r a one-sided t-test over seeds (paired by seed index) of H1:
     rise(balanced) - rise(r) > 0, Holm, alpha = 0.05. Refuted when the loss around the
-    imbalanced minimum does not rise significantly more slowly.
+    imbalanced minimum rises significantly faster; inconclusive when not significantly slower.
+
+    EXPLORATORY: the number of random directions (now 5) was raised from 1 after this claim
+    failed on seeds 0-4. The report labels it exploratory until it holds on fresh seeds
+    (``--seed-offset=5``); a run on seeds 5-9 is labelled a confirmation run.
     """
-    cfg, records = suite.grid(profile, arm)
+    claim.mark_exploratory(
+        "Figure 7b's number of random directions per model went from 1 to 5 after the claim failed "
+        "with one direction on seeds 0-4 (p = 0.088); the verdict depends on that choice",
+        looked_at_seeds=range(5))
+    cfg, records = claim.grid(arm)
     verdict = balanced_exceeds_imbalanced(cfg, records, suite.seeds, loss_rise,
                                           "the loss rise one filter-normalized step away",
                                           "mean loss rise at |alpha| = 1")
     claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, suite.seeds), records.values())
-    assert verdict.supported, claim.explain()
+    claim.assert_supported()
 
 
 # ------------------------------------------------------------------ Figure 8: Bayesian inference
 
 BAYESIAN = {"laplace": "diagonal Laplace", "sghmc": "SGHMC"}
 
-# Measured before marking (2 CPU cores, quick scale: width-16 CNN, 16 px, 15 epochs, 2,500
-# images). Five seeds, gain = baseline minus Bayesian balanced test error: Laplace -0.0038
-# [-0.0043, -0.0033] at r=0.05, -0.0005 at r=1; SGHMC -0.079 at r=0.05, -0.112 at r=1.
-# Search (seeds 0-1, balanced error r=0.05 / r=1; ERM 0.676 / 0.512): Laplace over all weights
-# with the sampled ("nn", 20 samples) predictive 0.839 / 0.698 (its GLM predictive needs a
-# Jacobian per test image: >80 s per run on the CPU); SGHMC temperature 1 with 3 cycles
-# 0.750 / 0.624, with 1 cycle and 3 samples 0.739 / 0.640; temperature 0.01 with 3 cycles
-# 0.703 / 0.547, with 1 cycle and 3 samples 0.679 / 0.520 (about ERM: cold, the sampler is SGD).
+# Why the quick arms are expected not to hold (the live numbers are in each verdict). Scales
+# searched (seeds 0-1, 2 cores): the quick CNN (width 16, 16 px, 15 epochs, 2,500 images) with
+# Laplace over the last layer (GLM predictive) and over all weights (sampled predictive; its GLM
+# predictive needs a Jacobian per test image, >80 s per run on the CPU); SGHMC at temperature 1
+# and 0.01, with 3 cycles or 1 cycle and 3 samples. None lowered the quick CNN's balanced error.
 QUICK_SCALE_BAYES = (
-    "cannot hold at CPU quick scale: neither method lowers the quick CNN's balanced error. Gain "
-    "(baseline minus Bayesian), 5 seeds: Laplace r=0.05 -0.0038 [-0.0043, -0.0033], r=1 -0.0005; "
-    "SGHMC r=0.05 -0.079 [-0.093, -0.066], r=1 -0.112. Searched: Laplace over all weights "
-    "(sampled predictive) 0.839/0.698 vs ERM 0.676/0.512 at r=0.05/1; SGHMC at temperature 1 or "
-    "0.01, 3 cycles or 1 cycle x 3 samples: 0.679-0.750 / 0.520-0.640. Expected to need the full "
-    "ResNet-34 profile.")
+    "not expected at CPU quick scale: neither diagonal Laplace nor SGHMC lowers the quick CNN's "
+    "balanced error. Searched: Laplace over the last layer and over all weights; SGHMC at "
+    "temperature 1 and 0.01, 3 cycles or 1 cycle x 3 samples; the full ResNet-34 profile is "
+    "where it is tested.")
 map_error = variant_balanced_test_error("map")
 
 
@@ -174,11 +178,12 @@ def figure8(arm, cfg, records, seeds) -> dict:
                        caption="Balanced CIFAR-10 test set; mean ± 1 SE over seeds.")
 
 
-def bayesian_verdict(tests, gains, statistic, seeds):
+def bayesian_verdict(tests, gains, statistic, seeds, effect_unit):
     return stats.family_verdict(
         tests, ALPHA, statistic, seeds, {f"{m} gain r={r:g}": v for (m, r), v in gains.items()},
         summary="mean gain (baseline minus Bayesian balanced error): " + "; ".join(
-            f"{BAYESIAN[m]} r={r:g} {np.mean(v):+.4f}" for (m, r), v in gains.items()))
+            f"{BAYESIAN[m]} r={r:g} {np.mean(v):+.4f}" for (m, r), v in gains.items()),
+        effect_unit=effect_unit)
 
 
 @pytest.mark.parametrize("arm", ["t5-cifar10-bayesian"])
@@ -193,15 +198,16 @@ def test_bayesian_inference_improves_imbalanced_training(profile, arm, suite, cl
     does not significantly lower the balanced error at some imbalanced ratio.
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_BAYES)
-    cfg, records = suite.grid(profile, arm)
+    cfg, records = claim.grid(arm)
     gains = bayesian_gains(records, cfg, suite.seeds)
     zero = [0.0] * len(suite.seeds)
     tests = {f"{BAYESIAN[m]}, train r={r:g}: gain": stats.paired_greater(v, zero, ALPHA)
              for (m, r), v in gains.items() if r < 1}
     verdict = bayesian_verdict(tests, gains, "one-sided t over seeds on the gain in balanced "
-                               "test error, Holm over methods and imbalanced ratios", suite.seeds)
+                               "test error, Holm over methods and imbalanced ratios", suite.seeds,
+                               "gain in balanced test error, baseline minus Bayesian (> 0 supports)")
     claim.conclude(TAKEAWAY, arm, verdict, [figure8(arm, cfg, records, suite.seeds)], records.values())
-    assert verdict.supported, claim.explain()
+    claim.assert_supported()
 
 
 @pytest.mark.parametrize("arm", ["t5-cifar10-bayesian"])
@@ -217,11 +223,13 @@ def test_bayesian_inference_helps_more_under_imbalance(profile, arm, suite, clai
     significantly larger than on balanced data.
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_BAYES)
-    cfg, records = suite.grid(profile, arm)
+    cfg, records = claim.grid(arm)
     gains = bayesian_gains(records, cfg, suite.seeds)
     tests = {f"{BAYESIAN[m]}, train r={r:g}: gain minus balanced-data gain": stats.paired_greater(
         v, gains[(m, 1.0)], ALPHA) for (m, r), v in gains.items() if r < 1}
     verdict = bayesian_verdict(tests, gains, "one-sided t over seeds on (gain at r) - (gain at "
-                               "r = 1), Holm over methods and imbalanced ratios", suite.seeds)
+                               "r = 1), Holm over methods and imbalanced ratios", suite.seeds,
+                               "Bayesian gain in balanced test error at r minus the gain at r = 1 "
+                               "(> 0 supports)")
     claim.conclude(TAKEAWAY, arm, verdict, [figure8(arm, cfg, records, suite.seeds)], records.values())
-    assert verdict.supported, claim.explain()
+    claim.assert_supported()

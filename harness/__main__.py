@@ -1,6 +1,6 @@
-"""Command line: ``report`` re-renders a report from the store; ``throughput`` times the engine.
+"""Command line of the imbalance-claims harness: re-render reports, time the training engine.
 
-Examples::
+Examples:
 
     python -m harness report                         # default store and reports/ directory
     python -m harness report --profile quick         # only the quick profile's claims
@@ -58,23 +58,41 @@ def throughput_command(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    report = commands.add_parser("report", help="re-render the HTML report from the result store")
-    report.add_argument("--store", default=str(DEFAULT_STORE_DIR))
-    report.add_argument("--report-dir", default=str(DEFAULT_REPORT_DIR))
-    report.add_argument("--profile", default=None, choices=("quick", "full"))
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     help="report or throughput; COMMAND --help for its options")
+    report = commands.add_parser("report", help="re-render the HTML report from the result store",
+                                 description="Re-render reports/<run-id>/ from the claims and runs "
+                                             "in a result store; trains nothing.")
+    report.add_argument("--store", default=str(DEFAULT_STORE_DIR),
+                        help="result store to read (default: %(default)s)")
+    report.add_argument("--report-dir", default=str(DEFAULT_REPORT_DIR),
+                        help="where reports/<run-id>/ is written (default: %(default)s)")
+    report.add_argument("--profile", default=None, choices=("quick", "full"),
+                        help="only this profile's claims (default: both)")
     report.set_defaults(func=report_command)
-    speed = commands.add_parser("throughput", help="train a network on CIFAR-10 and time it")
-    speed.add_argument("--arch", default="small_cnn", choices=("small_cnn", "resnet34"))
-    speed.add_argument("--epochs", type=int, default=1)
-    speed.add_argument("--images", type=int, default=None, help="train on N random images")
-    speed.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    speed.add_argument("--threads", type=int, default=2, help="CPU threads")
-    speed.add_argument("--data-dir", default=None)
+    speed = commands.add_parser("throughput", help="train a network on CIFAR-10 and time it",
+                                description="Train a network on CIFAR-10 with the harness's "
+                                            "engine and print images/s and test accuracy as JSON.")
+    speed.add_argument("--arch", default="small_cnn", choices=("small_cnn", "resnet34"),
+                       help="network to train (default: %(default)s)")
+    speed.add_argument("--epochs", type=int, default=1, help="epochs to train (default: 1)")
+    speed.add_argument("--images", type=int, default=None,
+                       help="train on N random training images (default: all 50,000)")
+    speed.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                       help="auto picks CUDA when torch sees a GPU (default: auto)")
+    speed.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    speed.add_argument("--data-dir", default=None,
+                       help="directory searched first for CIFAR-10 (then $IMBALANCE_DATA_DIR, "
+                            "../shared/data, a checksummed download)")
     speed.set_defaults(func=throughput_command)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 

@@ -154,6 +154,23 @@ def sample_indices(labels: np.ndarray, counts: Sequence[int], rng: np.random.Gen
     return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=np.int64)
 
 
+def nested_indices(labels: np.ndarray, counts: Sequence[int], rng_for_class) -> np.ndarray:
+    """Indices with ``counts[c]`` members of class ``c``: the first ``counts[c]`` of a random
+    order of that class's pool drawn from ``rng_for_class(c)``, so that subsets with the same
+    streams are nested (a larger count of a class contains every sample of a smaller one, and
+    the other classes' samples do not depend on it). Sorted; raises ImbalanceError like
+    :func:`sample_indices`."""
+    labels = np.asarray(labels)
+    chosen = []
+    for c, want in enumerate(counts):
+        pool = np.flatnonzero(labels == c)
+        if want < 0 or want > len(pool):
+            raise ImbalanceError(f"class {c} has {len(pool)} samples in this split but {want} were "
+                                 "requested; lower the total size or the class count")
+        chosen.append(rng_for_class(c).permutation(pool)[:int(want)])
+    return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=np.int64)
+
+
 def ratio_of(counts: Sequence[int]) -> float:
     """Imbalance ratio of a set of class counts: smallest over largest."""
     return min(counts) / max(counts)

@@ -15,8 +15,11 @@ datasets (Adult's 7,841 minority samples allow at most 15,682 at r = 1).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from . import data, imbalance
 from .spec import RunSpec, make_spec
@@ -64,10 +67,11 @@ FULL_RATIOS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 # Neural networks: CIFAR-10 10-class at a fixed total. 12,000 is about the most the train split
 # allows at r = 0.01 (head class 5,000 of 5,000); quick uses 2,500 at 16x16 px on the CPU.
 FULL_NN_RATIOS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-QUICK_NN_RATIOS = (0.05, 0.2, 1.0)
+# Five ratios so that every test ratio has a train ratio two grid steps away (Figure 2's claim).
+QUICK_NN_RATIOS = (0.02, 0.05, 0.2, 0.5, 1.0)
 QUICK_RATIOS = (0.02, 0.05, 0.1, 0.3, 1.0)
 FULL_FACTORS = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 5.0, 10.0, 20.0, 48.0)
-QUICK_FACTORS = (0.2, 0.6, 2.0, 6.0, 20.0)
+QUICK_FACTORS = (0.2, 0.5, 1.0, 2.0, 5.0, 20.0)  # balance (1.0) and both sides
 
 PROFILES = {
     "full": {
@@ -236,6 +240,54 @@ def per_seed(records: dict[tuple, dict], cell: tuple, seeds: Sequence[int], metr
     return [metric(records[cell + (seed,)]) for seed in seeds]
 
 
+# ------------------------------------------------------------------ the learned-something gate
+
+GATE_ALPHA = 0.05
+GATE_MARGIN = 0.05  # balanced accuracy must beat chance (1 / classes) by more than 5 points
+
+
+def reference_cell(cfg) -> tuple:
+    """The grid cell whose runs the gate checks: standard training on the most balanced training
+    set of the arm (RatioGrid: ERM at its largest train ratio; MajorityGrid: the claim's minority
+    with the majority count nearest balance; MethodGrid: ERM)."""
+    if isinstance(cfg, RatioGrid):
+        method = "erm" if "erm" in cfg.methods else cfg.methods[0]
+        return (method, max(cfg.ratios_for(method)))
+    if isinstance(cfg, MajorityGrid):
+        majority = round(cfg.claim_minority * min(cfg.majority_factors, key=lambda f: abs(math.log(f))))
+        return (cfg.claim_minority, majority)
+    return ("erm",) if "erm" in cfg.methods else (cfg.methods[0],)
+
+
+def balanced_accuracy_on_most_balanced_test(record: dict) -> float:
+    tests = record["metrics"]["test"]
+    return tests[max(tests, key=float)]["balanced_accuracy"]
+
+
+def learned_something(cfg, records: dict[tuple, dict], seeds: Sequence[int]) -> dict:
+    """The gate every claim of an arm passes first: its models beat the class prior.
+
+    On the arm's reference runs (:func:`reference_cell`), a one-sided t-test over seeds of H1:
+    balanced accuracy on the balanced test set - (1 / classes + 0.05) > 0, alpha = 0.05. A model
+    that predicts from the class prior alone (or from shuffled labels) has balanced accuracy
+    1 / classes, so it fails; claims on such an arm can only be inconclusive.
+    """
+    from . import stats
+
+    cell = reference_cell(cfg)
+    values = per_seed(records, cell, seeds, balanced_accuracy_on_most_balanced_test)
+    classes = len(records[cell + (seeds[0],)]["class_names"])
+    floor = 1.0 / classes + GATE_MARGIN
+    test = stats.paired_greater(values, [floor] * len(values), GATE_ALPHA)
+    passed = test.p_value < GATE_ALPHA
+    label = ", ".join(str(c) for c in cell)
+    return {"passed": bool(passed), "cell": label, "chance": 1.0 / classes, "margin": GATE_MARGIN,
+            "mean": float(np.mean(values)), "p_value": test.p_value, "per_seed": values,
+            "summary": f"balanced accuracy of the reference runs ({label}) {np.mean(values):.3f} "
+                       f"vs chance {1.0 / classes:.3f} + {GATE_MARGIN}: p = {test.p_value:.3g}, "
+                       f"{'passed' if passed else 'FAILED'}"}
+
+
 def method_lowers_metric(records: dict[tuple, dict], seeds: Sequence[int], ratios: Sequence[float],
                          baseline: tuple[str, str], method: tuple[str, str], metric,
                          metric_name: str, family: str, alpha: float):
@@ -256,4 +308,5 @@ def method_lowers_metric(records: dict[tuple, dict], seeds: Sequence[int], ratio
         f"Holm over {family}", seeds, {f"r={r:g}": v for r, v in values.items()},
         summary=f"mean {metric_name} {base_name}/{other_name}: " + ", ".join(
             f"r={r:g}: {sum(v[base]) / len(seeds):.4f}/{sum(v[other]) / len(seeds):.4f}"
-            for r, v in values.items()))
+            for r, v in values.items()),
+        effect_unit=f"{metric_name}, {base_name} minus {other_name} (> 0 supports)")

@@ -71,8 +71,12 @@ def render_svg(figure: dict) -> str:
         yerr = s.get("yerr")
         if yerr is not None:
             yerr = [0.0 if (e is None or (isinstance(e, float) and math.isnan(e))) else e for e in yerr]
+        # Style keys a series may carry, so that coinciding lines stay visible (e.g. a wide
+        # translucent line under a thin one).
         ax.errorbar(s["x"], s["y"], yerr=yerr, label=s["label"], marker=s.get("marker", "o"),
-                    markersize=4, capsize=3, linestyle=s.get("linestyle", "-"), linewidth=1.3)
+                    markersize=s.get("markersize", 4), capsize=3, linestyle=s.get("linestyle", "-"),
+                    linewidth=s.get("linewidth", 1.3), alpha=s.get("alpha", 1.0),
+                    zorder=s.get("zorder", 2))
     if figure.get("xscale"):
         ax.set_xscale(figure["xscale"])
     if figure.get("diagonal"):
@@ -109,45 +113,85 @@ body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; 
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.88em; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
-.supported { background: #e3f5e1; } .not-supported { background: #fbe3e1; }
+.supported { background: #e3f5e1; } .refuted { background: #f7c9c4; } .inconclusive { background: #fbeed5; }
+.error { background: #e6c3f0; } .skipped { background: #eeeeee; }
 .figs { display: flex; flex-wrap: wrap; gap: 1em; } .fig { max-width: 540px; }
 .caption { font-size: 0.82em; color: #555; } blockquote { color: #444; border-left: 3px solid #ccc;
 margin: 0.5em 0; padding-left: 0.8em; } pre { white-space: pre-wrap; font-size: 0.8em; background: #f8f8f8; padding: 0.6em; }
+.badge { font-size: 0.8em; padding: 1px 5px; border-radius: 3px; background: #ffe08a; }
 </style></head><body>
-<h1>imbalance-claims: {{ passed }} of {{ claims|length }} claim tests passed</h1>
+<h1>imbalance-claims: {{ claims|length }} claim tests &mdash; {{ headline }}</h1>
 <p>Run <code>{{ run_id }}</code>, generated {{ generated }}. Paper: <em>On Representation Learning
-under Class Imbalance</em>. Each row is one claim test: a claim is <b>supported</b> when its
+under Class Imbalance</em>. Each row is one claim test. A claim is <b>supported</b> when its
 statistic, computed from the runs below, clears the threshold declared in the test before any
-result was seen.</p>
+result was seen; <b>refuted</b> when the data show the opposite (or an effect beyond the declared
+margin); <b>inconclusive</b> when neither: the row then gives the smallest effect these seeds could
+detect. <b>error</b> means the claim produced no verdict (a crash, missing data); <b>expected at
+this scale</b> marks claims declared unable to hold at the quick scale (xfail), and XPASS one that
+held anyway. Every arm first passes a <b>gate</b>: its reference models must beat the class prior.</p>
 <h2>Verdicts</h2>
-<table><tr><th>takeaway</th><th>arm</th><th>claim</th><th>profile</th><th>verdict</th><th>outcome</th>
-<th>effect [CI]</th><th>p (adj.)</th><th>seeds</th></tr>
-{% for c in claims %}<tr class="{{ 'supported' if c.verdict.supported else 'not-supported' }}">
-<td>{{ c.takeaway }}</td><td>{{ c.arm }}</td><td><a href="#{{ c.anchor }}">{{ c.title }}</a></td>
-<td>{{ c.profile }}</td><td>{{ 'supported' if c.verdict.supported else 'not supported' }}</td>
-<td>{{ c.outcome }}</td><td>{{ fmt(c.verdict.effect) }} [{{ fmt(c.verdict.ci[0]) }}, {{ fmt(c.verdict.ci[1]) }}]</td>
-<td>{{ fmt(c.verdict.p_value) }}</td><td>{{ c.verdict.seeds|length }}</td></tr>
+<table><tr><th>takeaway</th><th>arm</th><th>claim</th><th>profile</th><th>verdict</th><th>pytest</th>
+<th>effect [CI]</th><th>effect measures (sign that supports)</th><th>p (Holm)</th><th>seeds</th></tr>
+{% for c in claims %}{% set v = c.verdict %}<tr class="{{ c.css }}">
+<td>{{ c.takeaway }}</td><td>{{ c.arm }}</td><td><a href="#{{ c.anchor }}">{{ c.title }}</a>
+{% if c.badge %}<span class="badge">{{ c.badge }}</span>{% endif %}</td>
+<td>{{ c.profile }}</td><td>{{ c.verdict_label }}</td><td>{{ c.pytest_label }}</td>
+{% if v %}<td>{{ fmt(v.effect) }} [{{ fmt(v.ci[0]) }}, {{ fmt(v.ci[1]) }}]</td><td>{{ v.effect_unit }}</td>
+<td>{{ fmt(v.p_value) }}</td><td>{{ v.seeds|length }}</td>
+{% else %}<td colspan="4">{{ c.error }}</td>{% endif %}</tr>
 {% endfor %}</table>
 {% for takeaway, group in sections %}
 <h2>Takeaway {{ takeaway }}</h2>
 <div class="figs">{% for f in group.figures %}<div class="fig">{{ f.svg|safe }}
 <div class="caption">{{ f.caption }}</div></div>{% endfor %}</div>
-{% for c in group.claims %}
-<h3 id="{{ c.anchor }}">{{ c.title }} &mdash; {{ c.arm }} ({{ c.profile }}):
-{{ 'supported' if c.verdict.supported else 'NOT supported' }}</h3>
+{% for c in group.claims %}{% set v = c.verdict %}
+<h3 id="{{ c.anchor }}">{{ c.title }} &mdash; {{ c.arm }} ({{ c.profile }}): {{ c.verdict_label }}
+{% if c.badge %}<span class="badge">{{ c.badge }}</span>{% endif %}</h3>
 <blockquote>{{ c.quote }}</blockquote>
-<p>{{ c.verdict.summary }}</p><p><b>Statistic:</b> {{ c.verdict.statistic }} (alpha = {{ c.verdict.alpha }})</p>
-{% if c.xfail_reason %}<p><b>Expected to fail at this scale:</b> {{ c.xfail_reason }}</p>{% endif %}
-<table><tr><th>comparison</th><th>effect</th><th>CI</th><th>p</th><th>p (Holm)</th><th>holds</th></tr>
-{% for row in c.verdict.comparisons %}<tr><td>{{ row.label }}</td><td>{{ fmt(row.effect) }}</td>
+{% if c.exploratory %}<p><b>{{ c.exploratory.label }}.</b> {{ c.exploratory.why }}</p>{% endif %}
+{% if v %}
+{% if v.reason %}<p><b>Why:</b> {{ v.reason }}</p>{% endif %}
+<p>{{ v.summary }}</p><p><b>Statistic:</b> {{ v.statistic }} (alpha = {{ v.alpha }}).
+<b>Effect:</b> {{ v.effect_unit }}.</p>
+{% if v.gate %}<p><b>Gate:</b> {{ v.gate.summary }}</p>{% endif %}
+{% if c.xfail_reason %}<p><b>Expected not to hold at this scale:</b> {{ c.xfail_reason }}</p>{% endif %}
+<table><tr><th>comparison</th><th>effect</th><th>CI</th><th>p</th><th>p (Holm)</th><th>holds</th><th>refuted (Holm p)</th></tr>
+{% for row in v.comparisons %}<tr><td>{{ row.label }}</td><td>{{ fmt(row.effect) }}</td>
 <td>[{{ fmt(row.ci[0]) }}, {{ fmt(row.ci[1]) }}]</td><td>{{ fmt(row.p_value) }}</td>
-<td>{{ fmt(row.p_adjusted) }}</td><td>{{ 'yes' if row.rejected else 'no' }}</td></tr>{% endfor %}
+<td>{{ fmt(row.p_adjusted) }}</td><td>{{ 'yes' if row.rejected else 'no' }}</td>
+<td>{{ ('yes' if row.refuted else 'no') ~ ' (' ~ fmt(row.p_refute_adjusted) ~ ')' if row.p_refute_adjusted is defined else '-' }}</td></tr>{% endfor %}
 </table>
+{% else %}<p><b>{{ c.verdict_label }}:</b> {{ c.error }}</p>{% endif %}
 {% endfor %}{% endfor %}
 <h2>Environment</h2>
 <table>{% for k, v in environment %}<tr><th>{{ k }}</th><td><pre>{{ v }}</pre></td></tr>{% endfor %}</table>
 </body></html>
 """
+
+VERDICT_ORDER = ("supported", "refuted", "inconclusive", "expected at this scale", "error", "skipped")
+
+
+def verdict_label(claim: dict) -> str:
+    """The three-way verdict of a claim with one, else its pytest outcome (error / skipped)."""
+    verdict = claim.get("verdict")
+    if verdict is None:
+        return claim["outcome"]
+    return verdict.get("outcome") or ("supported" if verdict["supported"] else "not supported")
+
+
+def verdict_counts(claims: list[dict]) -> dict[str, int]:
+    """How many claims are supported, refuted, inconclusive, expected not to hold at this scale
+    (xfailed: counted here, not as refuted or inconclusive), errored and skipped."""
+    counts = dict.fromkeys(VERDICT_ORDER, 0)
+    for c in claims:
+        key = "expected at this scale" if c["outcome"] == "xfailed" else verdict_label(c)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def pytest_label(outcome: str) -> str:
+    return {"xfailed": "XFAIL (expected at this scale)", "xpassed": "XPASS (held although "
+            "expected not to at this scale)"}.get(outcome, outcome)
 
 
 def fmt(value) -> str:
@@ -195,19 +239,25 @@ def write_report(claims: list[dict], records: list[dict], session: dict, report_
     claims = sorted(claims, key=lambda c: (str(c["takeaway"]), c["arm"], c["nodeid"]))
     sections: dict = {}
     for c in claims:
-        c = dict(c, anchor=c["nodeid"].replace("/", "-").replace(":", "-").replace("[", "-").rstrip("]"))
+        exploratory = c.get("exploratory")
+        c = dict(c, anchor=c["nodeid"].replace("/", "-").replace(":", "-").replace("[", "-").rstrip("]"),
+                 verdict_label=verdict_label(c), pytest_label=pytest_label(c["outcome"]),
+                 css=verdict_label(c).replace(" ", "-"),
+                 badge=exploratory["label"] if exploratory else "")
         group = sections.setdefault(str(c["takeaway"]), {"claims": [], "figures": {}})
         group["claims"].append(c)
         for figure in c.get("figures", []):
             group["figures"].setdefault(f"{figure['id']}-{c['profile']}", figure)
     rendered = [(t, {"claims": g["claims"],
-                     "figures": [{"svg": render_svg(f), "caption": f.get("caption", "")}
-                                 for f in g["figures"].values()]})
+                     "figures": [{"svg": unique_ids(render_svg(f), f"f{t}-{i}-"),
+                                  "caption": f.get("caption", "")}
+                                 for i, f in enumerate(g["figures"].values())]})
                 for t, g in sorted(sections.items())]
+    counts = verdict_counts(claims)
     page = Environment(autoescape=True).from_string(TEMPLATE).render(
         run_id=run_id, generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         claims=[c for _, g in rendered for c in g["claims"]], sections=rendered,
-        passed=sum(c["outcome"] in ("passed", "xpassed") for c in claims),
+        headline=", ".join(f"{n} {name}" for name, n in counts.items() if n),
         environment=environment_rows(session, records), fmt=fmt)
     write_text_atomic(out / "index.html", page)
     atomic_write_json(out / "claims.json", [summary_of(c) for c in claims])
@@ -217,15 +267,32 @@ def write_report(claims: list[dict], records: list[dict], session: dict, report_
 
 
 def summary_of(claim: dict) -> dict:
-    """The claims.json object of a claim: identity, verdict, numbers."""
-    v = claim["verdict"]
-    return {"nodeid": claim["nodeid"], "takeaway": claim["takeaway"], "arm": claim["arm"],
-            "profile": claim["profile"], "title": claim["title"],
-            "verdict": "supported" if v["supported"] else "not supported",
-            "outcome": claim["outcome"], "statistic": v["statistic"], "p_value": v["p_value"],
-            "effect": v["effect"], "ci": v["ci"], "alpha": v["alpha"], "seeds": v["seeds"],
-            "per_seed": v["per_seed"], "comparisons": v["comparisons"],
-            "record_keys": claim.get("record_keys", [])}
+    """The claims.json object of a claim: identity, three-way verdict (or the error), numbers."""
+    v = claim.get("verdict")
+    base = {"nodeid": claim["nodeid"], "takeaway": claim["takeaway"], "arm": claim["arm"],
+            "profile": claim["profile"], "title": claim["title"], "verdict": verdict_label(claim),
+            "outcome": claim["outcome"], "exploratory": claim.get("exploratory"),
+            "xfail_reason": claim.get("xfail_reason", ""), "record_keys": claim.get("record_keys", [])}
+    if v is None:
+        return dict(base, error=claim.get("error", ""))
+    return dict(base, statistic=v["statistic"], effect_unit=v.get("effect_unit", ""),
+                p_value=v["p_value"], effect=v["effect"], ci=v["ci"], alpha=v["alpha"],
+                reason=v.get("reason", ""), minimal_detectable_effect=v.get("mde"),
+                seeds_needed=v.get("seeds_needed"), gate=v.get("gate"), seeds=v["seeds"],
+                per_seed=v["per_seed"], comparisons=v["comparisons"])
+
+
+def unique_ids(svg: str, prefix: str) -> str:
+    """Prefix every ``id`` in an inline SVG, and every reference to one, so that several figures
+    on one page do not repeat element ids (matplotlib numbers them the same in every figure)."""
+    import re
+
+    ids = set(re.findall(r'\bid="([^"]+)"', svg))
+    if not ids:
+        return svg
+    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m.group(1)}"', svg)
+    return re.sub(r'(href="#|url\(#)([^")]+)', lambda m: m.group(1) + (
+        prefix + m.group(2) if m.group(2) in ids else m.group(2)), svg)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -3,6 +3,11 @@
 Each finished run is written to the store the moment it completes, so a suite killed mid-grid
 resumes where it stopped. A run that fails is reported with its spec after the other runs have
 finished and been stored; nothing is written for the failed run.
+
+Several processes may share one store: a run is trained only by the process holding its lock
+(:meth:`~harness.store.ResultStore.claim_run`). The runner first trains the runs nobody else is
+training, then waits for the others and loads them (training one itself only if its holder died
+without storing it). A read-only store lends its runs; lacking one is an error before training.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from functools import partial
 from . import training
 from .executors import InProcessExecutor, threads_per_worker
 from .spec import RunSpec
-from .store import ResultStore
+from .store import ReadOnlyStoreError, ResultStore
 
 
 class RunFailed(RuntimeError):
@@ -72,21 +77,55 @@ class Runner:
                 records[key] = self.memory[key] = record
                 self.loaded += 1
         missing = [spec for key, spec in unique.items() if key not in records]
+        if missing and self.store.read_only:
+            raise ReadOnlyStoreError(
+                f"the result store {self.store.root} is read-only and lacks {len(missing)} of the "
+                f"{len(unique)} runs asked for (first: {missing[0].describe()}); pass a writable "
+                "--store, or merge the missing runs into this one")
         cached = len(records)
-        failures, last_report = [], 0.0
-        fn = partial(execute_spec, data_dir=self.data_dir,
-                     n_jobs=threads_per_worker(self.executor.workers))
-        for spec, record, error in self.executor.submit_all(fn, missing):
-            if error is not None:
-                failures.append(f"{spec.describe()}: {type(error).__name__}: {error}")
-                continue
-            records[spec.key] = self.memory[spec.key] = self.store.put(record)
-            self.trained += 1
-            now = time.perf_counter()
-            if self.progress and (now - last_report >= self.progress_every_s
-                                  or len(records) == len(unique)):
-                self.progress(Progress(len(records), len(unique), cached, now - started))
-                last_report = now
+        failures, attempted, last_report = [], 0, 0.0
+        locks, tried = {}, set()
+        try:
+            # First pass: runs no other process is training; second: wait for the rest.
+            for wait in (False, True):
+                mine = []
+                for spec in missing:
+                    if spec.key in records or spec.key in locks or spec.key in tried:
+                        continue
+                    lock = self.store.claim_run(spec.key, wait=wait)
+                    if lock is None:
+                        continue
+                    locks[spec.key] = lock
+                    if (record := self.store.get(spec)) is not None:  # stored while we waited
+                        records[spec.key] = self.memory[spec.key] = record
+                        self.loaded += 1
+                        locks.pop(spec.key).close()
+                    else:
+                        mine.append(spec)
+                attempted += len(mine)
+                for spec, record, error in self.executor.submit_all(self.job(), mine):
+                    tried.add(spec.key)
+                    if error is not None:
+                        failures.append(f"{spec.describe()}: {type(error).__name__}: {error}")
+                    else:
+                        records[spec.key] = self.memory[spec.key] = self.store.put(record)
+                        self.trained += 1
+                    locks.pop(spec.key).close()  # only once the record is stored
+                    if error is not None:
+                        continue
+                    now = time.perf_counter()
+                    if self.progress and (now - last_report >= self.progress_every_s
+                                          or len(records) == len(unique)):
+                        self.progress(Progress(len(records), len(unique), cached, now - started))
+                        last_report = now
+        finally:
+            for lock in locks.values():
+                lock.close()
         if failures:
-            raise RunFailed(f"{len(failures)} of {len(missing)} runs failed:\n" + "\n".join(failures))
+            raise RunFailed(f"{len(failures)} of {attempted} runs failed:\n" + "\n".join(failures))
         return [records[spec.key] for spec in specs]
+
+    def job(self):
+        """The function the executor runs per spec (module-level, so it crosses processes)."""
+        return partial(execute_spec, data_dir=self.data_dir,
+                       n_jobs=threads_per_worker(self.executor.workers))

@@ -3,8 +3,19 @@
 Conventions: values are per-seed numbers (one per seed, in seed order), so arms that share seeds
 are paired. Standard errors use ``ddof=1``. One-sided tests state their alternative in their name.
 When all paired differences are identical the t statistic is undefined; the test then decides
-exactly (p = 0 if the alternative holds for every seed, p = 1 otherwise), which is what any
-t-test would approach as the spread goes to zero.
+exactly (p = 0 if the alternative holds *strictly* for every seed, p = 1 otherwise, so two
+identical arms never show an effect), which is what any t-test would approach as the spread goes
+to zero.
+
+A claim's verdict has three values (:class:`Verdict`):
+
+* **supported**: every comparison of its family rejects its null after Holm correction;
+* **refuted**: not supported, and some failing comparison's *refuting* test (the opposite
+  one-sided test, or for a margin test the test that the effect lies beyond the margin) rejects
+  after Holm correction: the data speak against the claim;
+* **inconclusive**: neither. The verdict then carries the minimal detectable effect (80% power at
+  the claim's alpha, from the observed spread) and the seeds the observed effect would need, so a
+  reader knows whether more seeds could settle it.
 """
 
 from __future__ import annotations
@@ -15,6 +26,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import stats as sps
+
+POWER = 0.80            # power at which the minimal detectable effect is computed
+MAX_SEEDS_PLANNED = 1000  # seeds_needed is reported as None beyond this
+
+
+class ClaimNotSupported(AssertionError):
+    """What a claim test raises when its statistic does not support the claim.
+
+    Expected failures at quick scale are ``xfail(raises=ClaimNotSupported)``, so any other
+    exception (a crash, a failed run, missing data) stays a red error.
+    """
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -32,6 +54,12 @@ class TestResult:
 
     ``effect`` is the mean difference, ``ci`` a two-sided confidence interval for it at level
     ``1 - 2 * alpha`` (the interval that matches a one-sided test at ``alpha``, and TOST).
+    ``alternative`` is what the claim needs (``"greater"``: mean > margin; ``"less"``: mean <
+    margin; ``"equivalence"``: |mean| < margin). ``refute_p`` is the p-value of the test that
+    would *refute* the claim: the opposite one-sided test against the same null value
+    (``greater``: mean < margin; ``less``: mean > margin; ``equivalence``: mean outside
+    [-margin, margin], the smaller one-sided p doubled). ``sd`` is the spread of the paired
+    differences (``ddof=1``), from which :func:`minimal_detectable_effect` is computed.
     """
 
     name: str
@@ -41,6 +69,10 @@ class TestResult:
     ci: tuple[float, float]
     n: int
     alpha: float
+    alternative: str = "greater"
+    margin: float = 0.0
+    refute_p: float = 1.0
+    sd: float = math.nan
 
     __test__ = False  # not a pytest test class
 
@@ -74,12 +106,17 @@ def one_sided_t(diff: np.ndarray, shift: float, greater: bool) -> tuple[float, f
     return float(t), float(p)
 
 
+def spread(diff: np.ndarray) -> float:
+    return float(diff.std(ddof=1))
+
+
 def paired_greater(a, b, alpha: float = 0.05, margin: float = 0.0) -> TestResult:
     """One-sided paired t-test of H1: mean(a - b) > margin."""
     diff = paired_differences(a, b)
     t, p = one_sided_t(diff, margin, greater=True)
     return TestResult("paired t, a - b > margin", t, p, float(diff.mean()),
-                      confidence_interval(diff, alpha), diff.size, alpha)
+                      confidence_interval(diff, alpha), diff.size, alpha, "greater", margin,
+                      one_sided_t(diff, margin, greater=False)[1], spread(diff))
 
 
 def paired_less(a, b, alpha: float = 0.05, margin: float = 0.0) -> TestResult:
@@ -87,7 +124,8 @@ def paired_less(a, b, alpha: float = 0.05, margin: float = 0.0) -> TestResult:
     diff = paired_differences(a, b)
     t, p = one_sided_t(diff, margin, greater=False)
     return TestResult("paired t, a - b < margin", t, p, float(diff.mean()),
-                      confidence_interval(diff, alpha), diff.size, alpha)
+                      confidence_interval(diff, alpha), diff.size, alpha, "less", margin,
+                      one_sided_t(diff, margin, greater=True)[1], spread(diff))
 
 
 def tost_paired(a, b, margin: float, alpha: float = 0.05) -> TestResult:
@@ -102,8 +140,10 @@ def tost_paired(a, b, margin: float, alpha: float = 0.05) -> TestResult:
     t_low, p_low = one_sided_t(diff, -margin, greater=True)
     t_high, p_high = one_sided_t(diff, margin, greater=False)
     worst = (t_low, p_low) if p_low >= p_high else (t_high, p_high)
+    beyond = min(one_sided_t(diff, margin, greater=True)[1], one_sided_t(diff, -margin, greater=False)[1])
     return TestResult(f"paired TOST, |a - b| < {margin:g}", worst[0], worst[1], float(diff.mean()),
-                      confidence_interval(diff, alpha), diff.size, alpha)
+                      confidence_interval(diff, alpha), diff.size, alpha, "equivalence", margin,
+                      min(1.0, 2 * beyond), spread(diff))
 
 
 def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[list[float], list[bool]]:
@@ -119,9 +159,52 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[list[float], l
     return adjusted.tolist(), (adjusted < alpha).tolist()
 
 
+def detectable_factor(n: int, alpha: float, power: float = POWER) -> float:
+    """``(t_{1-alpha} + t_{power})`` with ``n - 1`` degrees of freedom: the minimal detectable
+    effect of a one-sided paired t-test in units of the standard error."""
+    return float(sps.t.ppf(1 - alpha, n - 1) + sps.t.ppf(power, n - 1))
+
+
+def minimal_detectable_effect(test: TestResult, tests_in_family: int, power: float = POWER) -> float:
+    """Smallest distance from the test's null value (0 or its margin) that ``test.n`` seeds would
+    detect with ``power``, at the claim's alpha split over the family (Bonferroni, which is Holm's
+    first step and so conservative), from the observed spread of the paired differences.
+
+    The usual normal-shift approximation of the non-central t; for TOST it is the distance each
+    one-sided half needs inside the margin.
+    """
+    if not test.n or math.isnan(test.sd):
+        return math.nan
+    return detectable_factor(test.n, test.alpha / tests_in_family, power) * test.sd / math.sqrt(test.n)
+
+
+def distance_from_null(test: TestResult) -> float:
+    """How far the observed effect lies from the null value *in the claim's direction*
+    (negative: the estimate points against the claim)."""
+    if test.alternative == "greater":
+        return test.effect - test.margin
+    if test.alternative == "less":
+        return test.margin - test.effect
+    return test.margin - abs(test.effect)
+
+
+def seeds_needed(test: TestResult, tests_in_family: int, power: float = POWER) -> int | None:
+    """Seeds at which the observed effect and spread would reach ``power``; None when the estimate
+    points against the claim or more than ``MAX_SEEDS_PLANNED`` would be needed."""
+    distance = distance_from_null(test)
+    if not distance > 0:
+        return None
+    if test.sd == 0:
+        return test.n
+    for n in range(max(2, test.n), MAX_SEEDS_PLANNED + 1):
+        if detectable_factor(n, test.alpha / tests_in_family, power) * test.sd / math.sqrt(n) <= distance:
+            return n
+    return None
+
+
 @dataclass
 class Verdict:
-    """The outcome of one claim: supported or not, with the numbers behind it.
+    """The outcome of one claim, with the numbers behind it.
 
     Attributes
     ----------
@@ -129,7 +212,7 @@ class Verdict:
     statistic : str
         What was tested, in words (the test, its alternative, margin and correction).
     effect : float
-        The headline effect size (its unit is stated in ``statistic``).
+        The headline effect size (see ``effect_unit``).
     ci : tuple of float
         Confidence interval of the headline effect.
     p_value : float
@@ -139,9 +222,24 @@ class Verdict:
     per_seed : dict
         Per-seed values of each arm, keyed by arm name.
     comparisons : list of dict
-        Each test in the family: label, effect, CI, raw and adjusted p-value, rejected.
+        Each test in the family: label, effect, CI, raw and adjusted p-value, rejected, and the
+        adjusted p-value of its refuting test.
     summary : str
         One line for the report.
+    outcome : str
+        ``"supported"``, ``"refuted"`` or ``"inconclusive"`` (see the module docstring).
+    effect_unit : str
+        What the effect measures and which sign supports the claim.
+    mde : float
+        For a claim that is not supported: the minimal detectable effect of its deciding
+        comparison (distance from its null value; 80% power at the claim's alpha).
+    seeds_needed : int or None
+        Seeds the deciding comparison's observed effect would need for 80% power (None: the
+        estimate points against the claim, or more than 1,000 seeds).
+    gate : dict or None
+        The arm's learned-something gate (see ``harness.protocols.learned_something``).
+    reason : str
+        Why the claim is not supported, in one sentence.
     """
 
     supported: bool
@@ -154,24 +252,68 @@ class Verdict:
     per_seed: dict = field(default_factory=dict)
     comparisons: list[dict] = field(default_factory=list)
     summary: str = ""
+    outcome: str = ""
+    effect_unit: str = ""
+    mde: float = math.nan
+    seeds_needed: int | None = None
+    gate: dict | None = None
+    reason: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def family_verdict(tests: dict[str, TestResult], alpha: float, statistic: str, seeds,
-                   per_seed: dict, summary: str = "") -> Verdict:
+                   per_seed: dict, summary: str = "", effect_unit: str = "") -> Verdict:
     """A claim that holds only if every test in the family rejects after Holm correction.
 
     The headline effect and CI are those of the weakest comparison (largest adjusted p-value).
+    A claim that fails is *refuted* when the refuting test of some failing comparison rejects
+    after Holm correction over the family's refuting tests, else *inconclusive*, with the
+    deciding comparison's minimal detectable effect and the seeds its observed effect needs.
     """
+    if not tests:
+        raise ValueError(f"a claim needs at least one comparison; {statistic!r} has none "
+                         "(does the grid hold the cells the claim compares?)")
     labels = list(tests)
     adjusted, rejected = holm([tests[k].p_value for k in labels], alpha)
+    refute_adjusted, refuted = holm([tests[k].refute_p for k in labels], alpha)
     comparisons = [{"label": k, "effect": tests[k].effect, "ci": list(tests[k].ci),
                     "statistic": tests[k].statistic, "p_value": tests[k].p_value,
-                    "p_adjusted": adj, "rejected": rej}
-                   for k, adj, rej in zip(labels, adjusted, rejected)]
+                    "p_adjusted": adj, "rejected": rej, "alternative": tests[k].alternative,
+                    "margin": tests[k].margin, "p_refute_adjusted": r_adj, "refuted": ref}
+                   for k, adj, rej, r_adj, ref in zip(labels, adjusted, rejected,
+                                                      refute_adjusted, refuted)]
     weakest = max(range(len(labels)), key=lambda i: (adjusted[i], -i))
     worst = tests[labels[weakest]]
-    return Verdict(all(rejected), statistic, worst.effect, worst.ci, adjusted[weakest], alpha,
-                   list(seeds), per_seed, comparisons, summary)
+    verdict = Verdict(all(rejected), statistic, worst.effect, worst.ci, adjusted[weakest], alpha,
+                      list(seeds), per_seed, comparisons, summary, effect_unit=effect_unit)
+    if verdict.supported:
+        verdict.outcome = "supported"
+        return verdict
+    against = [c for c in comparisons if not c["rejected"] and c["refuted"]]
+    verdict.outcome = "refuted" if against else "inconclusive"
+    verdict.mde = minimal_detectable_effect(worst, len(labels))
+    verdict.seeds_needed = seeds_needed(worst, len(labels))
+    if against:
+        verdict.reason = (f"refuted: {against[0]['label']} shows the opposite of the claim "
+                          f"(refuting test p_holm = {against[0]['p_refute_adjusted']:.3g})")
+    else:
+        needed = (f"about {verdict.seeds_needed} seeds would detect the observed effect"
+                  if verdict.seeds_needed else "the observed effect points against the claim")
+        verdict.reason = (f"inconclusive: {labels[weakest]} is not significant "
+                          f"(p_holm = {adjusted[weakest]:.3g}); with {worst.n} seeds the smallest "
+                          f"detectable effect is {verdict.mde:.3g} at 80% power; {needed}")
+    return verdict
+
+
+def gated(verdict: Verdict, gate: dict) -> Verdict:
+    """``verdict`` with the arm's learned-something gate applied: a claim on models that did not
+    beat the class prior is never supported (it is inconclusive, with the gate as the reason)."""
+    verdict.gate = gate
+    if not gate["passed"]:
+        verdict.supported = False
+        verdict.outcome = "inconclusive"
+        verdict.reason = ("gate failed: the arm's models did not learn beyond the class prior ("
+                          + gate["summary"] + "); no claim on them can be supported")
+    return verdict

@@ -11,12 +11,23 @@ the target. A rename is atomic on POSIX, so a reader sees the old file or the ne
 of one; two processes writing the same key both write a complete record of the same spec; a
 killed run leaves at most a ``.tmp`` file, which is never read. JSON only: no pickle.
 
-A record that cannot be parsed, or whose content does not match its key, is moved aside to
-``<key>.json.corrupt`` (kept for inspection) and treated as missing, so the run trains again.
+A record that cannot be parsed, is not a JSON object, or whose content does not match its key,
+is moved aside to ``<key>.json.corrupt`` (kept for inspection) and treated as missing, so the run
+trains again.
+
+Two processes on one store never train the same run: before training, a process takes an
+exclusive ``flock`` on ``runs/<key[:2]>/<key>.lock`` (:meth:`ResultStore.claim_run`). The
+operating system drops the lock when its holder exits, however it exits, so a crashed process
+never leaves a run blocked; the next process to take the lock checks the store again first.
+
+A store the process cannot write to (a shared, read-only results directory) is used read-only:
+its runs load, claims and reports still come out, and a run it lacks is a
+:class:`ReadOnlyStoreError` before anything trains.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -58,6 +69,10 @@ def atomic_write_json(path: Path, payload) -> None:
         raise
 
 
+class ReadOnlyStoreError(RuntimeError):
+    """The store is read-only and lacks runs that would have to be trained."""
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:180]
 
@@ -73,6 +88,8 @@ class ResultStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self.read_only = not writable(self.root)
+
 
     def run_path(self, key: str) -> Path:
         return self.root / "runs" / key[:2] / f"{key}.json"
@@ -83,20 +100,44 @@ class ResultStore:
         try:
             with open(path) as handle:
                 record = json.load(handle)
+            if not isinstance(record, dict):
+                raise ValueError(f"a run record is a JSON object, not {type(record).__name__}")
             if record.get("key") != spec.key or RunSpec.from_dict(record["spec"]).key != spec.key:
                 raise ValueError("content does not match its key")
             return record
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError) as err:
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            if self.read_only:
+                warnings.warn(f"result store: {path} is unreadable ({err}); the store is read-only, "
+                              "so it stays where it is and the run counts as missing",
+                              RuntimeWarning, stacklevel=2)
+                return None
             aside = path.with_name(path.name + ".corrupt")
             os.replace(path, aside)
             warnings.warn(f"result store: {path} was unreadable ({err}); moved to {aside} and "
                           "the run will train again", RuntimeWarning, stacklevel=2)
             return None
 
+    def claim_run(self, key: str, wait: bool):
+        """An exclusive lock on training run ``key``: an open file to close when the run is stored,
+        or None when another process holds it and ``wait`` is False. With ``wait`` True, blocks
+        until the other process finishes (or dies). The caller checks the store again after
+        taking it: the holder may have stored the run meanwhile."""
+        path = self.run_path(key).with_suffix(".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.close()
+            return None
+        return handle
+
     def put(self, record: dict) -> dict:
         """Store ``record``; returns it as it reads back (lists for tuples, None for NaN)."""
+        if self.read_only:
+            raise ReadOnlyStoreError(f"result store {self.root} is read-only; cannot store a run")
         normalized = strict_json(record)
         atomic_write_json(self.run_path(record["key"]), normalized)
         return normalized
@@ -106,24 +147,70 @@ class ResultStore:
         found = []
         for path in sorted((self.root / "runs").glob("*/*.json")):
             try:
-                found.append(json.loads(path.read_text()))
+                record = json.loads(path.read_text())
             except ValueError:
                 continue
+            if isinstance(record, dict):
+                found.append(record)
         return found
 
     def claim_path(self, profile: str, nodeid: str) -> Path:
         return self.root / "claims" / slug(profile) / f"{slug(nodeid)}.json"
 
     def put_claim(self, outcome: dict) -> None:
-        atomic_write_json(self.claim_path(outcome["profile"], outcome["nodeid"]), outcome)
+        """Keep a claim's latest outcome (skipped, with nothing lost, on a read-only store: the
+        session's report holds it)."""
+        if not self.read_only:
+            atomic_write_json(self.claim_path(outcome["profile"], outcome["nodeid"]), outcome)
 
     def claims(self, profile: str | None = None) -> list[dict]:
+        """Stored claim outcomes; a file that is not a readable claim is skipped with a warning
+        naming it."""
         pattern = f"{slug(profile)}/*.json" if profile else "*/*.json"
-        return [json.loads(p.read_text()) for p in sorted((self.root / "claims").glob(pattern))]
+        found = []
+        for path in sorted((self.root / "claims").glob(pattern)):
+            claim = read_json_object(path, "claim outcome")
+            if claim is not None and "nodeid" in claim and "profile" in claim:
+                found.append(claim)
+            elif claim is not None:
+                warnings.warn(f"result store: {path} is not a claim outcome (no nodeid/profile); "
+                              "skipped", RuntimeWarning, stacklevel=2)
+        return found
 
     def put_session(self, meta: dict) -> None:
-        atomic_write_json(self.root / "sessions" / "latest.json", meta)
+        if not self.read_only:
+            atomic_write_json(self.root / "sessions" / "latest.json", meta)
 
     def session(self) -> dict:
         path = self.root / "sessions" / "latest.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return (read_json_object(path, "session file") or {}) if path.is_file() else {}
+
+
+def read_json_object(path: Path, what: str) -> dict | None:
+    """The JSON object in ``path``, or None with a warning naming the file when it is not one."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        warnings.warn(f"result store: {what} {path} is unreadable ({err}); skipped",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    if not isinstance(value, dict):
+        warnings.warn(f"result store: {what} {path} holds {type(value).__name__}, not a JSON "
+                      "object; skipped", RuntimeWarning, stacklevel=3)
+        return None
+    return value
+
+
+def writable(root: Path) -> bool:
+    """Whether this process can create files in ``root`` (or in its nearest existing parent, when
+    ``root`` does not exist yet): tried, not inferred from permission bits, which root ignores."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-probe.")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True

@@ -3,6 +3,11 @@
 Random streams are separate and keyed by purpose, so that runs which should share a draw do:
 every arm at the same seed sees the same test sets (paired comparisons), and every method at the
 same seed and class counts sees the same training subset.
+
+Training subsets are *nested*: at a seed, each class has one fixed random order of its training
+samples and a run takes the first ``count`` of them. So with the minority fixed (Figure 3) every
+majority count trains on the same minority samples, and a larger majority set contains the
+smaller one: adding majority data really adds it.
 """
 
 from __future__ import annotations
@@ -42,15 +47,23 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
     }
 
 
+VERSIONED = ("numpy", "scipy", "scikit-learn", "xgboost-cpu", "xgboost", "torch", "torchvision",
+             "laplace-torch", "matplotlib")
+
+
 @lru_cache(maxsize=1)
 def library_versions() -> dict:
-    import scipy
-    import sklearn
-    import xgboost
+    """Versions of Python, the harness and the libraries a result depends on, read from the
+    installed distributions (nothing is imported, so tabular runs never load torch)."""
+    from importlib import metadata
 
-    return {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-            "scikit-learn": sklearn.__version__, "xgboost": xgboost.__version__,
-            "harness": __version__}
+    versions = {"python": platform.python_version(), "harness": __version__}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 def test_set(dataset: data.Dataset, ratio: float, seed: int) -> np.ndarray:
@@ -62,9 +75,10 @@ def test_set(dataset: data.Dataset, ratio: float, seed: int) -> np.ndarray:
 
 
 def train_subset(dataset: data.Dataset, spec: RunSpec) -> np.ndarray:
-    """Indices into the train split of the training subset a spec trains on."""
-    rng = np.random.default_rng([spec.seed, TRAIN_STREAM])
-    return imbalance.sample_indices(dataset.y_train, spec.train_counts, rng)
+    """Indices into the train split of the training subset a spec trains on: per class, the first
+    ``train_counts[c]`` samples of that class's fixed order at this seed (nested across counts)."""
+    return imbalance.nested_indices(dataset.y_train, spec.train_counts,
+                                    lambda c: np.random.default_rng([spec.seed, TRAIN_STREAM, c]))
 
 
 def no_variants(x) -> dict:

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from harness import executors, training
+from harness.data import REPO_ROOT
 from harness.runner import RunFailed, Runner
 from harness.spec import make_spec
 from harness.store import ResultStore
@@ -103,3 +104,45 @@ def test_killed_suite_resumes_without_retraining(tmp_path):
     assert f"trained {40 - done_before}" in out
     assert len(list(store_root.rglob("*.json"))) == 40
     assert not list(store_root.rglob("*.corrupt"))
+
+
+RACER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, sys.argv[3])
+    from harness import data, models
+    from harness.runner import Runner
+    from harness.spec import make_spec
+    from harness.store import ResultStore
+    from tests.conftest import SpyModel, make_synthetic
+
+    class SlowSpy(SpyModel):
+        def fit(self, x, y, **kwargs):
+            time.sleep(0.3)
+            return super().fit(x, y, **kwargs)
+
+    dataset = make_synthetic()
+    data.DATASETS["synthetic"] = lambda data_dir=None: dataset
+    models.MODELS["slow"], models.DEFAULTS["slow"] = SlowSpy, {}
+    specs = [make_spec("synthetic", "slow", "erm", (100, 20), (1.0,), seed) for seed in range(12)]
+    start = float(sys.argv[2])
+    while time.time() < start:
+        time.sleep(0.01)
+    runner = Runner(ResultStore(sys.argv[1]))
+    records = runner.run(specs)
+    assert [r["key"] for r in records] == [s.key for s in specs]
+    print("trained", runner.trained, "loaded", runner.loaded)
+""")
+
+
+def test_two_processes_on_one_fresh_store_never_train_the_same_run(tmp_path):
+    script = tmp_path / "race.py"
+    script.write_text(RACER)
+    start = str(time.time() + 3)
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "store"), start, str(REPO_ROOT)],
+                              cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    trained = [int(out.split()[1]) for out in outs]
+    assert sum(trained) == 12, outs  # each run trained once, by one of them
+    assert min(trained) > 0, outs     # and both did work
+    assert len(list((tmp_path / "store" / "runs").rglob("*.json"))) == 12

@@ -1,5 +1,6 @@
 """SAM and asymmetric SAM on a tiny model: reductions, sign and scale of the ascent step."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -83,3 +84,17 @@ def test_radii_are_validated():
         sam.ascent_vector(list(model.parameters()), losses, torch.ones(3))
     with pytest.raises(ValueError, match="non-negative"):
         sam.ascent_vector(list(model.parameters()), losses, -torch.ones(16))
+
+
+def test_toy_margins_are_exact_distances_to_the_boundary():
+    """Root-finding along rays recovers known distances: a straight boundary and a circle."""
+    from harness import toy
+
+    points = np.array([[0.0, 0.0], [0.5, 3.0], [2.5, -1.0]], dtype=np.float32)
+    straight = toy.boundary_distances(lambda x: x[:, 0] - 1.0, points)
+    assert straight == pytest.approx([1.0, 0.5, 1.5], abs=1e-5)
+    circle = toy.boundary_distances(lambda x: 4.0 - (x ** 2).sum(1), np.array([[0.5, 0.0], [0.0, -3.0]],
+                                                                                dtype=np.float32))
+    assert circle == pytest.approx([1.5, 1.0], abs=1e-4)
+    far = toy.boundary_distances(lambda x: x[:, 0] - 100.0, np.zeros((1, 2), dtype=np.float32))
+    assert far[0] == toy.RAY_REACH  # no boundary within reach

@@ -91,3 +91,55 @@ def test_paired_tests_reject_mismatched_or_tiny_inputs():
         stats.paired_greater([1, 2, 3], [1, 2])
     with pytest.raises(ValueError, match="at least 2 seeds"):
         stats.paired_greater([1], [0])
+
+
+def test_three_way_verdict_separates_refuted_from_inconclusive():
+    seeds = range(5)
+    against = stats.paired_greater([0.0, 0.1, 0.05, 0.08, 0.02], [1.0, 1.1, 1.05, 1.1, 1.0])
+    v = stats.family_verdict({"against": against}, 0.05, "t", seeds, {})
+    assert not v.supported and v.outcome == "refuted" and v.reason.startswith("refuted")
+    noisy = stats.paired_greater([0.3, -0.2, 0.1, -0.1, 0.05], [0.0] * 5)
+    v = stats.family_verdict({"noisy": noisy}, 0.05, "t", seeds, {})
+    assert v.outcome == "inconclusive" and v.mde > 0 and "smallest detectable effect" in v.reason
+    strong = stats.paired_greater([1.0, 1.1, 1.2, 1.05, 1.15], [0.0] * 5)
+    assert stats.family_verdict({"strong": strong}, 0.05, "t", seeds, {}).outcome == "supported"
+
+
+def test_identical_arms_are_never_supported_nor_refuted():
+    same = [0.2, 0.3, 0.25, 0.22, 0.28]
+    v = stats.family_verdict({"self": stats.paired_greater(same, same)}, 0.05, "t", range(5), {})
+    assert v.outcome == "inconclusive" and v.comparisons[0]["p_value"] == 1.0
+
+
+def test_margin_tests_are_refuted_beyond_the_margin():
+    base = np.array([0.20, 0.21, 0.19, 0.22, 0.20])
+    far = base + 0.05 + np.array([0.001, -0.001, 0.002, 0.0, -0.002])
+    ni = stats.paired_less(far, base, margin=0.01)   # claimed: within 1 point; observed: 5 worse
+    assert ni.p_value > 0.5 and ni.refute_p < 0.001
+    tost = stats.tost_paired(far, base, margin=0.01)
+    assert tost.refute_p < 0.001
+    assert stats.family_verdict({"ni": ni}, 0.05, "t", range(5), {}).outcome == "refuted"
+
+
+def test_minimal_detectable_effect_matches_the_power_formula_and_shrinks_with_seeds():
+    diff = np.array([0.3, -0.2, 0.1, -0.1, 0.05])
+    test = stats.paired_greater(diff, np.zeros(5))
+    expected = (sps.t.ppf(0.95, 4) + sps.t.ppf(0.8, 4)) * diff.std(ddof=1) / math.sqrt(5)
+    assert stats.minimal_detectable_effect(test, 1) == pytest.approx(expected)
+    assert stats.minimal_detectable_effect(test, 2) > expected  # alpha split over a family
+    bigger = stats.paired_greater(np.tile(diff, 4), np.zeros(20))
+    assert stats.minimal_detectable_effect(bigger, 1) < expected
+    needed = stats.seeds_needed(test, 1)
+    assert needed is not None and needed > 5
+    assert stats.seeds_needed(stats.paired_greater(-diff - 1, np.zeros(5)), 1) is None
+
+
+def test_a_failed_gate_makes_any_verdict_inconclusive():
+    strong = stats.paired_greater([1.0, 1.1, 1.2, 1.05, 1.15], [0.0] * 5)
+    v = stats.gated(stats.family_verdict({"s": strong}, 0.05, "t", range(5), {}),
+                    {"passed": False, "summary": "balanced accuracy 0.50 vs chance 0.50"})
+    assert not v.supported and v.outcome == "inconclusive" and v.reason.startswith("gate failed")
+
+
+def test_claim_not_supported_is_an_assertion_error():
+    assert issubclass(stats.ClaimNotSupported, AssertionError)

@@ -95,3 +95,51 @@ def test_claims_and_session_round_trip(tmp_path):
     assert store.claims("full") == []
     store.put_session({"seeds": [0, 1]})
     assert store.session() == {"seeds": [0, 1]}
+
+
+@pytest.mark.parametrize("content", ["[]", "null", "3", '"text"'])
+def test_valid_json_that_is_not_an_object_is_set_aside(tmp_path, spec, content):
+    store = ResultStore(tmp_path)
+    path = store.run_path(spec.key)
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.warns(RuntimeWarning, match="not"):
+        assert store.get(spec) is None
+    assert path.with_name(path.name + ".corrupt").exists() and not path.exists()
+    assert store.records() == []
+
+
+def test_read_only_store_lends_its_runs_and_refuses_to_train(tmp_path, spec, monkeypatch):
+    from harness.runner import Runner
+    from harness.store import ReadOnlyStoreError
+
+    writable = ResultStore(tmp_path)
+    writable.put(fake_record(spec))
+    monkeypatch.setattr(store_module, "writable", lambda root: False)
+    store = ResultStore(tmp_path)
+    assert store.read_only
+    assert store.get(spec)["metrics"] == {"value": 0.5}
+    store.put_claim({"profile": "quick", "nodeid": "x"})  # skipped, no error
+    store.put_session({"a": 1})
+    assert not (tmp_path / "claims").exists() and not (tmp_path / "sessions").exists()
+    other = make_spec("synthetic", "spy", "erm", (100, 20), (1.0,), seed=1)
+    runner = Runner(store)
+    assert runner.run([spec]) and runner.loaded == 1
+    with pytest.raises(ReadOnlyStoreError, match="read-only and lacks 1 of the 2 runs"):
+        runner.run([spec, other])
+    assert runner.trained == 0
+
+
+def test_a_really_unwritable_directory_is_detected(tmp_path):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.geteuid() == 0:
+            pytest.skip("root writes through permission bits; covered by the test above")
+        assert ResultStore(locked / "store").read_only
+    finally:
+        locked.chmod(0o755)
+    assert not ResultStore(tmp_path / "fresh").read_only

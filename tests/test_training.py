@@ -19,7 +19,8 @@ def test_record_holds_counts_metrics_and_provenance(synthetic):
     assert record["metrics"]["test"]["1"]["per_class_error"] == [0.0, 1.0]
     assert record["metrics"]["test"]["1"]["balanced_accuracy"] == 0.5
     assert record["data_source"]["variant"] == "synthetic"
-    assert {"numpy", "xgboost", "scikit-learn", "harness"} <= set(record["versions"])
+    assert {"numpy", "xgboost-cpu", "scikit-learn", "torch", "torchvision", "laplace-torch",
+            "harness"} <= set(record["versions"])
 
 
 def test_training_never_sees_test_rows(synthetic):
@@ -44,3 +45,19 @@ def test_methods_share_the_training_subset_and_test_sets_at_a_seed(synthetic):
 def test_same_spec_same_metrics_with_real_models(synthetic):
     spec = make_spec("synthetic", "xgboost", "oversample", (150, 30), (0.2, 1.0), seed=2)
     assert training.execute(spec)["metrics"] == training.execute(spec, n_jobs=2)["metrics"]
+
+
+def test_training_subsets_are_nested_across_class_counts(synthetic):
+    """Figure 3 adds majority data: at a seed, the minority samples stay the same and a larger
+    majority set contains the smaller one."""
+    def subset(counts, seed=3):
+        idx = training.train_subset(synthetic, make_spec("synthetic", "spy", "erm", counts, (1.0,), seed))
+        y = synthetic.y_train[idx]
+        return set(idx[y == 0]), set(idx[y == 1])
+
+    small_major, minority = subset((50, 30))
+    big_major, same_minority = subset((200, 30))
+    assert minority == same_minority and small_major < big_major
+    fewer_minority = subset((200, 10))[1]
+    assert fewer_minority < minority
+    assert subset((50, 30), seed=4)[1] != minority  # another seed, another draw
