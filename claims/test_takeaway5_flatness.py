@@ -141,7 +141,7 @@ def test_loss_rises_more_slowly_around_imbalanced_minima(profile, arm, suite, cl
 BAYESIAN = {"laplace": "diagonal Laplace", "sghmc": "SGHMC"}
 
 # Why the quick arms are expected not to hold (the live numbers are in each verdict). Scales
-# searched (seeds 0-1, 2 cores): the quick CNN (width 16, 16 px, 15 epochs, 2,500 images) with
+# searched (seeds 0-1, 2 cores): the quick CNN (width 16, 16 px, 2,500 images; 8 epochs since version 0.3, 15 before) with
 # Laplace over the last layer (GLM predictive) and over all weights (sampled predictive; its GLM
 # predictive needs a Jacobian per test image, >80 s per run on the CPU); SGHMC at temperature 1
 # and 0.01, with 3 cycles or 1 cycle and 3 samples. None lowered the quick CNN's balanced error.

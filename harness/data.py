@@ -410,6 +410,7 @@ DATASETS = {
     "cifar10-binary": load_cifar10_binary,
     "toy2d": load_toy2d,
 }
+BUILTIN_DATASETS = dict(DATASETS)  # what a freshly started worker process has (harness.runner)
 
 
 def load(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:

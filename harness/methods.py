@@ -119,3 +119,7 @@ for _name, _regime, _doc in [
      "``pretrained_weights``); a linear probe on those weights is recorded alongside."),
 ]:
     register_method(_name)(every_sample_once(_regime, _doc))
+
+# The registry as the package defines it: a worker process that imports the harness afresh has
+# exactly these, so only runs using them can be sent to another process (see harness.runner).
+BUILTIN_METHODS = dict(METHODS)

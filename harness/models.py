@@ -110,6 +110,7 @@ DEFAULTS: dict[str, dict] = {"xgboost": XGBOOST_DEFAULTS, "linear_svm": LINEAR_S
                              "small_cnn": nn_hyperparameters.SMALL_CNN,
                              "resnet34": nn_hyperparameters.RESNET34, "mlp2d": toy.TOY_MLP}
 NEURAL = {"small_cnn", "resnet34"}  # models trained by harness.engine on images
+BUILTIN_MODELS = dict(MODELS)  # what a freshly started worker process has (see harness.runner)
 
 
 def register_model(name: str, factory: Callable, defaults: dict) -> None:

@@ -8,6 +8,11 @@ Several processes may share one store: a run is trained only by the process hold
 (:meth:`~harness.store.ResultStore.claim_run`). The runner first trains the runs nobody else is
 training, then waits for the others and loads them (training one itself only if its holder died
 without storing it). A read-only store lends its runs; lacking one is an error before training.
+
+Worker processes start afresh and know only the registries as the package defines them, so a
+run whose dataset, model or method was registered or replaced in this process (a user's method
+registered in a conftest, a test's spy model, a mutation test's sabotage) trains in this process
+whatever the executor; the others go to the executor.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from . import training
+from . import data, methods, models, training
 from .executors import InProcessExecutor, threads_per_worker
 from .spec import RunSpec
 from .store import ReadOnlyStoreError, ResultStore
@@ -39,6 +44,13 @@ class Progress:
     def line(self) -> str:
         return (f"runs {self.done}/{self.total} done ({self.cached} from store), "
                 f"{self.elapsed_s:.1f}s elapsed")
+
+
+def portable(spec: RunSpec) -> bool:
+    """Whether a fresh worker process would train ``spec`` with the same registered code."""
+    return (data.DATASETS.get(spec.dataset) is data.BUILTIN_DATASETS.get(spec.dataset)
+            and models.MODELS.get(spec.model) is models.BUILTIN_MODELS.get(spec.model)
+            and methods.METHODS.get(spec.method) is methods.BUILTIN_METHODS.get(spec.method))
 
 
 def execute_spec(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
@@ -103,7 +115,7 @@ class Runner:
                     else:
                         mine.append(spec)
                 attempted += len(mine)
-                for spec, record, error in self.executor.submit_all(self.job(), mine):
+                for spec, record, error in self.submit(mine):
                     tried.add(spec.key)
                     if error is not None:
                         failures.append(f"{spec.describe()}: {type(error).__name__}: {error}")
@@ -124,6 +136,17 @@ class Runner:
         if failures:
             raise RunFailed(f"{len(failures)} of {attempted} runs failed:\n" + "\n".join(failures))
         return [records[spec.key] for spec in specs]
+
+    def submit(self, specs: list[RunSpec]):
+        """(spec, record, error) as runs finish: portable runs through the executor, the rest
+        (registered only in this process) in this process, after them."""
+        if self.executor.workers <= 1:
+            yield from self.executor.submit_all(self.job(), specs)
+            return
+        remote = [spec for spec in specs if portable(spec)]
+        local = [spec for spec in specs if not portable(spec)]
+        yield from self.executor.submit_all(self.job(), remote)
+        yield from InProcessExecutor().submit_all(self.job(), local)
 
     def job(self):
         """The function the executor runs per spec (module-level, so it crosses processes)."""
