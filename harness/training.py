@@ -107,15 +107,22 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
                "test": {}}
     if hasattr(model, "extra_metrics"):  # model-specific measurements, e.g. decision margins
         metrics["extra"] = model.extra_metrics()
-    for ratio in spec.test_ratios:
-        idx = test_set(dataset, ratio, spec.seed)
+    # Every test set is a subset of the held-out split and they overlap heavily, so the model
+    # predicts each held-out sample they use once (predictions are per sample), and each test
+    # set's metrics index into those predictions.
+    test_sets = {ratio: test_set(dataset, ratio, spec.seed) for ratio in spec.test_ratios}
+    used = np.unique(np.concatenate(list(test_sets.values())))
+    predicted = model.predict(dataset.x_test[used])
+    # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's linear
+    # probe), measured on the same test sets so that claims can pair them with the main one.
+    variants = getattr(model, "predict_variants", no_variants)(dataset.x_test[used])
+    for ratio, idx in test_sets.items():
+        at = np.searchsorted(used, idx)
         metrics["test"][ratio_key(ratio)] = classification_metrics(
-            dataset.y_test[idx], model.predict(dataset.x_test[idx]), dataset.num_classes)
-        # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's linear
-        # probe), measured on the same test sets so that claims can pair them with the main one.
-        for name, y_pred in getattr(model, "predict_variants", no_variants)(dataset.x_test[idx]).items():
+            dataset.y_test[idx], predicted[at], dataset.num_classes)
+        for name, y_pred in variants.items():
             metrics.setdefault("variants", {}).setdefault(name, {"test": {}})["test"][
-                ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred,
+                ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred[at],
                                                            dataset.num_classes)
     return {
         "key": spec.key,
