@@ -23,6 +23,27 @@ NEAR_OPTIMAL_MARGIN = 0.01    # claim (c): at most 1 percentage point of test er
 FAR_GRID_STEPS = 2            # claim (b): train ratios this many grid steps or more from the test
                               # ratio must be significantly worse than training at the test ratio
 
+# Quick arms expected not to hold (the live numbers are in each verdict), each after a search for
+# a scale where it does. XGBoost's test error on Adult is nearly flat between train ratios 0.01
+# and 0.1 (about 0.1 percentage point apart), below what five seeds resolve; the quick CNN at 8
+# epochs does not resolve matched-vs-best within 1 point at test r = 0.05.
+QUICK_SCALE_NEAR = {
+    "t1-adult-xgboost": (
+        "not expected at 5 seeds: XGBoost's error on Adult differs by about 0.1 percentage point "
+        "between train ratios two grid steps apart at low ratios, below what 5 seeds detect. "
+        "Searched: the full 9-ratio grid at 5 seeds (not supported either) and 80 seeds on this "
+        "grid (supported)."),
+}
+QUICK_SCALE_OPTIMAL = {
+    "t1-adult-xgboost": (
+        "not expected on the quick 5-ratio grid at 5 seeds: the train ratio farthest from test "
+        "r = 0.1 is 0.02, about 0.1 percentage point worse, below what 5 seeds detect. Searched: "
+        "the full 9-ratio grid at 5 seeds (supported)."),
+    "t1-cifar10-nn": (
+        "not expected at 8 epochs: the quick CNN's matched-vs-best gap at test r = 0.05 is not "
+        "resolved within 1 point by 5 seeds. Searched: 15 epochs at 5 seeds (supported)."),
+}
+
 
 def error_table(cfg, records, seeds) -> dict[tuple[float, float], list[float]]:
     """Per-seed test error for every (train ratio, test ratio) pair under ERM."""
@@ -136,6 +157,8 @@ def test_best_training_ratio_is_near_test_ratio(profile, arm, suite, claim):
     significantly worse. Every test ratio of every grid this claim runs on has a far train ratio
     (checked), so it can fail everywhere; when the train ratio makes no difference it fails.
     """
+    if arm in QUICK_SCALE_NEAR:
+        claim.expect_failure_at_quick_scale(QUICK_SCALE_NEAR[arm])
     cfg, records = claim.grid(arm)
     table = error_table(cfg, records, suite.seeds)
     tests, per = {}, {}
@@ -172,6 +195,8 @@ def test_training_at_test_ratio_is_near_optimal(profile, arm, suite, claim):
     more than 1 point worse than the best, or the farthest ratio significantly better;
     inconclusive otherwise.
     """
+    if arm in QUICK_SCALE_OPTIMAL:
+        claim.expect_failure_at_quick_scale(QUICK_SCALE_OPTIMAL[arm])
     cfg, records = claim.grid(arm)
     table = error_table(cfg, records, suite.seeds)
     tests, per, empirical_best = {}, {}, []

@@ -19,6 +19,13 @@ from harness.report import line_figure, mean_series
 TAKEAWAY = "2"
 ALPHA = 0.05
 
+# The quick CNN arm is expected not to hold at 8 epochs (the live numbers are in its verdict).
+QUICK_SCALE = {
+    "t2-cifar10-binary-nn": (
+        "not expected at 8 epochs: the under-trained quick CNN with 50 majority images is not "
+        "significantly worse than with 250. Searched: 15 epochs at 5 seeds (supported)."),
+}
+
 
 def error_curves(records, seeds) -> dict[int, dict[int, list[float]]]:
     """Per-seed balanced test error by minority count, then majority count."""
@@ -68,6 +75,8 @@ def test_adding_majority_samples_first_helps_then_hurts(profile, arm, suite, cla
     0.3 from "the optimum picked on the tested seeds" (which favoured the claim) before the new
     statistic was run.
     """
+    if arm in QUICK_SCALE:
+        claim.expect_failure_at_quick_scale(QUICK_SCALE[arm])
     cfg, records = claim.grid(arm)
     curves = error_curves(records, suite.seeds)
     curve = curves[cfg.claim_minority]

@@ -38,6 +38,10 @@ QUICK_SCALE_SAM = (
     "not expected at CPU quick scale: SAM does not help the under-trained quick CNN. Searched: "
     "width 16 at 8 epochs (this arm) and 15 epochs and width 32 / 30 epochs (2 seeds); the full ResNet-34 "
     "profile is where it is tested.")
+QUICK_SCALE_MARGIN = (
+    "not expected at 5 seeds: SAM's gain in minority margin (about 0.01, measured by "
+    "root-finding) is about the smallest effect 5 seeds detect; of four disjoint 5-seed blocks "
+    "(seeds 0-19) one held. Searched: 20 seeds (supported).")
 QUICK_SCALE_ASYMMETRIC = (
     "not expected at CPU quick scale, where SAM itself does not help (see the SAM arm). Searched: "
     "width 16 at 8 epochs (this arm) and 15 epochs; the full ResNet-34 profile is where it is tested.")
@@ -78,6 +82,7 @@ def test_sam_widens_the_margin_around_minority_points(profile, arm, suite, claim
     margin(SAM) - margin(SGD) > 0, alpha = 0.05 (a single comparison: no correction). Refuted when
     SAM's minority margin is not significantly larger than SGD's.
     """
+    claim.expect_failure_at_quick_scale(QUICK_SCALE_MARGIN)
     cfg, records = claim.grid(arm)
     sgd = per_seed(records, ("erm",), suite.seeds, minority_margin)
     sharp = per_seed(records, ("sam",), suite.seeds, minority_margin)

@@ -43,11 +43,14 @@ def sabotaged(sabotage: str, *args: str, tmp_path):
 
 
 def assert_red(out, rows, names):
-    assert out.returncode != 0, out.stdout[-3000:]
+    """Each named claim is not supported. A claim already expected not to hold at quick scale
+    (xfail) cannot turn redder: for it the verdict is what the sabotage must change."""
     for name in names:
         assert name in rows, f"{name} has no row in claims.json: {sorted(rows)}\n{out.stdout[-3000:]}"
         assert rows[name]["verdict"] != "supported", rows[name]
-        assert rows[name]["outcome"] in ("failed", "error"), rows[name]
+        assert rows[name]["outcome"] in ("failed", "error", "xfailed"), rows[name]
+    if any(rows[name]["outcome"] != "xfailed" for name in names):
+        assert out.returncode != 0, out.stdout[-3000:]
 
 
 @needs_adult
@@ -86,7 +89,10 @@ def test_oversampling_replaced_by_erm_fails_the_xgboost_oversampling_claim(tmp_p
 def test_sam_replaced_by_sgd_fails_the_toy_margin_claim(tmp_path):
     out, rows = sabotaged("sam_is_sgd", f"{T6}::test_sam_widens_the_margin_around_minority_points",
                           tmp_path=tmp_path)
-    assert_red(out, rows, ["test_sam_widens_the_margin_around_minority_points[quick-t6-toy2d-mlp]"])
+    name = "test_sam_widens_the_margin_around_minority_points[quick-t6-toy2d-mlp]"
+    assert_red(out, rows, [name])
+    # SAM is SGD here: the margins are the same runs' margins, so no effect and no p = 0.
+    assert all(c["effect"] == 0 and c["p_value"] == 1 for c in rows[name]["comparisons"]), rows[name]
 
 
 @needs_cifar
