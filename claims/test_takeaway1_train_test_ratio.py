@@ -189,7 +189,8 @@ def test_training_at_test_ratio_is_near_optimal(profile, arm, suite, claim):
     error (ties broken against r; when r itself is the best, no test is made and the report
     says "matched is the empirical best", as it does when the two cells hold the same runs);
     (ii) the choice matters, H1: error(trained at the
-    train ratio farthest from r in grid steps) - error(trained at r) > 0. Holm over all tests,
+    train ratio farthest from r in grid steps; of two equally far, the lower) - error(trained at
+    r) > 0. Holm over all tests,
     alpha = 0.05; supported when every comparison rejects. (ii) keeps the claim from holding
     vacuously when the train ratio does nothing. Refuted when matched training is significantly
     more than 1 point worse than the best, or the farthest ratio significantly better;
