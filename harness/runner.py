@@ -117,17 +117,15 @@ class Runner:
                 attempted += len(mine)
                 for spec, record, error in self.submit(mine):
                     tried.add(spec.key)
-                    if error is not None:
-                        failures.append(f"{spec.describe()}: {type(error).__name__}: {error}")
-                    else:
+                    if error is None:
                         records[spec.key] = self.memory[spec.key] = self.store.put(record)
                         self.trained += 1
+                    else:
+                        failures.append(f"{spec.describe()}: {type(error).__name__}: {error}")
                     locks.pop(spec.key).close()  # only once the record is stored
-                    if error is not None:
-                        continue
                     now = time.perf_counter()
-                    if self.progress and (now - last_report >= self.progress_every_s
-                                          or len(records) == len(unique)):
+                    if error is None and self.progress and (now - last_report >= self.progress_every_s
+                                                            or len(records) == len(unique)):
                         self.progress(Progress(len(records), len(unique), cached, now - started))
                         last_report = now
         finally:
