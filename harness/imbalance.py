@@ -132,13 +132,10 @@ def class_counts(labels: np.ndarray, num_classes: int) -> tuple[int, ...]:
     return tuple(int(c) for c in np.bincount(labels, minlength=num_classes)[:num_classes])
 
 
-def sample_indices(labels: np.ndarray, counts: Sequence[int], rng: np.random.Generator) -> np.ndarray:
-    """Indices of a subset of ``labels`` with exactly ``counts[c]`` members of class ``c``.
-
-    Drawn without replacement from each class's pool. Raises ImbalanceError, naming the class,
-    when a class has fewer members than requested. The result is sorted, so it depends only on
-    the set drawn.
-    """
+def per_class_indices(labels: np.ndarray, counts: Sequence[int], draw) -> np.ndarray:
+    """Indices with exactly ``counts[c]`` members of class ``c``, each class's members chosen by
+    ``draw(c, pool, want)`` from its pool. Raises ImbalanceError, naming the class, when a class
+    has fewer members than requested. Sorted, so the result depends only on the set drawn."""
     labels = np.asarray(labels)
     chosen = []
     for c, want in enumerate(counts):
@@ -150,25 +147,25 @@ def sample_indices(labels: np.ndarray, counts: Sequence[int], rng: np.random.Gen
             )
         if want < 0:
             raise ImbalanceError(f"class {c}: count must be non-negative; got {want}")
-        chosen.append(rng.choice(pool, size=int(want), replace=False))
+        chosen.append(draw(c, pool, int(want)))
     return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=np.int64)
+
+
+def sample_indices(labels: np.ndarray, counts: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """Indices of a subset of ``labels`` with exactly ``counts[c]`` members of class ``c``,
+    drawn without replacement from each class's pool with one generator (see
+    :func:`per_class_indices` for errors and order)."""
+    return per_class_indices(labels, counts, lambda c, pool, want: rng.choice(pool, size=want, replace=False))
 
 
 def nested_indices(labels: np.ndarray, counts: Sequence[int], rng_for_class) -> np.ndarray:
     """Indices with ``counts[c]`` members of class ``c``: the first ``counts[c]`` of a random
     order of that class's pool drawn from ``rng_for_class(c)``, so that subsets with the same
     streams are nested (a larger count of a class contains every sample of a smaller one, and
-    the other classes' samples do not depend on it). Sorted; raises ImbalanceError like
-    :func:`sample_indices`."""
-    labels = np.asarray(labels)
-    chosen = []
-    for c, want in enumerate(counts):
-        pool = np.flatnonzero(labels == c)
-        if want < 0 or want > len(pool):
-            raise ImbalanceError(f"class {c} has {len(pool)} samples in this split but {want} were "
-                                 "requested; lower the total size or the class count")
-        chosen.append(rng_for_class(c).permutation(pool)[:int(want)])
-    return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=np.int64)
+    the other classes' samples do not depend on it). Errors and order as
+    :func:`per_class_indices`."""
+    return per_class_indices(labels, counts,
+                             lambda c, pool, want: rng_for_class(c).permutation(pool)[:want])
 
 
 def ratio_of(counts: Sequence[int]) -> float:
