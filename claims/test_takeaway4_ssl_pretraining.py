@@ -104,6 +104,7 @@ def test_ssl_pretraining_then_fine_tuning_beats_supervised_and_oversampling(prof
     claim.assert_supported()
 
 
+@pytest.mark.needs_simclr_weights
 @pytest.mark.parametrize("arm", ["t4-cifar10-binary-ssl"])
 def test_in_domain_ssl_comes_close_to_imagenet_pretraining(profile, arm, suite, claim):
     """Section 5, Figure 6: "our two-step procedure which uses SSL pre-training on the small

@@ -1,11 +1,15 @@
-"""Command line of the imbalance-claims harness: re-render reports, time the training engine.
+"""Command line of the imbalance-claims harness: plan, dry-run, merge, report, measure.
 
 Examples:
 
+    python -m harness plan -m full                   # runs, stored, cost of the full profile
+    python -m harness plan -m full -k adult --json   # same selection options as pytest
+    python -m harness dryrun                         # every full-profile training path, shrunk
+    python -m harness merge /mnt/a/store /mnt/b/store --into .cache/store
     python -m harness report                         # default store and reports/ directory
     python -m harness report --profile quick         # only the quick profile's claims
-    python -m harness report --store /data/store --report-dir /tmp/reports
     python -m harness throughput --arch resnet34 --epochs 1 --device cuda   # one CIFAR-10 epoch
+    python -m harness gpucheck --minutes 8           # on a GPU: throughput, MFU, every method
 """
 
 from __future__ import annotations
@@ -52,9 +56,115 @@ def throughput_command(args) -> int:
                          device=args.device)
     model.fit(cifar.x_train[subset], cifar.y_train[subset])
     accuracy = float(np.mean(model.predict(cifar.x_test) == cifar.y_test))
-    print(json.dumps({"arch": args.arch, "device": str(model.device), "images": n,
-                      "data_source": cifar.source.get("variant"), **model.log,
-                      "test_accuracy": accuracy}, indent=1))
+    result = {"arch": args.arch, "device": str(model.device), "images": n,
+              "data_source": cifar.source.get("variant"), **model.log, "test_accuracy": accuracy}
+    if not args.no_record:
+        from . import plan
+        from .training import device_name
+
+        result["calibration_file"] = str(plan.record_throughput(
+            args.arch, model.device.type, {"images_per_second": round(model.log["images_per_second"], 1),
+                                           "device_name": device_name(model.device.type),
+                                           "images": n, "threads": args.threads}, args.calibration))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def plan_command(args, pytest_args: list[str]) -> int:
+    """Collect the claims pytest would run with ``pytest_args`` and print their plan."""
+    import contextlib
+    import io
+    import json
+
+    import pytest
+
+    from . import plan
+    from .data import REPO_ROOT
+
+    class Collector:
+        arms, errors, store = [], {}, None
+
+        def pytest_collection_finish(self, session):
+            from fixtures.plugin import get_suite
+
+            suite = get_suite(session.config)
+            self.arms, self.errors = suite.selection(session.items)
+            self.store = suite.store
+
+    collector = Collector()
+    paths = [a for a in pytest_args if not a.startswith("-") and Path(a.split("::")[0]).exists()]
+    argv = ["--collect-only", "-q", "-p", "no:cacheprovider", "--rootdir", str(REPO_ROOT),
+            *pytest_args, *([] if paths else [str(REPO_ROOT / "claims")])]
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = pytest.main(argv, plugins=[collector])
+    if code not in (0, 5) or collector.store is None:
+        print(output.getvalue(), file=sys.stderr)
+        print(f"plan: pytest could not collect the selection (exit {int(code)}); see above",
+              file=sys.stderr)
+        return 2
+    figures = plan.load_calibration(args.calibration)
+    result = plan.build_plan(collector.arms, collector.store, figures, collector.errors)
+    result["selection"] = " ".join(pytest_args)
+    print(json.dumps(result, indent=1) if args.json else plan.format_plan(result))
+    return 0
+
+
+def merge_command(args) -> int:
+    from .merge import MergeError, merge_stores
+    from .store import IncompatibleStoreError, ReadOnlyStoreError
+
+    try:
+        report = merge_stores(args.stores, args.into)
+    except (MergeError, IncompatibleStoreError, ReadOnlyStoreError) as err:
+        print(f"merge: {err}", file=sys.stderr)
+        return 2
+    for conflict in report.conflicts:
+        print(conflict.describe())
+    for invalid in report.invalid:
+        print(f"skipped {invalid}")
+    print(report.summary() + f" -> {args.into}")
+    if report.conflicts:
+        print("conflicts: the --into store kept its record for each; GPU runs are not "
+              "bit-reproducible, so decide which to keep (delete one file and merge again)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def dryrun_command(args) -> int:
+    """Every distinct full-profile training path once, at full shape, on a shrunk budget."""
+    import json
+
+    from . import dryrun
+    from .executors import make_executor
+
+    runs = dryrun.dry_runs(args.data_dir, device=args.device)
+    executor = make_executor("local", workers=args.workers)
+    try:
+        outcome = dryrun.run_all(runs, executor, args.data_dir)
+    finally:
+        executor.close()
+    bad = {path: o for path, o in outcome.items() if o["problems"]}
+    print(json.dumps(outcome, indent=1))
+    print(f"dry run: {len(outcome) - len(bad)} of {len(outcome)} training paths hold every field "
+          "the claims read" + (f"; problems in {sorted(bad)}" if bad else ""), file=sys.stderr)
+    return 1 if bad else 0
+
+
+def gpucheck_command(args) -> int:
+    import json
+
+    from .gpucheck import gpucheck
+
+    try:
+        result = gpucheck(args.minutes, args.device, args.arch, tuple(args.concurrency),
+                          args.images, not args.no_cells, args.data_dir, args.calibration,
+                          args.warmup_seconds)
+    except RuntimeError as err:
+        print(json.dumps({"error": str(err)}))
+        return 2
+    print(json.dumps(result, indent=1))
     return 0
 
 
@@ -62,7 +172,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                     help="report or throughput; COMMAND --help for its options")
+                                     help="plan, dryrun, merge, report, throughput or gpucheck; "
+                                      "COMMAND --help for its options")
+    planner = commands.add_parser(
+        "plan", help="unique runs, runs stored and estimated cost of a pytest selection",
+        description="Print, per arm and in total, the unique runs a pytest selection needs, how "
+                    "many the store holds and an estimated cost, without training anything. "
+                    "Every other option is passed to pytest's selection: -m, -k, test paths, "
+                    "--seeds, --seed-offset, --store, --device, --data-dir.")
+    planner.add_argument("--json", action="store_true",
+                         help="print JSON (runs_total, runs_stored, by_arm, estimated_hours, ...)")
+    planner.add_argument("--calibration", default=None,
+                         help="throughput calibration file (default $IMBALANCE_CALIBRATION or "
+                              ".cache/calibration.json; assumed figures where it has none)")
+    planner.set_defaults(func=plan_command, passes_pytest_args=True)
+    dry = commands.add_parser(
+        "dryrun", help="train every full-profile training path once on a shrunk budget",
+        description="Every distinct (dataset, model, method, measurement) of the full profile at "
+                    "full shape (ResNet-34, 32 px, Hessian top-10, ...), one epoch on a few dozen "
+                    "images; checks each record holds every field the claims read. Nothing is "
+                    "stored. Exit 1 if any path crashed or lacks a field.")
+    dry.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                     help="device for the networks (default: cpu)")
+    dry.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1)")
+    dry.add_argument("--data-dir", default=None, help="directory searched first for the datasets")
+    dry.set_defaults(func=dryrun_command)
+    merger = commands.add_parser(
+        "merge", help="combine result stores from several machines",
+        description="Copy every run of the STOREs into --into. A key present in both with "
+                    "different metrics is a conflict: reported with the differences, never "
+                    "overwritten (exit 1). Exit 2 if the merge cannot start (nothing written).")
+    merger.add_argument("stores", nargs="+", metavar="STORE", help="stores to merge from")
+    merger.add_argument("--into", required=True, help="store to merge into (created if missing)")
+    merger.set_defaults(func=merge_command)
     report = commands.add_parser("report", help="re-render the HTML report from the result store",
                                  description="Re-render reports/<run-id>/ from the claims and runs "
                                              "in a result store; trains nothing.")
@@ -87,12 +229,44 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--data-dir", default=None,
                        help="directory searched first for CIFAR-10 (then $IMBALANCE_DATA_DIR, "
                             "../shared/data, a checksummed download)")
+    speed.add_argument("--calibration", default=None,
+                       help="calibration file the measured images/s is written to, for plan "
+                            "(default $IMBALANCE_CALIBRATION or .cache/calibration.json)")
+    speed.add_argument("--no-record", action="store_true",
+                       help="only print; do not write the calibration file")
     speed.set_defaults(func=throughput_command)
+    check = commands.add_parser(
+        "gpucheck", help="on a GPU: throughput and MFU at 1, 2, 4 runs, every method once",
+        description="Measure ResNet-34 training throughput (images/s, MFU against the card's "
+                    "bf16 peak) at several concurrent runs, run one full-shape cell of every "
+                    "full-profile training path for one epoch, record peak memory, write the "
+                    "calibration file for plan, and print one JSON.")
+    check.add_argument("--minutes", type=float, default=8.0, help="time budget (default: 8)")
+    check.add_argument("--device", default="cuda", choices=("cpu", "cuda"),
+                       help="cuda (default); cpu only to smoke-test the script")
+    check.add_argument("--arch", default="resnet34", choices=("small_cnn", "resnet34"),
+                       help="network of the throughput measurement (default: %(default)s)")
+    check.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4],
+                       help="concurrent runs to measure (default: 1 2 4)")
+    check.add_argument("--images", type=int, default=12_000,
+                       help="synthetic training images per run (default: 12000, the full arm size)")
+    check.add_argument("--warmup-seconds", type=float, default=30.0,
+                       help="time allowed for starting and warming up each level (default: 30)")
+    check.add_argument("--no-cells", action="store_true", help="skip the per-method cells")
+    check.add_argument("--data-dir", default=None, help="directory searched first for the datasets")
+    check.add_argument("--calibration", default=None,
+                       help="calibration file to write (default .cache/calibration.json)")
+    check.set_defaults(func=gpucheck_command)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:  # everything plan does not know goes to pytest's selection
+        args, pytest_args = parser.parse_known_args(argv)
+        return args.func(args, pytest_args)
+    args = parser.parse_args(argv)
     return args.func(args)
 
 

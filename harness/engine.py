@@ -316,7 +316,8 @@ class TorchClassifier:
         inputs = to_model_layout(normalize(images))
         self.net.eval()
         eigenvalues = flatness.hessian_top_eigenvalues(
-            self.net, lambda out: F.cross_entropy(out.float(), labels), inputs, k=k, seed=self.seed)
+            self.net, lambda out: F.cross_entropy(out.float(), labels), inputs, k=k, seed=self.seed,
+            tol=self.hp.get("hessian_tol", 1e-3))
         alphas = [round(a, 2) for a in np.linspace(-1, 1, 11)]
         curves = []
         for d in range(self.hp["loss_directions"]):  # direction d: its own seeded draw

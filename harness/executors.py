@@ -1,15 +1,57 @@
-"""Executors: where runs train. One interface, so a distributed engine is one more class.
+"""Executors: where runs train. One interface, so another engine (Ray, Dask, a batch queue) is one
+more class.
 
-An executor has ``submit_all(fn, items)``, an iterator of ``(item, result, error)`` in completion
-order, and ``close()``. ``fn`` must be a module-level function so it can cross process boundaries.
+An executor has
+
+* ``workers``: how many runs it trains at once (for progress and ETA);
+* ``threads_per_run``: CPU threads each run may use;
+* ``submit_all(fn, items, tick_s=None)``: an iterator of ``(item, result, error)`` in completion
+  order; with ``tick_s``, it also yields ``None`` whenever ``tick_s`` seconds pass without a run
+  finishing, so the caller can print a heartbeat;
+* ``close()``.
+
+``fn`` must be picklable (a module-level function or a ``functools.partial`` of one) so that it
+crosses process boundaries. Executors only train: results come back to the caller (the
+:class:`~harness.runner.Runner`), which alone writes the result store.
+
+To add an engine, write a class with those four members whose ``submit_all`` sends
+``fn(item)`` somewhere and yields each item back with its result or its exception, and add it to
+:func:`make_executor` (and the ``--executor`` choices in ``fixtures/plugin.py``). Tests in
+``tests/test_executors.py`` run every executor on the same specs and require the same records.
+
+Executors here:
+
+* ``local``: in this process (``workers`` = 1) or a pool of local processes;
+* ``gpus``: one process per slot, ``runs_per_gpu`` slots per GPU, each pinned to its GPU with
+  ``CUDA_VISIBLE_DEVICES`` (small runs do not fill a large GPU, so several share one);
+* ``slurm`` / ``slurm-local``: `submitit <https://github.com/facebookincubator/submitit>`_ job
+  arrays on a Slurm cluster, or the same code path with submitit's local executor (how CI tests
+  it). Each job trains its runs one after another and drops each result into a spool folder as it
+  finishes, so results stream back while the job runs and a job that dies keeps what it finished.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import math
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator
+import pickle
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+EXECUTORS = ("local", "gpus", "slurm", "slurm-local")
+
+
+class ExecutorError(ValueError):
+    """An executor cannot be built as asked; the message names the fix."""
+
+
+class JobFailed(RuntimeError):
+    """A run's job ended without returning its result (killed, timed out, out of memory)."""
 
 
 class InProcessExecutor:
@@ -17,7 +59,10 @@ class InProcessExecutor:
 
     workers = 1
 
-    def submit_all(self, fn: Callable, items: Iterable) -> Iterator[tuple]:
+    def __init__(self, threads_per_run: int | None = None):
+        self.threads_per_run = threads_per_run or os.cpu_count() or 1
+
+    def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
         for item in items:
             try:
                 yield item, fn(item), None
@@ -28,28 +73,42 @@ class InProcessExecutor:
         pass
 
 
-class ProcessPoolExecutor:
-    """Runs items in a pool of ``workers`` local processes, kept alive across calls.
+def spawn_pool(workers: int, initializer=None, initargs=()) -> futures.ProcessPoolExecutor:
+    # spawn, not fork: a forked child of a process that has started threads (BLAS, torch) can
+    # deadlock, and spawn behaves the same on every platform.
+    return futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=initializer, initargs=initargs)
 
-    Workers are started with ``spawn``: a forked child of a process that has started threads
-    (BLAS, torch) can deadlock, and spawn behaves the same on every platform.
-    """
+
+def completed(pending: dict, tick_s: float | None) -> Iterator:
+    """``(item, result, error)`` for each future of ``pending`` (future -> item) as it finishes,
+    and ``None`` after every ``tick_s`` seconds without one."""
+    waiting = set(pending)
+    while waiting:
+        done, waiting = futures.wait(waiting, timeout=tick_s, return_when=futures.FIRST_COMPLETED)
+        if not done:
+            yield None
+        for future in done:
+            error = future.exception()
+            yield pending[future], (None if error else future.result()), error
+
+
+class ProcessPoolExecutor:
+    """Runs items in a pool of ``workers`` local processes, kept alive across calls."""
 
     def __init__(self, workers: int):
         if workers < 1:
-            raise ValueError(f"workers must be at least 1; got {workers}")
+            raise ExecutorError(f"workers must be at least 1; got {workers}")
         self.workers = workers
+        self.threads_per_run = threads_per_worker(workers)
         self.pool: futures.ProcessPoolExecutor | None = None
 
-    def submit_all(self, fn: Callable, items: Iterable) -> Iterator[tuple]:
+    def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
         if self.pool is None:
-            self.pool = futures.ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self.pool = spawn_pool(self.workers)
         pending = {self.pool.submit(fn, item): item for item in items}
         try:
-            for done in futures.as_completed(pending):
-                error = done.exception()
-                yield pending[done], (None if error else done.result()), error
+            yield from completed(pending, tick_s)
         finally:
             for future in pending:
                 future.cancel()
@@ -60,9 +119,254 @@ class ProcessPoolExecutor:
             self.pool = None
 
 
-def make_executor(workers: int):
-    """In-process for one worker, a local process pool for more."""
-    return InProcessExecutor() if workers <= 1 else ProcessPoolExecutor(workers)
+def pin_gpu(gpu: str) -> None:
+    """Worker initializer: this process sees one GPU. Runs before the worker imports torch's CUDA
+    state (CUDA reads the variable when it initializes)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+
+
+class GpuSlotsExecutor:
+    """One worker process per slot, ``runs_per_gpu`` slots per GPU, each pinned to its GPU.
+
+    A slot takes the next item whenever its run finishes, so slow and fast runs mix without idle
+    GPUs. Slots are kept alive across calls (each keeps its CUDA context and cached data).
+
+    Parameters
+    ----------
+    gpus : sequence of str or int
+        GPU ids as ``CUDA_VISIBLE_DEVICES`` names them.
+    runs_per_gpu : int
+        Concurrent runs per GPU (at least 1).
+    """
+
+    def __init__(self, gpus: Sequence, runs_per_gpu: int = 1):
+        if runs_per_gpu < 1:
+            raise ExecutorError(f"--runs-per-gpu must be at least 1; got {runs_per_gpu}")
+        if not gpus:
+            raise ExecutorError("the gpus executor needs at least one GPU")
+        self.slots = [str(g) for g in gpus for _ in range(runs_per_gpu)]
+        self.workers = len(self.slots)
+        self.threads_per_run = threads_per_worker(self.workers)
+        self.pools: list[futures.ProcessPoolExecutor] = []
+
+    def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
+        if not self.pools:
+            self.pools = [spawn_pool(1, pin_gpu, (gpu,)) for gpu in self.slots]
+        queue = list(items)[::-1]
+        running: dict = {}  # future -> (item, slot)
+
+        def feed(slot: int) -> None:
+            if queue:
+                item = queue.pop()
+                running[self.pools[slot].submit(fn, item)] = (item, slot)
+
+        for slot in range(self.workers):
+            feed(slot)
+        try:
+            while running:
+                done, _ = futures.wait(running, timeout=tick_s, return_when=futures.FIRST_COMPLETED)
+                if not done:
+                    yield None
+                for future in done:
+                    item, slot = running.pop(future)
+                    feed(slot)
+                    error = future.exception()
+                    yield item, (None if error else future.result()), error
+        finally:
+            for future in running:
+                future.cancel()
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self.pools = []
+
+
+# ----------------------------------------------------------------------------------- submitit
+
+def run_chunk(fn: Callable, items: list, spool: str, first: int) -> int:
+    """Job body: train ``items`` one after another; item ``first + i``'s outcome goes to
+    ``spool/<first + i>.pkl`` the moment it finishes (written whole, then renamed)."""
+    for offset, item in enumerate(items):
+        index = first + offset
+        print(f"[harness] run {index}: {getattr(item, 'describe', lambda: item)()}", flush=True)
+        started = time.time()
+        try:
+            outcome = ("ok", fn(item))
+        except Exception as err:  # noqa: BLE001 - sent back to the driver with the traceback
+            outcome = ("error", f"{type(err).__name__}: {err}", traceback.format_exc())
+            print(outcome[2], flush=True)
+        print(f"[harness] run {index}: {outcome[0]} after {time.time() - started:.1f}s", flush=True)
+        target = Path(spool) / f"{index}.pkl"
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as handle:
+            pickle.dump(outcome, handle)
+        os.replace(tmp, target)
+    return len(items)
+
+
+class RunError(RuntimeError):
+    """A run raised inside a job; the message has its error and the job's log path."""
+
+
+class SubmititExecutor:
+    """Job arrays through submitit: on Slurm (``cluster="slurm"``) or locally (``"local"``).
+
+    Parameters
+    ----------
+    folder : path
+        Where submitit keeps job pickles and logs (``<folder>/<job id>_<task>_log.{out,err}``).
+    cluster : {"slurm", "local"}
+    partition : str, optional
+        Slurm partition.
+    gpus_per_job, cpus_per_job : int
+        Resources of each array task.
+    time_min : int
+        Time limit of each array task, minutes.
+    array_parallelism : int
+        Most array tasks running at once.
+    runs_per_job : int, optional
+        Runs each array task trains one after another. Default: 1 on Slurm (a log per run); for
+        ``local`` one job per parallel slot, since each job starts a fresh Python (~3 s).
+    """
+
+    def __init__(self, folder, cluster: str = "slurm", partition: str | None = None,
+                 gpus_per_job: int = 1, cpus_per_job: int = 8, time_min: int = 240,
+                 array_parallelism: int = 64, runs_per_job: int | None = None):
+        try:
+            import submitit
+        except ImportError:
+            raise ExecutorError(f"--executor={'slurm' if cluster == 'slurm' else 'slurm-local'} "
+                                "needs submitit, which is an optional extra: pip install -e "
+                                "\".[slurm]\" (or pip install submitit)") from None
+        if cluster == "slurm" and shutil.which("sbatch") is None:
+            raise ExecutorError("--executor=slurm: no `sbatch` on this machine's PATH; run the suite "
+                                "on a Slurm login node, or use --executor=slurm-local to try the "
+                                "same code path with local processes")
+        for name, value in (("gpus per job", gpus_per_job), ("cpus per job", cpus_per_job),
+                            ("time limit (min)", time_min), ("array parallelism", array_parallelism)):
+            if value < (0 if name == "gpus per job" else 1):
+                raise ExecutorError(f"--slurm {name} must be positive; got {value}")
+        if runs_per_job is not None and runs_per_job < 1:
+            raise ExecutorError(f"--slurm-runs-per-job must be at least 1; got {runs_per_job}")
+        self.folder = Path(folder)
+        self.cluster = cluster
+        self.runs_per_job = runs_per_job
+        self.workers = array_parallelism
+        self.threads_per_run = cpus_per_job
+        self.executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster=cluster)
+        params = {"timeout_min": time_min, "gpus_per_node": gpus_per_job,
+                  "cpus_per_task": cpus_per_job, "slurm_array_parallelism": array_parallelism}
+        if partition:
+            params["slurm_partition"] = partition
+        self.executor.update_parameters(**params)
+        self.poll_s = 0.5 if cluster == "local" else 10.0  # Slurm: do not hammer the controller
+        self.jobs: list = []
+
+    def chunks(self, items: list) -> list[list]:
+        size = self.runs_per_job or (1 if self.cluster == "slurm"
+                                     else math.ceil(len(items) / self.workers))
+        return [items[i:i + size] for i in range(0, len(items), size)]
+
+    def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
+        items = list(items)
+        if not items:
+            return
+        spool = self.folder / "spool" / f"{os.getpid()}-{time.time_ns()}"
+        spool.mkdir(parents=True)
+        chunks = self.chunks(items)
+        starts = [sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
+        jobs = self.executor.map_array(run_chunk, [fn] * len(chunks), chunks,
+                                       [str(spool)] * len(chunks), starts)
+        self.jobs += jobs
+        owner = {starts[j] + k: j for j, chunk in enumerate(chunks) for k in range(len(chunk))}
+        pending = set(range(len(items)))
+        last_event = time.monotonic()
+        while pending:
+            finished_jobs = {j for j, job in enumerate(jobs) if job.done()}  # before reading spool
+            for index in sorted(pending):
+                path = spool / f"{index}.pkl"
+                if path.is_file():
+                    with open(path, "rb") as handle:
+                        outcome = pickle.load(handle)
+                    pending.discard(index)
+                    last_event = time.monotonic()
+                    if outcome[0] == "ok":
+                        yield items[index], outcome[1], None
+                    else:
+                        log = jobs[owner[index]].paths.stdout
+                        yield items[index], None, RunError(f"{outcome[1]} (log: {log})")
+                elif owner[index] in finished_jobs:
+                    job = jobs[owner[index]]
+                    pending.discard(index)
+                    last_event = time.monotonic()
+                    yield items[index], None, JobFailed(
+                        f"job {job.job_id} ended without this run's result ({job_failure(job)}); "
+                        f"log: {job.paths.stderr}")
+            if pending:
+                if tick_s is not None and time.monotonic() - last_event >= tick_s:
+                    last_event = time.monotonic()
+                    yield None
+                time.sleep(self.poll_s)
+        shutil.rmtree(spool, ignore_errors=True)
+
+    def close(self) -> None:
+        for job in self.jobs:
+            if not job.done():
+                job.cancel(check=False)
+        self.jobs = []
+
+
+def job_failure(job) -> str:
+    try:
+        error = job.exception()
+    except Exception as err:  # noqa: BLE001 - submitit raises for jobs it cannot read back
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    return f"{type(error).__name__}: {str(error).splitlines()[0]}" if error else f"state {job.state}"
+
+
+# ------------------------------------------------------------------------------------ factory
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else torch's count."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def make_executor(name: str = "local", workers: int = 1, runs_per_gpu: int = 1,
+                  folder=None, **slurm):
+    """The executor ``name`` (one of :data:`EXECUTORS`), checked before anything is submitted.
+
+    Raises
+    ------
+    ExecutorError
+        Unknown name, ``runs_per_gpu`` < 1, ``gpus`` with no GPU visible, submitit missing, no
+        ``sbatch`` for ``slurm``.
+    """
+    if name == "local":
+        return InProcessExecutor() if workers <= 1 else ProcessPoolExecutor(workers)
+    if name == "gpus":
+        if runs_per_gpu < 1:
+            raise ExecutorError(f"--runs-per-gpu must be at least 1; got {runs_per_gpu}")
+        gpus = visible_gpus()
+        if not gpus:
+            raise ExecutorError("--executor=gpus: no GPU is visible (torch.cuda.device_count() is 0 "
+                                "or CUDA_VISIBLE_DEVICES is empty); use --executor=local on this "
+                                "machine, or run on a GPU machine")
+        return GpuSlotsExecutor(gpus, runs_per_gpu)
+    if name in ("slurm", "slurm-local"):
+        if folder is None:
+            raise ExecutorError(f"--executor={name} needs a folder for job logs")
+        if name == "slurm-local":
+            slurm.setdefault("array_parallelism", workers)
+            slurm.setdefault("cpus_per_job", threads_per_worker(workers))
+            slurm["gpus_per_job"] = 0
+        return SubmititExecutor(folder, cluster="slurm" if name == "slurm" else "local", **slurm)
+    raise ExecutorError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
 
 
 def threads_per_worker(workers: int) -> int:

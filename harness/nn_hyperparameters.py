@@ -21,6 +21,7 @@ METHOD_SETTINGS = {
     "minority_radius_scale": 2.0,  # "asymmetric_sam": radius x this for the rarer half of the classes
     "hessian_top_k": 0,        # >0: after training, measure this many top Hessian eigenvalues
     "hessian_samples": 1000,   # training images (un-augmented, BN in eval mode) the Hessian uses
+    "hessian_tol": 1e-3,       # Lanczos (eigsh) relative tolerance of the top eigenvalues
     "loss_directions": 1,      # with hessian_top_k: filter-normalized directions the loss is traced along
     "laplace_subset": "last_layer",  # method "laplace": which weights get a diagonal posterior
     "sghmc_temperature": 1.0,  # method "sghmc": posterior temperature (1: the Bayesian posterior)

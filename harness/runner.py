@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from . import data, methods, models, training
-from .executors import InProcessExecutor, threads_per_worker
+from .executors import InProcessExecutor
 from .spec import RunSpec
 from .store import ReadOnlyStoreError, ResultStore
 
@@ -34,16 +34,35 @@ class RunFailed(RuntimeError):
 
 @dataclass
 class Progress:
-    """Counts for a progress line: runs done of total, how many came from the store, seconds."""
+    """One progress line: runs done / in flight / failed of the total, how many came from the
+    store, time elapsed, an estimate of the time left and the run that finished last."""
 
     done: int
     total: int
     cached: int
     elapsed_s: float
+    in_flight: int = 0
+    failed: int = 0
+    eta_s: float | None = None
+    last: str = ""
 
     def line(self) -> str:
-        return (f"runs {self.done}/{self.total} done ({self.cached} from store), "
-                f"{self.elapsed_s:.1f}s elapsed")
+        text = (f"runs {self.done}/{self.total} done ({self.cached} from store), "
+                f"{self.in_flight} in flight, {self.failed} failed, "
+                f"{duration(self.elapsed_s)} elapsed")
+        if self.eta_s is not None and self.done + self.failed < self.total:
+            text += f", ETA {duration(self.eta_s)}"
+        return text + (f"; last: {self.last}" if self.last else "")
+
+
+def duration(seconds: float) -> str:
+    """``75`` -> ``1m15s``; ``4000`` -> ``1h06m``."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
 def portable(spec: RunSpec) -> bool:
@@ -68,34 +87,50 @@ class Runner:
     data_dir : path, optional
         Passed to the data loaders.
     progress : callable, optional
-        Called with a :class:`Progress` after each run and at most every ``progress_every_s``.
+        Called with a :class:`Progress` when a run finishes (at most every ``progress_every_s``,
+        and always for the last) and, while runs are in flight and none finishes, every
+        ``heartbeat_s`` seconds.
+    estimate : callable, optional
+        ``estimate(spec)`` -> seconds one run takes on one executor slot (from
+        :mod:`harness.plan`), for the ETA; the ETA is rescaled by the speed observed so far.
     """
 
     def __init__(self, store: ResultStore, executor=None, data_dir=None,
-                 progress: Callable[[Progress], None] | None = None, progress_every_s: float = 5.0):
+                 progress: Callable[[Progress], None] | None = None, progress_every_s: float = 10.0,
+                 heartbeat_s: float = 30.0, estimate: Callable[[RunSpec], float] | None = None):
         self.store, self.executor = store, executor or InProcessExecutor()
         self.data_dir, self.progress, self.progress_every_s = data_dir, progress, progress_every_s
+        self.heartbeat_s, self.estimate = heartbeat_s, estimate
         self.trained = 0  # runs trained (not loaded) by this runner, for tests and reports
         self.loaded = 0   # runs read from the store
         self.memory: dict[str, dict] = {}  # records already seen this session, by key
+        self.failures: dict[str, str] = {}  # runs that failed this session: not retried
 
-    def run(self, specs: Sequence[RunSpec]) -> list[dict]:
-        """Records for ``specs``, in the same order; trains the ones the store lacks."""
+    def run(self, specs: Sequence[RunSpec], labels: dict[str, str] | None = None) -> list[dict]:
+        """Records for ``specs``, in the same order; trains the ones the store lacks.
+
+        ``labels`` (key -> e.g. the arm a run belongs to) name finished runs in progress lines.
+        A run that failed earlier in this session is not trained again: it fails again here.
+        """
         started = time.perf_counter()
+        labels = labels or {}
         unique = {spec.key: spec for spec in specs}
         records = {key: self.memory[key] for key in unique if key in self.memory}
         for key, spec in unique.items():
-            if key not in records and (record := self.store.get(spec)) is not None:
+            if key not in records and key not in self.failures and (
+                    record := self.store.get(spec)) is not None:
                 records[key] = self.memory[key] = record
                 self.loaded += 1
-        missing = [spec for key, spec in unique.items() if key not in records]
+        failures = [self.failures[key] for key in unique if key in self.failures]
+        missing = [spec for key, spec in unique.items()
+                   if key not in records and key not in self.failures]
         if missing and self.store.read_only:
             raise ReadOnlyStoreError(
                 f"the result store {self.store.root} is read-only and lacks {len(missing)} of the "
                 f"{len(unique)} runs asked for (first: {missing[0].describe()}); pass a writable "
                 "--store, or merge the missing runs into this one")
-        cached = len(records)
-        failures, attempted, last_report = [], 0, 0.0
+        board = Board(self, len(unique), len(records), started, missing)
+        attempted = len(failures)
         locks, tried = {}, set()
         try:
             # First pass: runs no other process is training; second: wait for the rest.
@@ -111,23 +146,30 @@ class Runner:
                     if (record := self.store.get(spec)) is not None:  # stored while we waited
                         records[spec.key] = self.memory[spec.key] = record
                         self.loaded += 1
+                        board.cached += 1
                         locks.pop(spec.key).close()
                     else:
                         mine.append(spec)
                 attempted += len(mine)
-                for spec, record, error in self.submit(mine):
+                board.queued += len(mine)
+                for outcome in self.submit(mine):
+                    if outcome is None:  # nothing finished for a while: a heartbeat line
+                        board.report(len(records), heartbeat=True)
+                        continue
+                    spec, record, error = outcome
                     tried.add(spec.key)
+                    board.finished(spec)
                     if error is None:
                         records[spec.key] = self.memory[spec.key] = self.store.put(record)
                         self.trained += 1
                     else:
-                        failures.append(f"{spec.describe()}: {type(error).__name__}: {error}")
+                        message = f"{spec.describe()}: {type(error).__name__}: {error}"
+                        self.failures[spec.key] = message
+                        failures.append(message)
                     locks.pop(spec.key).close()  # only once the record is stored
-                    now = time.perf_counter()
-                    if error is None and self.progress and (now - last_report >= self.progress_every_s
-                                                            or len(records) == len(unique)):
-                        self.progress(Progress(len(records), len(unique), cached, now - started))
-                        last_report = now
+                    board.last = " ".join(filter(None, [labels.get(spec.key), spec.describe(),
+                                                        "FAILED" if error else ""]))
+                    board.report(len(records), final=len(records) + len(failures) == len(unique))
         finally:
             for lock in locks.values():
                 lock.close()
@@ -136,17 +178,60 @@ class Runner:
         return [records[spec.key] for spec in specs]
 
     def submit(self, specs: list[RunSpec]):
-        """(spec, record, error) as runs finish: portable runs through the executor, the rest
-        (registered only in this process) in this process, after them."""
+        """(spec, record, error) as runs finish, and None as a heartbeat while none does:
+        portable runs through the executor, the rest (registered only in this process) in this
+        process, after them."""
+        tick = self.heartbeat_s if self.progress else None
         if self.executor.workers <= 1:
-            yield from self.executor.submit_all(self.job(), specs)
+            yield from self.executor.submit_all(self.job(), specs, tick_s=tick)
             return
         remote = [spec for spec in specs if portable(spec)]
         local = [spec for spec in specs if not portable(spec)]
-        yield from self.executor.submit_all(self.job(), remote)
+        yield from self.executor.submit_all(self.job(), remote, tick_s=tick)
         yield from InProcessExecutor().submit_all(self.job(), local)
 
     def job(self):
         """The function the executor runs per spec (module-level, so it crosses processes)."""
-        return partial(execute_spec, data_dir=self.data_dir,
-                       n_jobs=threads_per_worker(self.executor.workers))
+        return partial(execute_spec, data_dir=self.data_dir, n_jobs=self.executor.threads_per_run)
+
+
+class Board:
+    """The counts behind one :meth:`Runner.run`'s progress lines, and its ETA."""
+
+    def __init__(self, runner: Runner, total: int, cached: int, started: float, missing):
+        self.runner, self.total, self.cached, self.started = runner, total, cached, started
+        self.queued = self.finished_count = self.failed = 0
+        self.last, self.last_report = "", 0.0
+        estimate = runner.estimate or (lambda spec: 1.0)
+        self.estimates = {spec.key: max(1e-3, float(estimate(spec))) for spec in missing}
+        self.estimated_done = 0.0
+
+    def finished(self, spec: RunSpec) -> None:
+        self.finished_count += 1
+        self.estimated_done += self.estimates.get(spec.key, 0.0)
+
+    def eta(self, done_keys: int) -> float | None:
+        """Seconds left: the estimated work left over the executor's slots, rescaled by how fast
+        the work done so far went against its estimate."""
+        if self.runner.estimate is None:
+            return None
+        slots = max(1, min(self.runner.executor.workers, self.queued - self.finished_count))
+        left = max(0.0, sum(self.estimates.values()) - self.estimated_done)
+        elapsed = time.perf_counter() - self.started
+        if self.estimated_done > 0 and elapsed > 0:
+            speed = elapsed / (self.estimated_done / max(1, self.runner.executor.workers))
+            return left / slots * speed
+        return left / slots
+
+    def report(self, done: int, heartbeat: bool = False, final: bool = False) -> None:
+        if self.runner.progress is None:
+            return
+        now = time.perf_counter()
+        if not (heartbeat or final or now - self.last_report >= self.runner.progress_every_s):
+            return
+        self.last_report = now
+        self.failed = sum(1 for k in self.runner.failures if k in self.estimates)
+        in_flight = min(self.runner.executor.workers, self.queued - self.finished_count)
+        self.runner.progress(Progress(done, self.total, self.cached, now - self.started,
+                                      in_flight, self.failed, self.eta(done),
+                                      "" if heartbeat else self.last))

@@ -2,6 +2,7 @@
 
 Layout under the store root::
 
+    store.json                     the store's layout version (written with the first run)
     runs/<key[:2]>/<key>.json      one run record per spec
     claims/<profile>/<slug>.json   the latest outcome of each claim test (verdict + figure data)
     sessions/latest.json           environment of the latest suite session
@@ -73,6 +74,16 @@ class ReadOnlyStoreError(RuntimeError):
     """The store is read-only and lacks runs that would have to be trained."""
 
 
+class IncompatibleStoreError(RuntimeError):
+    """The store was written in a layout this harness does not read."""
+
+
+# The store's on-disk layout. Bumped only when the layout or the record format changes in a way
+# older code cannot read; a new harness version alone only changes run keys (old runs are
+# ignored, never misread). Stores without store.json predate the file and have layout 1.
+STORE_FORMAT = 1
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:180]
 
@@ -89,7 +100,27 @@ class ResultStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.read_only = not writable(self.root)
+        found = self.format()
+        if found != STORE_FORMAT:
+            raise IncompatibleStoreError(
+                f"result store {self.root} has layout version {found}; this harness reads layout "
+                f"{STORE_FORMAT}. Use the harness version that wrote it (see "
+                f"{self.root / 'store.json'}), or point --store at another directory")
 
+    def format(self):
+        """The layout version in ``store.json`` (1 when the file is absent)."""
+        path = self.root / "store.json"
+        if not path.is_file():
+            return STORE_FORMAT
+        meta = read_json_object(path, "store description") or {}
+        return meta.get("format", "unreadable")
+
+    def mark_format(self) -> None:
+        if not (self.root / "store.json").is_file():
+            from . import __version__
+
+            atomic_write_json(self.root / "store.json",
+                              {"format": STORE_FORMAT, "created_by_harness": __version__})
 
     def run_path(self, key: str) -> Path:
         return self.root / "runs" / key[:2] / f"{key}.json"
@@ -138,6 +169,10 @@ class ResultStore:
         """Store ``record``; returns it as it reads back (lists for tuples, None for NaN)."""
         if self.read_only:
             raise ReadOnlyStoreError(f"result store {self.root} is read-only; cannot store a run")
+        if record.get("dry_run"):
+            raise ValueError("a dry-run record (shrunk budget) is not its spec's result; "
+                             "it is never stored")
+        self.mark_format()
         normalized = strict_json(record)
         atomic_write_json(self.run_path(record["key"]), normalized)
         return normalized

@@ -85,21 +85,53 @@ def no_variants(x) -> dict:
     return {}
 
 
-def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
+def device_name(device: str) -> str:
+    """The hardware a run used, for a merged store's provenance: the GPU's name, or the CPU's."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def capped(indices: np.ndarray, labels: np.ndarray, per_class: int) -> np.ndarray:
+    """The first ``per_class`` indices of each class, in their order (for the dry run)."""
+    keep = np.zeros(len(indices), dtype=bool)
+    for c in np.unique(labels[indices]):
+        keep[np.flatnonzero(labels[indices] == c)[:per_class]] = True
+    return indices[keep]
+
+
+def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1, budget: dict | None = None) -> dict:
     """Train and evaluate one run; return its record (a JSON-ready dict).
 
     The record holds the spec and its key, metrics on the training subset (the distinct samples,
     before any resampling) and on each test set (``metrics["variants"][name]["test"]`` for the
     other predictors a model reports through ``predict_variants``), the class counts of each,
-    wall time, library versions and the data source.
+    wall time, library versions, the data source and its provenance (host, device name).
+
+    ``budget`` is for the full-shape dry run (:mod:`harness.dryrun`) only: hyperparameters that
+    replace the spec's (e.g. one epoch) and ``test_per_class``, a cap on each test set's samples
+    per class. A run with a budget is not the spec's run: its record says so
+    (``"dry_run": true``) and the store refuses it.
     """
     started = time.perf_counter()
+    budget = dict(budget or {})
+    test_per_class = budget.pop("test_per_class", None)
     dataset = data.load(spec.dataset, data_dir)
     train_idx = train_subset(dataset, spec)
     x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
 
     plan = methods.get(spec.method)(y_train, np.random.default_rng([spec.seed, METHOD_STREAM]))
-    model = models.build(spec.model, seed=spec.seed, n_jobs=n_jobs, **dict(spec.hyperparameters))
+    model = models.build(spec.model, seed=spec.seed, n_jobs=n_jobs,
+                         **{**dict(spec.hyperparameters), **budget})
     model.fit(x_train[plan.indices], y_train[plan.indices], sample_weight=plan.sample_weight,
               regime=plan.regime, epoch_size=plan.epoch_size)
 
@@ -111,6 +143,8 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
     # predicts each held-out sample they use once (predictions are per sample), and each test
     # set's metrics index into those predictions.
     test_sets = {ratio: test_set(dataset, ratio, spec.seed) for ratio in spec.test_ratios}
+    if test_per_class:
+        test_sets = {r: capped(idx, dataset.y_test, test_per_class) for r, idx in test_sets.items()}
     used = np.unique(np.concatenate(list(test_sets.values())))
     predicted = model.predict(dataset.x_test[used])
     # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's linear
@@ -124,13 +158,15 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
             metrics.setdefault("variants", {}).setdefault(name, {"test": {}})["test"][
                 ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred[at],
                                                            dataset.num_classes)
-    return {
+    device = dict(spec.hyperparameters).get("device", "cpu")
+    record = {
         "key": spec.key,
         "spec": spec.to_dict(),
         "metrics": metrics,
         "class_names": list(dataset.class_names),
         "data_source": dataset.source,
-        "device": dict(spec.hyperparameters).get("device", "cpu"),
+        "device": device,
+        "device_name": device_name(device),
         "training_log": getattr(model, "log", {}),
         "wall_time_s": time.perf_counter() - started,
         "versions": library_versions(),
@@ -138,3 +174,6 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
         "pid": os.getpid(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if budget or test_per_class:
+        record["dry_run"] = {**budget, "test_per_class": test_per_class}
+    return record

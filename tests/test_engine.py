@@ -128,15 +128,20 @@ def test_epoch_size_keeps_oversampled_epochs_as_long_as_standard_ones():
 
 @pytest.mark.skipif(__import__("harness.data", fromlist=["locate"]).locate("cifar10/cifar10-jpeg.zip") is None,
                     reason="CIFAR-10 pack not present")
-def test_throughput_command_trains_and_reports(capsys):
+def test_throughput_command_trains_reports_and_calibrates_the_plan(capsys, tmp_path):
     import json
 
     from harness import __main__ as cli
+    from harness import plan
 
-    assert cli.main(["throughput", "--images", "256", "--device", "cpu"]) == 0
+    calibration = tmp_path / "calibration.json"
+    assert cli.main(["throughput", "--images", "256", "--device", "cpu",
+                     "--calibration", str(calibration)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 256 and report["images_per_second"] > 0
     assert 0.0 <= report["test_accuracy"] <= 1.0 and report["device"] == "cpu"
+    figure = plan.load_calibration(calibration)["small_cnn/cpu"]
+    assert figure["measured"] and figure["images_per_second"] == round(report["images_per_second"], 1)
 
 
 def test_minority_half_radii_scale_the_rarer_classes():

@@ -57,3 +57,43 @@ def test_seed_offset_selects_fresh_seeds_and_is_recorded(tmp_path):
 def test_negative_seed_offset_is_a_usage_error(tmp_path):
     out = child_pytest("claims/", "--collect-only", "-q", "--seed-offset=-1", tmp_path=tmp_path)
     assert out.returncode != 0 and "--seed-offset must be 0 or more" in out.stderr
+
+
+def test_executor_settings_are_checked_before_anything_trains(tmp_path):
+    out = child_pytest("claims/", "--collect-only", "-q", "--executor=gpus", "--runs-per-gpu=0",
+                       tmp_path=tmp_path)
+    assert out.returncode != 0 and "--runs-per-gpu must be at least 1" in out.stderr
+    out = child_pytest("claims/", "--collect-only", "-q", "--executor=ray", tmp_path=tmp_path)
+    assert out.returncode != 0 and "invalid choice: 'ray'" in out.stderr
+
+
+def test_gpus_executor_without_a_gpu_is_a_usage_error(tmp_path):
+    import os
+
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "claims/",
+                          "--collect-only", "-q", "--executor=gpus", f"--store={tmp_path / 's'}"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert out.returncode != 0 and "no GPU is visible" in out.stderr
+
+
+def test_a_store_from_another_layout_is_a_usage_error(tmp_path):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "store.json").write_text('{"format": 99}')
+    out = child_pytest("claims/", "--collect-only", "-q", tmp_path=tmp_path)
+    assert out.returncode != 0 and "layout version 99" in out.stderr
+
+
+def test_the_whole_selection_is_submitted_before_the_first_claim(tmp_path):
+    """Two claim modules, two arms: the first progress line already counts both arms' runs,
+    and the runs go through slurm-local (the Slurm code path with local processes)."""
+    log = tmp_path / "progress.log"
+    out = child_pytest("claims/test_takeaway1_train_test_ratio.py", "claims/test_takeaway6_sam_margins.py",
+                       "-m", "quick", "-k", "covtype or toy2d", "--executor=slurm-local",
+                       f"--job-logs={tmp_path / 'jobs'}", f"--progress-log={log}", "--seeds=2",
+                       tmp_path=tmp_path)
+    lines = log.read_text().splitlines()
+    # covtype: 5 train ratios x 2 seeds; toy: 3 methods x 2 seeds
+    assert lines and all("/16 done" in line for line in lines), lines
+    assert "runs 16/16 done" in lines[-1]
+    assert "16 runs trained" in out.stdout, out.stdout[-3000:]

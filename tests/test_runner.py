@@ -93,16 +93,16 @@ def test_killed_suite_resumes_without_retraining(tmp_path):
     store_root = tmp_path / "store"
     proc = subprocess.Popen([sys.executable, str(script), str(store_root)], cwd=os.getcwd())
     deadline = time.time() + 120
-    while len(list(store_root.rglob("*.json"))) < 5 and time.time() < deadline:
+    while len(list((store_root / "runs").rglob("*.json"))) < 5 and time.time() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = len(list(store_root.rglob("*.json")))
+    done_before = len(list((store_root / "runs").rglob("*.json")))
     assert 5 <= done_before < 40, "the kill should land mid-grid"
     out = subprocess.run([sys.executable, str(script), str(store_root)], capture_output=True,
                          text=True, check=True).stdout
     assert f"trained {40 - done_before}" in out
-    assert len(list(store_root.rglob("*.json"))) == 40
+    assert len(list((store_root / "runs").rglob("*.json"))) == 40
     assert not list(store_root.rglob("*.corrupt"))
 
 
@@ -170,3 +170,57 @@ def test_builtin_registrations_are_portable(synthetic):
     if not shared_data_available("adult/adult.data"):
         pytest.skip("Adult not present")
     assert portable(make_spec("adult", "xgboost", "oversample", (200, 20), (1.0,), 0))
+
+
+def test_a_run_that_failed_is_not_retrained_in_the_same_session(tmp_path, synthetic, monkeypatch):
+    real, calls = training.execute, []
+
+    def flaky(spec, **kwargs):
+        calls.append(spec.key)
+        if spec.seed == 1:
+            raise RuntimeError("boom")
+        return real(spec, **kwargs)
+
+    monkeypatch.setattr(training, "execute", flaky)
+    runner = Runner(ResultStore(tmp_path))
+    with pytest.raises(RunFailed):
+        runner.run(grid())  # the whole selection, up front
+    trained = len(calls)
+    with pytest.raises(RunFailed, match="seed=1: RuntimeError: boom"):
+        runner.run(grid()[:2])  # a claim asking for part of it
+    assert len(calls) == trained  # the failure is reported again, not retrained
+
+
+def test_progress_counts_failures_names_the_arm_and_estimates_time_left(tmp_path, synthetic, monkeypatch):
+    real = training.execute
+
+    def flaky(spec, **kwargs):
+        if spec.seed == 1:
+            raise RuntimeError("boom")
+        return real(spec, **kwargs)
+
+    monkeypatch.setattr(training, "execute", flaky)
+    seen = []
+    runner = Runner(ResultStore(tmp_path), progress=seen.append, progress_every_s=0,
+                    estimate=lambda spec: 2.0)
+    specs = grid()
+    with pytest.raises(RunFailed):
+        runner.run(specs, labels={s.key: "arm-x" for s in specs})
+    assert seen[-1].failed == 2 and seen[-1].done == 4 and seen[-1].total == 6
+    assert "arm-x" in seen[0].line() and "ETA" in seen[0].line()
+    assert "2 failed" in seen[-1].line()
+
+
+def test_a_long_run_gives_heartbeat_lines(tmp_path):
+    if not shared_data_available("adult/adult.data"):
+        pytest.skip("Adult not present")
+    lines = []
+    spec = make_spec("adult", "xgboost", "erm", (900, 100), (1.0,), 0, n_estimators=50)
+    runner = Runner(ResultStore(tmp_path), executors.ProcessPoolExecutor(2),
+                    progress=lambda p: lines.append(p.line()), heartbeat_s=0.2)
+    try:
+        runner.run([spec])
+    finally:
+        runner.executor.close()
+    assert any("1 in flight" in line for line in lines[:-1])  # while it trained, not after
+    assert lines[-1].startswith("runs 1/1 done")

@@ -1,0 +1,175 @@
+"""The full profile's dry run: every distinct training path, at full shape, on a shrunk budget.
+
+A 30-hour replication should not die in hour 20 on a shape bug. The dry run takes each distinct
+(dataset, model, method, measurement) combination of the full profile, e.g. ResNet-34 on 32 px
+CIFAR-10 with SAM, or with the Hessian top-10 and five loss directions, builds its real spec
+(the arm's most imbalanced training ratio, full hyperparameters) and trains it once with a budget
+that changes the amount of work but not the shapes: one epoch (SGHMC: one per cycle), a few dozen
+training images, a few test images per class, the Hessian on two images at a loose tolerance.
+Each record must hold every field the claims read (:func:`missing_fields`). Dry-run records say
+``"dry_run"`` and are never stored.
+
+ImageNet SimCLR (``simclr_imagenet``) is not in the dry run: it needs a weights file. The same
+network is built and fine-tuned by ``simclr``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import partial
+
+from . import imbalance, models, protocols, training
+from .spec import RunSpec, make_spec
+from .store import strict_json
+
+TRAIN_IMAGES = 48       # training images of a network dry run (tabular: TRAIN_ROWS rows)
+TRAIN_ROWS = 2_000
+TEST_PER_CLASS = 4      # test samples per class in each test set
+NETWORK_BUDGET = {      # replaces the full profile's settings; shapes stay
+    "epochs": 1,               # SGHMC: one per cycle (below)
+    "simclr_epochs": 1,
+    "hessian_samples": 2,      # images the Hessian and the loss curves use
+    "hessian_tol": 0.5,        # eigsh relative tolerance: a few dozen Hessian-vector products
+}
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """One distinct training path of the full profile and the spec that exercises it."""
+
+    path: str      # "dataset/model/method[+measurement]"
+    arm: str
+    spec: RunSpec
+    budget: tuple  # (name, value) pairs for training.execute
+
+    def describe(self) -> str:
+        return self.path
+
+
+def measurement(cfg) -> str:
+    hp = dict(cfg.hyperparameters) if hasattr(cfg, "hyperparameters") else {}
+    return "+hessian" if hp.get("hessian_top_k") else ""
+
+
+def dry_runs(data_dir=None, device: str = "cpu", profile: str = "full",
+             train_images: int | None = TRAIN_IMAGES, test_per_class: int | None = TEST_PER_CLASS,
+             network_budget: dict | None = None) -> list[DryRun]:
+    """One :class:`DryRun` per distinct (dataset, model, method, measurement) of ``profile``.
+
+    ``train_images`` (None: the arm's own size), ``test_per_class`` (None: whole test sets) and
+    ``network_budget`` (default :data:`NETWORK_BUDGET`) size the runs; ``gpucheck`` uses larger
+    ones than the CPU dry run."""
+    sizing = (train_images, test_per_class,
+              NETWORK_BUDGET if network_budget is None else network_budget)
+    runs: dict[str, DryRun] = {}
+    for arm, cfg in protocols.PROFILES[profile].items():
+        neural = cfg.model in models.NEURAL
+        methods = getattr(cfg, "methods", None) or (cfg.method,)
+        for method in methods:
+            path = f"{cfg.dataset}/{cfg.model}/{method}{measurement(cfg)}"
+            if path in runs:
+                continue
+            runs[path] = DryRun(path, arm, *dry_spec(cfg, method, data_dir, device, neural, *sizing))
+    return list(runs.values())
+
+
+def dry_spec(cfg, method: str, data_dir, device: str, neural: bool, train_images=TRAIN_IMAGES,
+             test_per_class=TEST_PER_CLASS, network_budget=NETWORK_BUDGET) -> tuple[RunSpec, tuple]:
+    """The arm's spec for ``method`` at its most imbalanced training ratio, shrunk in size."""
+    hyperparameters = dict(getattr(cfg, "hyperparameters", ()))
+    if neural:
+        hyperparameters["device"] = device
+    if isinstance(cfg, protocols.RatioGrid):
+        ratio = min(cfg.ratios_for(method))
+        total = cfg.total if train_images is None else (train_images if neural else TRAIN_ROWS)
+        counts = imbalance.counts_for_total(total,
+                                            len(protocols.data.load(cfg.dataset, data_dir).class_names),
+                                            ratio)
+        counts = tuple(max(1, c) for c in counts)  # a few images cannot hold r = 0.01: 1 each
+        test_ratios = cfg.test_ratios
+    elif isinstance(cfg, protocols.MajorityGrid):
+        minority = min(cfg.minority_counts)
+        counts = (max(1, round(minority * max(cfg.majority_factors))), minority)
+        if neural and train_images is not None:  # the same shapes with fewer images
+            counts = (train_images - train_images // 8, train_images // 8)
+        test_ratios = cfg.test_ratios
+    else:  # MethodGrid: the toy problem is cheap; its full grid is the dry run
+        counts, test_ratios = cfg.train_counts, cfg.test_ratios
+    spec = make_spec(cfg.dataset, cfg.model, method, counts, test_ratios, 0, data_dir, **hyperparameters)
+    budget = {}
+    if neural:
+        full = dict(spec.hyperparameters)
+        budget = {k: v for k, v in network_budget.items() if k in full}
+        if method == "sghmc":  # SGHMC needs an epoch per cycle
+            budget["epochs"] = full["sghmc_cycles"]
+    if test_per_class and not isinstance(cfg, protocols.MethodGrid):
+        budget["test_per_class"] = test_per_class
+    return spec, tuple(sorted(budget.items()))
+
+
+def execute_dry(run: DryRun, data_dir=None, n_jobs: int = 1) -> dict:
+    """Train one dry run (module-level, so an executor can send it to another process)."""
+    return training.execute(run.spec, data_dir=data_dir, n_jobs=n_jobs, budget=dict(run.budget))
+
+
+def missing_fields(spec: RunSpec, record: dict) -> list[str]:
+    """Fields the claims read that ``record`` lacks or holds in the wrong shape ([] if none).
+
+    Reads them through the same accessors the claims use (:mod:`harness.protocols`)."""
+    problems = []
+
+    def check(what: str, fn):
+        try:
+            value = fn()
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            problems.append(f"{what}: {type(err).__name__}: {err}")
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{what}: not finite ({value})")
+        return value
+
+    classes = len(spec.train_counts)
+    check("class_names", lambda: record["class_names"][classes - 1])
+    check("train per-class error", lambda: protocols.train_class_error(record, classes - 1))
+    check("train minority/majority error", lambda: protocols.group_train_error(record, "minority"))
+    for ratio in spec.test_ratios:
+        check(f"test error at r={ratio:g}", lambda r=ratio: protocols.error_at_ratio(record, r))
+    if 1.0 in spec.test_ratios:
+        check("balanced test error", lambda: protocols.balanced_test_error(record))
+        check("gate: balanced accuracy", lambda: protocols.balanced_accuracy_on_most_balanced_test(record))
+    variant = {"laplace": "map", "simclr": "linear_probe", "simclr_imagenet": "linear_probe"}.get(spec.method)
+    if variant and 1.0 in spec.test_ratios:
+        check(f"variant {variant}", lambda: protocols.variant_balanced_test_error(variant)(record))
+    hp = dict(spec.hyperparameters)
+    if hp.get("hessian_top_k"):
+        eig = check("hessian_top_eigenvalues", lambda: record["metrics"]["extra"]["hessian_top_eigenvalues"])
+        if eig is not None and len(eig) != hp["hessian_top_k"]:
+            problems.append(f"hessian_top_eigenvalues: {len(eig)} values, expected {hp['hessian_top_k']}")
+        curve = check("loss_along_direction", lambda: record["metrics"]["extra"]["loss_along_direction"])
+        if curve is not None and (len(curve.get("losses", [])) != hp["loss_directions"]
+                                  or len(curve.get("loss", [])) != len(curve.get("alpha", [None]))):
+            problems.append("loss_along_direction: wrong number of directions or points")
+    if spec.model == "mlp2d":
+        check("minority_margin_mean", lambda: float(record["metrics"]["extra"]["minority_margin_mean"]))
+        check("decision_grid", lambda: record["metrics"]["extra"]["decision_grid"]["labels"][0])
+    try:
+        json.dumps(strict_json(record), allow_nan=False)
+    except (TypeError, ValueError) as err:
+        problems.append(f"record is not JSON: {err}")
+    return problems
+
+
+def run_all(runs: list[DryRun], executor, data_dir=None) -> dict[str, dict]:
+    """Train every dry run through ``executor``; ``path`` -> {"seconds", "problems"}."""
+    outcome = {}
+    job = partial(execute_dry, data_dir=data_dir, n_jobs=executor.threads_per_run)
+    for run, record, error in filter(None, executor.submit_all(job, runs)):
+        if error is not None:
+            outcome[run.path] = {"seconds": None, "problems": [f"crashed: {type(error).__name__}: {error}"]}
+        else:
+            outcome[run.path] = {"seconds": round(record["wall_time_s"], 2),
+                                 "problems": missing_fields(run.spec, record)}
+    return outcome
+

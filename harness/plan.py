@@ -1,0 +1,208 @@
+"""Plan a selection before training it: unique runs per arm, how many the store holds, and cost.
+
+Cost comes from throughput figures, one per (model, device kind): images per second for the
+networks (forward + backward, as the engine's training log reports them) and seconds per
+10,000-row run for the tabular models. Figures measured on this hardware
+(``python -m harness throughput`` or ``python -m harness gpucheck``) are kept in a calibration
+file (default ``.cache/calibration.json``, or ``$IMBALANCE_CALIBRATION``) and override the
+defaults below, which are labelled *assumed* with their source.
+
+A run's cost is its work in image passes (training epochs, SAM's second pass, SimCLR's two
+views, Hessian-vector products, the test sets) over that throughput. The figures are estimates
+for planning, not promises: the progress display rescales its ETA by the speed it observes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from pathlib import Path
+
+from .data import DEFAULT_CACHE_DIR
+from .spec import RunSpec
+from .store import ResultStore, atomic_write_json
+
+CALIBRATION_ENV = "IMBALANCE_CALIBRATION"
+DEFAULT_CALIBRATION = DEFAULT_CACHE_DIR / "calibration.json"
+
+# (model, device kind) -> figure: "images_per_second" for the image networks,
+# "seconds_per_10k_rows" for the tabular models (cost grows with the rows), "seconds_per_run"
+# for the toy MLP (fixed size).
+ASSUMED = {
+    ("resnet34", "cuda"): {"images_per_second": 11_000, "source": "assumed: published CIFAR "
+                           "ResNet-34 throughput, ~3.5 A100-minutes per 12,000-image 200-epoch run"},
+    ("resnet34", "cpu"): {"images_per_second": 20, "source": "assumed: measured once on a 2-core "
+                          "AMD EPYC VM (64-image batches, 2 threads)"},
+    ("small_cnn", "cuda"): {"images_per_second": 40_000, "source": "assumed: small CNN at 16 px, "
+                            "bounded by per-step overhead on any GPU"},
+    ("small_cnn", "cpu"): {"images_per_second": 9_000, "source": "assumed: measured on the "
+                           "project's 2-core CI machine (16 px, width 16, 1 thread per run)"},
+    ("mlp2d", "cpu"): {"seconds_per_run": 3.0, "source": "assumed: toy MLP on 420 points"},
+    ("xgboost", "cpu"): {"seconds_per_10k_rows": 1.5, "source": "assumed: 100 trees on 10,000 Adult rows, 1 thread"},
+    ("linear_svm", "cpu"): {"seconds_per_10k_rows": 0.8, "source": "assumed: LinearSVC primal on 10,000 rows"},
+}
+RUN_OVERHEAD_S = 0.5  # building the model and writing the record, per run (data is cached per process)
+EVAL_PASSES = 3_000   # test-set predictions, in training-image equivalents (forward only ~ 1/3)
+
+
+def calibration_path(path=None) -> Path:
+    return Path(path or os.environ.get(CALIBRATION_ENV) or DEFAULT_CALIBRATION)
+
+
+def load_calibration(path=None) -> dict:
+    """Throughput figures: the defaults, overridden by the calibration file's measured ones.
+    Keys are ``"model/device"``; each value has its figure, ``source`` and ``measured``."""
+    figures = {f"{m}/{d}": dict(v, measured=False) for (m, d), v in ASSUMED.items()}
+    file = calibration_path(path)
+    if file.is_file():
+        try:
+            stored = json.loads(file.read_text())
+        except ValueError as err:
+            raise ValueError(f"calibration file {file} is not JSON ({err}); delete it or rerun "
+                             "python -m harness throughput") from None
+        for key, value in stored.get("throughput", {}).items():
+            figures[key] = dict(value, measured=True)
+    return figures
+
+
+def record_throughput(model: str, device: str, figure: dict, path=None) -> Path:
+    """Add a measured figure (``images_per_second``, ``seconds_per_10k_rows`` or
+    ``seconds_per_run``) to the calibration
+    file, with the device name, host and date."""
+    file = calibration_path(path)
+    stored = json.loads(file.read_text()) if file.is_file() else {}
+    stored.setdefault("throughput", {})[f"{model}/{device}"] = {
+        **figure, "source": f"measured on {platform.node()} ({figure.get('device_name', device)}) "
+                            f"{dt.date.today().isoformat()}"}
+    atomic_write_json(file, stored)
+    return file
+
+
+def device_kind(spec: RunSpec) -> str:
+    return "cuda" if dict(spec.hyperparameters).get("device") == "cuda" else "cpu"
+
+
+def image_passes(spec: RunSpec) -> float:
+    """Work of one network run in training-image passes (forward + backward of one image)."""
+    hp = dict(spec.hyperparameters)
+    n = sum(spec.train_counts)
+    epochs = hp["epochs"]
+    work = n * epochs
+    if spec.method in ("sam", "asymmetric_sam"):
+        work *= 2  # an ascent step and a descent step
+    if spec.method == "overfit":
+        work *= hp["overfit_epoch_scale"]  # an upper bound: it stops once the training set is fit
+    if spec.method == "simclr":
+        work += 2 * n * hp["simclr_epochs"]  # two views per image
+    if spec.method == "laplace":
+        work += n  # the GGN diagonal: one pass
+    if hp.get("hessian_top_k"):
+        samples = min(hp["hessian_samples"], n)
+        work += 4 * 30 * samples  # ~30 Lanczos Hessian-vector products, each ~4 passes
+        work += hp["loss_directions"] * 11 * samples / 3
+    return work + EVAL_PASSES
+
+
+def estimate_seconds(spec: RunSpec, figures: dict) -> tuple[float, str]:
+    """Seconds one run takes on one slot of its device, and the figure used (``"model/device"``)."""
+    kind = device_kind(spec)
+    key = f"{spec.model}/{kind}"
+    figure = figures.get(key)
+    if figure is None:  # a model registered by a user: no figure, count the overhead only
+        return RUN_OVERHEAD_S, key
+    if "images_per_second" in figure:
+        return RUN_OVERHEAD_S + image_passes(spec) / figure["images_per_second"], key
+    if "seconds_per_10k_rows" in figure:
+        rows = sum(spec.train_counts)
+        return RUN_OVERHEAD_S + figure["seconds_per_10k_rows"] * max(rows, 1_000) / 10_000, key
+    return figure["seconds_per_run"], key
+
+
+def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
+               figures: dict, errors: dict | None = None) -> dict:
+    """The plan of a selection.
+
+    Parameters
+    ----------
+    arms : list of (profile, arm, specs)
+        In selection order; a run listed by several arms is counted once, in the first.
+    store : ResultStore
+    figures : dict
+        From :func:`load_calibration`.
+    errors : dict, optional
+        ``"profile/arm"`` -> why its specs could not be built (missing data, ...).
+    """
+    seen: set[str] = set()
+    by_arm, used = {}, set()
+    totals = {"cuda": 0.0, "cpu": 0.0}
+    runs_stored = 0
+    for profile, arm, specs in arms:
+        unique = {s.key: s for s in specs}
+        new = [s for k, s in unique.items() if k not in seen]
+        seen.update(unique)
+        stored = [s for s in new if store.run_path(s.key).is_file()]
+        runs_stored += len(stored)
+        todo = [s for s in new if not store.run_path(s.key).is_file()]
+        seconds = {"cuda": 0.0, "cpu": 0.0}
+        for spec in todo:
+            s, key = estimate_seconds(spec, figures)
+            seconds[device_kind(spec)] += s
+            used.add(key)
+        for kind in totals:
+            totals[kind] += seconds[kind]
+        first = unique[next(iter(unique))] if unique else None
+        by_arm[f"{profile}/{arm}"] = {
+            "profile": profile, "arm": arm,
+            "dataset": first.dataset if first else "", "model": first.model if first else "",
+            "device": device_kind(first) if first else "",
+            "runs": len(unique), "shared_with_earlier_arms": len(unique) - len(new),
+            "stored": len(stored), "to_train": len(todo),
+            "estimated_hours": round((seconds["cuda"] + seconds["cpu"]) / 3600, 3),
+        }
+    for key, why in (errors or {}).items():
+        by_arm[key] = {"error": why}
+    return {
+        "runs_total": len(seen), "runs_stored": runs_stored, "runs_to_train": len(seen) - runs_stored,
+        "estimated_hours": round((totals["cuda"] + totals["cpu"]) / 3600, 3),
+        "estimated_gpu_hours": round(totals["cuda"] / 3600, 3),
+        "estimated_cpu_minutes": round(totals["cpu"] / 60, 2),
+        "by_arm": by_arm,
+        "throughput": {k: figures[k] for k in sorted(used) if k in figures},
+        "store": str(store.root),
+    }
+
+
+def format_plan(plan: dict) -> str:
+    """The plan as a table a person reads before launching."""
+    rows = [("arm", "device", "runs", "shared", "stored", "to train", "est. hours")]
+    errors = []
+    for name, arm in plan["by_arm"].items():
+        if "error" in arm:
+            errors.append(f"  {name}: {arm['error']}")
+            continue
+        rows.append((name, arm["device"], str(arm["runs"]), str(arm["shared_with_earlier_arms"]),
+                     str(arm["stored"]), str(arm["to_train"]), f"{arm['estimated_hours']:.2f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.append("-" * len(lines[0]))
+    lines.append(f"unique runs: {plan['runs_total']} ({plan['runs_stored']} in the store "
+                 f"{plan['store']}, {plan['runs_to_train']} to train)")
+    lines.append(f"estimated cost: {plan['estimated_gpu_hours']:.2f} GPU-hours + "
+                 f"{plan['estimated_cpu_minutes']:.1f} CPU-minutes (one run at a time per GPU / "
+                 "per CPU slot; divide by the slots you run)")
+    if plan["throughput"]:
+        lines.append("throughput figures used:")
+        for key, fig in plan["throughput"].items():
+            value = (f"{fig['images_per_second']:,.0f} images/s" if "images_per_second" in fig
+                     else f"{fig['seconds_per_10k_rows']:.2f} s per 10,000 rows"
+                     if "seconds_per_10k_rows" in fig else f"{fig['seconds_per_run']:.2f} s per run")
+            lines.append(f"  {key}: {value} ({'measured' if fig['measured'] else 'assumed'}; "
+                         f"{fig['source'].removeprefix('assumed: ')})")
+    if errors:
+        lines.append("arms that could not be planned:")
+        lines += errors
+    return "\n".join(lines)

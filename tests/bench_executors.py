@@ -1,0 +1,76 @@
+"""Executor benchmarks (a timed script, not a test: run it on an idle machine).
+
+    python -m tests.bench_executors [--rounds 3] [--runs 20]
+
+1. Overhead per run of the ``gpus`` and ``slurm-local`` executors against ``local`` on a grid of
+   quick runs (XGBoost on Adult, the quick profile's tabular runs), two slots each (``gpus``
+   pins slot processes to GPU "0", which does nothing on the CPU), every executor started fresh
+   in each round (process start-up included).
+2. Scaling of independent single-thread tabular runs: 2 workers against 1 on 2 cores.
+
+Prints the median and the range over rounds, and the ratios the issue's targets name (overhead
+within 10% of local; 2 workers >= 1.7x over 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from functools import partial
+
+from harness import imbalance
+from harness.executors import GpuSlotsExecutor, make_executor
+from harness.runner import execute_spec
+from harness.spec import make_spec
+
+
+def grid(runs: int):
+    ratios = (0.02, 0.05, 0.1, 0.3, 1.0)
+    return [make_spec("adult", "xgboost", "erm", imbalance.binary_counts(10_000, r), ratios, seed)
+            for seed in range(runs // len(ratios) + 1) for r in ratios][:runs]
+
+
+def timed(build, specs) -> float:
+    executor = build()
+    started = time.perf_counter()
+    try:
+        outcomes = [o for o in executor.submit_all(partial(execute_spec, n_jobs=1), specs) if o is not None]
+    finally:
+        executor.close()
+    assert all(error is None for _, _, error in outcomes), outcomes
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    specs = grid(args.runs)
+    jobs = tempfile.mkdtemp(prefix="bench-jobs-")
+    builders = {
+        "local (1 worker)": lambda: make_executor("local", workers=1),
+        "local (2 workers)": lambda: make_executor("local", workers=2),
+        "gpus (2 slots)": lambda: GpuSlotsExecutor(["0"], runs_per_gpu=2),
+        "slurm-local (2 jobs)": lambda: make_executor("slurm-local", workers=2, folder=jobs),
+    }
+    times = {name: [] for name in builders}
+    for _ in range(args.rounds):
+        for name, build in builders.items():  # interleaved, so drift hits every executor alike
+            times[name].append(timed(build, specs))
+    median = {name: statistics.median(t) for name, t in times.items()}
+    print(f"{len(specs)} runs (XGBoost, Adult, 10,000 rows, 1 thread each), {args.rounds} rounds")
+    for name, t in times.items():
+        print(f"  {name:22} median {median[name]:6.2f} s  range {min(t):.2f}-{max(t):.2f} s  "
+              f"({median[name] / len(specs):.3f} s per run)")
+    base = median["local (2 workers)"]
+    for name in ("gpus (2 slots)", "slurm-local (2 jobs)"):
+        print(f"  overhead of {name} over local (2 workers): {100 * (median[name] / base - 1):+.1f}% "
+              "(target: within 10%)")
+    print(f"  2 workers over 1: {median['local (1 worker)'] / base:.2f}x (target: >= 1.7x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The full profile's dry run: every distinct training path at full shape (ResNet-34, 32 px,
+Hessian top-10, Laplace, SGHMC, SimCLR, asymmetric SAM, ...) trains once on a shrunk budget and
+its record holds every field the claims read. Budget: 6 minutes on 2 cores."""
+
+import copy
+
+import pytest
+
+from harness import dryrun, protocols
+from harness.executors import make_executor
+
+from .conftest import shared_data_available
+
+needs_data = pytest.mark.skipif(
+    not (shared_data_available("adult/adult.data") and shared_data_available("covtype/covtype-sample.csv.gz")
+         and (shared_data_available("cifar10/cifar10-jpeg.zip")
+              or shared_data_available("cifar10/cifar-10-batches-py/data_batch_1"))),
+    reason="the shared datasets are not present")
+
+
+def full_profile_paths() -> set[str]:
+    paths = set()
+    for cfg in protocols.PROFILES["full"].values():
+        for method in getattr(cfg, "methods", None) or (cfg.method,):
+            paths.add(f"{cfg.dataset}/{cfg.model}/{method}{dryrun.measurement(cfg)}")
+    return paths
+
+
+@needs_data
+def test_every_full_profile_training_path_runs_at_full_shape_and_records_what_claims_read():
+    runs = dryrun.dry_runs()
+    assert {r.path for r in runs} == full_profile_paths()
+    hessian = next(r for r in runs if r.path.endswith("+hessian"))
+    hp = dict(hessian.spec.hyperparameters)
+    assert hp["arch"] == "resnet34" and hp["image_size"] == 32 and hp["hessian_top_k"] == 10
+    assert hp["loss_directions"] == 5 and dict(hessian.budget)["epochs"] == 1
+    executor = make_executor("local", workers=2)
+    try:
+        outcome = dryrun.run_all(runs, executor)
+    finally:
+        executor.close()
+    problems = {path: o["problems"] for path, o in outcome.items() if o["problems"]}
+    assert not problems, problems
+    assert set(outcome) == full_profile_paths()
+
+
+@needs_data
+def test_a_record_missing_a_field_the_claims_read_is_caught():
+    run = next(r for r in dryrun.dry_runs() if r.path == "adult/xgboost/erm")
+    record = dryrun.execute_dry(run)
+    assert dryrun.missing_fields(run.spec, record) == []
+    broken = copy.deepcopy(record)
+    del broken["metrics"]["test"]["1"]
+    assert any("r=1" in p for p in dryrun.missing_fields(run.spec, broken))
+
+
+def test_dry_run_records_are_never_stored(synthetic, tmp_path):
+    from harness.spec import make_spec
+    from harness.store import ResultStore
+    from harness.training import execute
+
+    record = execute(make_spec("synthetic", "spy", "erm", (200, 10), (1.0,), 0), budget={"test_per_class": 3})
+    assert record["dry_run"]["test_per_class"] == 3
+    assert record["metrics"]["test"]["1"]["counts"] == [3, 3]
+    with pytest.raises(ValueError, match="never stored"):
+        ResultStore(tmp_path).put(record)

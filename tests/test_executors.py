@@ -1,0 +1,138 @@
+"""Executors: every one gives the same record for the same spec on the CPU, reports a failing run
+while the others go on, and rejects bad settings before anything is submitted."""
+
+import math
+import sys
+import time
+from functools import partial
+
+import pytest
+
+from harness import executors, imbalance
+from harness.executors import ExecutorError, GpuSlotsExecutor, make_executor
+from harness.runner import execute_spec
+from harness.spec import make_spec
+
+from .conftest import shared_data_available
+
+needs_adult = pytest.mark.skipif(not shared_data_available("adult/adult.data"), reason="Adult not present")
+
+
+def adult_specs():
+    return [make_spec("adult", "xgboost", method, imbalance.binary_counts(1_000, 0.1), (0.1, 1.0),
+                      seed, n_estimators=10)
+            for method in ("erm", "oversample") for seed in (0, 1)]
+
+
+def run_all(executor, fn, items, tick_s=None):
+    try:
+        return [o for o in executor.submit_all(fn, items, tick_s=tick_s) if o is not None]
+    finally:
+        executor.close()
+
+
+@needs_adult
+def test_every_executor_gives_the_same_record_for_the_same_spec(tmp_path):
+    specs = adult_specs()
+    job = partial(execute_spec, n_jobs=1)
+    built = {
+        "in-process": make_executor("local", workers=1),
+        "local pool": make_executor("local", workers=2),
+        "gpu slots": GpuSlotsExecutor(["0"], runs_per_gpu=2),  # pinning is harmless on the CPU
+        "slurm-local": make_executor("slurm-local", workers=2, folder=tmp_path / "jobs"),
+    }
+    metrics = {}
+    for name, executor in built.items():
+        outcomes = run_all(executor, job, specs)
+        assert all(error is None for _, _, error in outcomes), (name, outcomes)
+        metrics[name] = {spec.key: record["metrics"] for spec, record, _ in outcomes}
+        assert sorted(metrics[name]) == sorted(s.key for s in specs), name
+    reference = metrics.pop("in-process")
+    for name, got in metrics.items():
+        assert got == reference, f"{name} gave different metrics than the in-process run"
+
+
+@pytest.mark.parametrize("name", ["local pool", "gpu slots", "slurm-local"])
+def test_a_failing_run_is_reported_while_the_others_finish(name, tmp_path):
+    executor = {"local pool": lambda: make_executor("local", workers=2),
+                "gpu slots": lambda: GpuSlotsExecutor(["0"], 1),
+                "slurm-local": lambda: make_executor("slurm-local", workers=2,
+                                                     folder=tmp_path / "jobs")}[name]()
+    outcomes = {item: (result, error) for item, result, error in run_all(executor, math.sqrt, [4.0, -1.0, 9.0])}
+    assert outcomes[4.0] == (2.0, None) and outcomes[9.0] == (3.0, None)
+    assert outcomes[-1.0][0] is None and "math domain error" in str(outcomes[-1.0][1])
+    if name == "slurm-local":  # the message points at the job's log
+        assert "log:" in str(outcomes[-1.0][1]) and str(tmp_path / "jobs") in str(outcomes[-1.0][1])
+
+
+def test_a_job_that_dies_fails_its_runs_with_the_log_path(tmp_path):
+    executor = make_executor("slurm-local", workers=1, folder=tmp_path / "jobs")
+    outcomes = run_all(executor, executors_exit, [1])
+    (_, result, error), = outcomes
+    assert result is None and isinstance(error, executors.JobFailed)
+    assert "log:" in str(error)
+
+
+def executors_exit(item):
+    import os
+
+    os._exit(3)  # the job's process dies without a result, as a killed Slurm task does
+
+
+def test_a_long_run_gives_heartbeats_instead_of_silence():
+    executor = executors.ProcessPoolExecutor(1)
+    try:
+        outcomes = list(executor.submit_all(time.sleep, [1.5], tick_s=0.3))
+    finally:
+        executor.close()
+    assert outcomes[-1][0] == 1.5 and outcomes.count(None) >= 2
+
+
+def test_unknown_executor_names_the_choices():
+    with pytest.raises(ExecutorError, match="local, gpus, slurm, slurm-local"):
+        make_executor("ray")
+
+
+def test_runs_per_gpu_below_one_is_rejected():
+    with pytest.raises(ExecutorError, match="--runs-per-gpu must be at least 1"):
+        make_executor("gpus", runs_per_gpu=0)
+
+
+def test_gpus_without_a_visible_gpu_is_rejected(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(ExecutorError, match="no GPU is visible"):
+        make_executor("gpus")
+
+
+def test_gpus_gives_each_slot_its_gpu(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    executor = make_executor("gpus", runs_per_gpu=3)
+    assert executor.slots == ["2", "2", "2", "5", "5", "5"] and executor.workers == 6
+    outcomes = run_all(executor, executors_visible_device, list(range(6)))
+    assert sorted(result for _, result, _ in outcomes) == ["2", "2", "2", "5", "5", "5"]
+
+
+def executors_visible_device(item):
+    import os
+
+    time.sleep(0.3)  # keep the slot busy so that every slot takes one item
+    return os.environ["CUDA_VISIBLE_DEVICES"]
+
+
+def test_slurm_without_sbatch_is_rejected(monkeypatch, tmp_path):
+    monkeypatch.setattr(executors.shutil, "which", lambda name: None)
+    with pytest.raises(ExecutorError, match="no `sbatch`.*--executor=slurm-local"):
+        make_executor("slurm", folder=tmp_path)
+
+
+def test_slurm_without_submitit_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    with pytest.raises(ExecutorError, match=r'pip install -e "\.\[slurm\]"'):
+        make_executor("slurm-local", folder=tmp_path)
+
+
+def test_slurm_local_packs_runs_into_one_job_per_worker(tmp_path):
+    executor = make_executor("slurm-local", workers=2, folder=tmp_path)
+    assert [len(c) for c in executor.chunks(list(range(7)))] == [4, 3]
+    executor = make_executor("slurm-local", workers=2, folder=tmp_path, runs_per_job=1)
+    assert len(executor.chunks(list(range(7)))) == 7

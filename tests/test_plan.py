@@ -1,0 +1,96 @@
+"""The plan: unique runs per arm (shared runs counted once), runs stored, cost from throughput."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harness import plan
+from harness.data import REPO_ROOT
+from harness.spec import make_spec
+from harness.store import ResultStore
+
+from .conftest import shared_data_available
+
+
+def spec(n, seed=0, model="spy"):
+    return make_spec("synthetic", model, "erm", (200, n), (1.0,), seed)
+
+
+def test_shared_runs_count_once_and_stored_runs_are_counted(synthetic, tmp_path):
+    store = ResultStore(tmp_path)
+    a = [spec(10, s) for s in range(3)]
+    b = [spec(10, 0), spec(20, 0)]  # the first is also in arm a
+    from harness.training import execute
+
+    store.put(execute(a[0]))
+    result = plan.build_plan([("quick", "a", a), ("quick", "b", b)], store, plan.load_calibration())
+    assert result["runs_total"] == 4 and result["runs_stored"] == 1 and result["runs_to_train"] == 3
+    assert result["by_arm"]["quick/a"]["runs"] == 3 and result["by_arm"]["quick/a"]["stored"] == 1
+    assert result["by_arm"]["quick/b"]["shared_with_earlier_arms"] == 1
+    assert result["by_arm"]["quick/b"]["to_train"] == 1
+
+
+def test_cost_scales_with_the_work_of_a_run():
+    full = make_spec_like("resnet34", "erm")
+    sam = make_spec_like("resnet34", "sam")
+    figures = plan.load_calibration("/nonexistent")
+    seconds, key = plan.estimate_seconds(full, figures)
+    assert key == "resnet34/cuda"
+    # 12,000 images x 200 epochs at the assumed 11,000 images/s, plus evaluation and overhead
+    assert seconds == pytest.approx(12_000 * 200 / 11_000 + plan.EVAL_PASSES / 11_000 + plan.RUN_OVERHEAD_S)
+    assert plan.estimate_seconds(sam, figures)[0] > 1.9 * seconds - 1
+
+
+def make_spec_like(model, method):
+    from harness import models
+    from harness.spec import RunSpec
+
+    hp = dict(models.DEFAULTS[model], device="cuda")
+    return RunSpec("cifar10", model, method, (1_200,) * 10, (1.0,), 0, tuple(sorted(hp.items())),
+                   "x", "0")
+
+
+def test_a_measured_figure_overrides_the_assumed_one(tmp_path):
+    file = tmp_path / "calibration.json"
+    plan.record_throughput("resnet34", "cuda", {"images_per_second": 22_000, "device_name": "H100"}, file)
+    figures = plan.load_calibration(file)
+    assert figures["resnet34/cuda"]["measured"] and figures["resnet34/cuda"]["images_per_second"] == 22_000
+    assert not figures["small_cnn/cpu"]["measured"]
+    assert "H100" in figures["resnet34/cuda"]["source"]
+
+
+def test_an_unreadable_calibration_file_is_a_clear_error(tmp_path):
+    file = tmp_path / "calibration.json"
+    file.write_text("{not json")
+    with pytest.raises(ValueError, match="not JSON.*throughput"):
+        plan.load_calibration(file)
+
+
+@pytest.mark.skipif(not shared_data_available("adult/adult.data"), reason="Adult not present")
+def test_plan_command_takes_pytest_selection_and_prints_json(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "harness", "plan", "-m", "quick", "-k", "adult",
+                          "--json", f"--store={tmp_path}", "--seeds=3"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    # t1 (5 ratios) + t2 (2 minority counts x 6 factors) + t3 (3 methods x 5 ratios, ERM shared
+    # with t1), at 3 seeds
+    assert result["runs_total"] == 3 * (5 + 12 + 10) and result["runs_stored"] == 0
+    assert set(result["by_arm"]) == {"quick/t1-adult-xgboost", "quick/t2-adult-xgboost",
+                                     "quick/t3-adult-xgboost"}
+    assert result["by_arm"]["quick/t3-adult-xgboost"]["shared_with_earlier_arms"] == 15
+    assert result["estimated_hours"] > 0 and "xgboost/cpu" in result["throughput"]
+
+
+def test_plan_of_the_full_profile_counts_gpu_hours_without_a_gpu(tmp_path):
+    if not shared_data_available("cifar10/cifar10-jpeg.zip") and not shared_data_available(
+            "cifar10/cifar-10-batches-py/data_batch_1"):
+        pytest.skip("CIFAR-10 not present")
+    out = subprocess.run([sys.executable, "-m", "harness", "plan", "-m", "full", "-k", "takeaway5",
+                          f"--store={tmp_path}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "full/t5-cifar10-flatness" in out.stdout and "GPU-hours" in out.stdout
+    assert "resnet34/cuda" in out.stdout and "assumed" in out.stdout
