@@ -260,8 +260,9 @@ class SubmititExecutor:
         if partition:
             params["slurm_partition"] = partition
         self.executor.update_parameters(**params)
-        self.poll_s = 0.5 if cluster == "local" else 10.0  # Slurm: do not hammer the controller
+        self.poll_s = 0.1 if cluster == "local" else 10.0  # Slurm: do not hammer the controller
         self.jobs: list = []
+        self.delivered: list = []
 
     def chunks(self, items: list) -> list[list]:
         size = self.runs_per_job or (1 if self.cluster == "slurm"
@@ -308,13 +309,21 @@ class SubmititExecutor:
                     last_event = time.monotonic()
                     yield None
                 time.sleep(self.poll_s)
+        self.delivered += jobs  # every result is in; close() lets these end on their own
         shutil.rmtree(spool, ignore_errors=True)
 
     def close(self) -> None:
+        # Jobs that delivered every result are ending by themselves: wait for them (submitit's
+        # local controller, interrupted at exit, prints a traceback). Cancel the others (an
+        # interrupted session).
+        delivered = {id(job) for job in self.delivered}
         for job in self.jobs:
-            if not job.done():
+            if id(job) not in delivered and not job.done():
                 job.cancel(check=False)
-        self.jobs = []
+        deadline = time.monotonic() + 30
+        while not all(job.done() for job in self.delivered) and time.monotonic() < deadline:
+            time.sleep(self.poll_s)
+        self.jobs, self.delivered = [], []
 
 
 def job_failure(job) -> str:
