@@ -6,6 +6,7 @@ Examples:
     python -m harness plan -m full -k adult --json   # same selection options as pytest
     python -m harness dryrun                         # every full-profile training path, shrunk
     python -m harness merge /mnt/a/store /mnt/b/store --into .cache/store
+    python -m harness compare reports/base reports/latest   # regression gate (exit 1 on a flip)
     python -m harness report                         # default store and reports/ directory
     python -m harness report --profile quick         # only the quick profile's claims
     python -m harness throughput --arch resnet34 --epochs 1 --device cuda   # one CIFAR-10 epoch
@@ -132,6 +133,21 @@ def merge_command(args) -> int:
     return 0
 
 
+def compare_command(args) -> int:
+    from .compare import BaselineError, compare, load_claims
+
+    try:
+        result = compare(load_claims(args.base), load_claims(args.new), args.base)
+    except BaselineError as err:
+        print(f"compare: {err}", file=sys.stderr)
+        return 2
+    for line in result.lines():
+        print(line)
+    failed = result.failed(args.fail_on)
+    print(f"regression gate (fail on {args.fail_on}): {'FAILED' if failed else 'passed'}")
+    return 1 if failed else 0
+
+
 def dryrun_command(args) -> int:
     """Every distinct full-profile training path once, at full shape, on a shrunk budget."""
     import json
@@ -172,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                     help="plan, dryrun, merge, report, throughput or gpucheck; "
+                                     help="plan, dryrun, merge, compare, report, throughput or gpucheck; "
                                       "COMMAND --help for its options")
     planner = commands.add_parser(
         "plan", help="unique runs, runs stored and estimated cost of a pytest selection",
@@ -205,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     merger.add_argument("stores", nargs="+", metavar="STORE", help="stores to merge from")
     merger.add_argument("--into", required=True, help="store to merge into (created if missing)")
     merger.set_defaults(func=merge_command)
+    gate = commands.add_parser(
+        "compare", help="regression gate: verdicts that flipped between two sessions",
+        description="Compare two sessions' claims (claims.json files or report directories): "
+                    "list verdicts that flipped and effects that left the baseline's CI. Exit 1 "
+                    "on a flip (--fail-on flip) or also on drift (--fail-on drift), 2 on a "
+                    "malformed file or profiles that do not match.")
+    gate.add_argument("base", metavar="BASE", help="the baseline claims.json or report directory")
+    gate.add_argument("new", metavar="NEW", help="the new claims.json or report directory")
+    gate.add_argument("--fail-on", default="flip", choices=("flip", "drift"),
+                      help="what fails the gate (default: flip)")
+    gate.set_defaults(func=compare_command)
     report = commands.add_parser("report", help="re-render the HTML report from the result store",
                                  description="Re-render reports/<run-id>/ from the claims and runs "
                                              "in a result store; trains nothing.")

@@ -129,6 +129,10 @@ margin); <b>inconclusive</b> when neither: the row then gives the smallest effec
 detect. <b>error</b> means the claim produced no verdict (a crash, missing data); <b>expected at
 this scale</b> marks claims declared unable to hold at the quick scale (xfail), and XPASS one that
 held anyway. Every arm first passes a <b>gate</b>: its reference models must beat the class prior.</p>
+{% if comparison %}<h2>Against the baseline</h2>
+<p>Compared with <code>{{ comparison.baseline }}</code> (fail on {{ comparison.fail_on }}):
+<b>{{ 'FAILED' if comparison.failed else 'passed' }}</b>.</p>
+<pre>{{ comparison.lines|join('\n') }}</pre>{% endif %}
 <h2>Verdicts</h2>
 <table><tr><th>takeaway</th><th>arm</th><th>claim</th><th>profile</th><th>verdict</th><th>pytest</th>
 <th>effect [CI]</th><th>effect measures (sign that supports)</th><th>p (Holm)</th><th>seeds</th></tr>
@@ -226,9 +230,11 @@ def environment_rows(session: dict, records: list[dict]) -> list[tuple[str, str]
 
 
 def write_report(claims: list[dict], records: list[dict], session: dict, report_root: Path,
-                 run_id: str | None = None) -> Path:
+                 run_id: str | None = None, comparison: dict | None = None) -> Path:
     """Write ``index.html``, ``claims.json`` and ``results.jsonl``; point ``latest`` at them.
 
+    ``comparison`` (``baseline``, ``fail_on``, ``failed``, ``lines``, ``result``), from
+    ``--baseline``, is shown at the top of the page and written to ``comparison.json``.
     Returns the report directory. Files are written atomically; ``latest`` is switched last.
     """
     from jinja2 import Environment
@@ -258,8 +264,10 @@ def write_report(claims: list[dict], records: list[dict], session: dict, report_
         run_id=run_id, generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         claims=[c for _, g in rendered for c in g["claims"]], sections=rendered,
         headline=", ".join(f"{n} {name}" for name, n in counts.items() if n),
-        environment=environment_rows(session, records), fmt=fmt)
+        environment=environment_rows(session, records), fmt=fmt, comparison=comparison)
     write_text_atomic(out / "index.html", page)
+    if comparison:
+        atomic_write_json(out / "comparison.json", comparison)
     atomic_write_json(out / "claims.json", [summary_of(c) for c in claims])
     write_text_atomic(out / "results.jsonl", "".join(json.dumps(strict_json(r), sort_keys=True) + "\n" for r in records))
     point_latest(Path(report_root), run_id)

@@ -97,3 +97,30 @@ def test_the_whole_selection_is_submitted_before_the_first_claim(tmp_path):
     assert lines and all("/16 done" in line for line in lines), lines
     assert "runs 16/16 done" in lines[-1]
     assert "16 runs trained" in out.stdout, out.stdout[-3000:]
+
+
+def test_baseline_gate_fails_a_session_whose_verdict_flipped_and_marks_the_report(tmp_path):
+    import json
+
+    args = ("claims/test_takeaway1_train_test_ratio.py", "-m", "quick", "-k",
+            "covtype and beats_balanced", "--seeds=3")
+    first = child_pytest(*args, tmp_path=tmp_path)
+    assert first.returncode == 0, first.stdout[-2000:]
+    rows = json.loads((tmp_path / "reports" / "latest" / "claims.json").read_text())
+    assert [r["verdict"] for r in rows] == ["supported"]
+    same = child_pytest(*args, f"--baseline={tmp_path / 'reports' / 'latest'}", tmp_path=tmp_path)
+    assert same.returncode == 0 and "regression gate (fail on flip): passed" in same.stdout
+    rows[0]["verdict"] = "inconclusive"  # a baseline in which this claim did not hold
+    (tmp_path / "base.json").write_text(json.dumps(rows))
+    flipped = child_pytest(*args, f"--baseline={tmp_path / 'base.json'}", tmp_path=tmp_path)
+    assert flipped.returncode == 1, flipped.stdout[-2000:]
+    assert "FLIP" in flipped.stdout and "inconclusive -> supported" in flipped.stdout
+    page = (tmp_path / "reports" / "latest" / "index.html").read_text()
+    assert "Against the baseline" in page and "FAILED" in page
+
+
+def test_a_malformed_baseline_is_a_usage_error_before_anything_trains(tmp_path):
+    (tmp_path / "base.json").write_text("{}")
+    out = child_pytest("claims/", "-m", "quick", f"--baseline={tmp_path / 'base.json'}", tmp_path=tmp_path)
+    assert out.returncode == 4 and "not a list of claim rows" in out.stderr
+    assert not (tmp_path / "store" / "runs").exists()

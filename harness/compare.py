@@ -1,0 +1,107 @@
+"""The regression gate: compare two sessions' claim verdicts and flag what moved.
+
+``python -m harness compare BASE NEW`` (two ``claims.json`` files or report directories) and
+``pytest ... --baseline=PATH`` both use :func:`compare`. Claims are matched by node id.
+
+* A **flip** is a claim whose verdict changed (supported / refuted / inconclusive, or error /
+  skipped for a claim that reached none).
+* A **drift** is a claim whose verdict held but whose effect left the baseline's confidence
+  interval.
+
+``--fail-on flip`` (default) fails on flips; ``--fail-on drift`` on flips and drifts. A baseline
+that is not a list of claim rows, or one from another profile than the new session, is an error
+naming the file, with nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FAIL_ON = ("flip", "drift")
+
+
+class BaselineError(ValueError):
+    """A baseline file cannot be compared; the message names the file and the fix."""
+
+
+def load_claims(path) -> list[dict]:
+    """Claim rows from a ``claims.json`` file or a report directory holding one."""
+    path = Path(path)
+    file = path / "claims.json" if path.is_dir() else path
+    if not file.is_file():
+        raise BaselineError(f"{path}: no claims.json there; give a report directory "
+                            "(reports/<run-id> or reports/latest) or its claims.json")
+    try:
+        rows = json.loads(file.read_text())
+    except ValueError as err:
+        raise BaselineError(f"{file} is not JSON ({err}); give a claims.json a session wrote") from None
+    if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and {"nodeid", "profile", "verdict"} <= set(r) for r in rows):
+        raise BaselineError(f"{file} is not a list of claim rows (each with nodeid, profile and "
+                            "verdict); give a claims.json a session wrote")
+    return rows
+
+
+@dataclass
+class Comparison:
+    flips: list[dict] = field(default_factory=list)    # {nodeid, base, new}
+    drifts: list[dict] = field(default_factory=list)   # {nodeid, verdict, base_effect, base_ci, new_effect}
+    unchanged: int = 0
+    only_in_base: list[str] = field(default_factory=list)
+    only_in_new: list[str] = field(default_factory=list)
+
+    def failed(self, fail_on: str = "flip") -> bool:
+        return bool(self.flips) or (fail_on == "drift" and bool(self.drifts))
+
+    def lines(self) -> list[str]:
+        out = [f"{len(self.flips)} verdict(s) flipped, {len(self.drifts)} effect(s) drifted outside "
+               f"the baseline's CI, {self.unchanged} unchanged, {len(self.only_in_base)} only in the "
+               f"baseline, {len(self.only_in_new)} new"]
+        out += [f"  FLIP   {f['nodeid']}: {f['base']} -> {f['new']}" for f in self.flips]
+        out += [f"  DRIFT  {d['nodeid']} ({d['verdict']}): effect {d['new_effect']:+.4g} outside the "
+                f"baseline's [{d['base_ci'][0]:+.4g}, {d['base_ci'][1]:+.4g}] (was {d['base_effect']:+.4g})"
+                for d in self.drifts]
+        return out
+
+    def to_dict(self) -> dict:
+        return {"flips": self.flips, "drifts": self.drifts, "unchanged": self.unchanged,
+                "only_in_base": self.only_in_base, "only_in_new": self.only_in_new}
+
+
+def compare(base: list[dict], new: list[dict], base_name: str = "baseline") -> Comparison:
+    """Flips and drifts of ``new`` against ``base`` (claim rows as ``claims.json`` holds them).
+
+    Raises
+    ------
+    BaselineError
+        The two share no profile (a quick baseline for a full session, or the reverse).
+    """
+    base_profiles = {r["profile"] for r in base}
+    new_profiles = {r["profile"] for r in new}
+    if base and new and not base_profiles & new_profiles:
+        raise BaselineError(f"{base_name} holds the {'/'.join(sorted(base_profiles))} profile and "
+                            f"this session the {'/'.join(sorted(new_profiles))} profile; compare "
+                            "sessions of the same profile")
+    result = Comparison()
+    base_by_id = {r["nodeid"]: r for r in base}
+    new_by_id = {r["nodeid"]: r for r in new}
+    result.only_in_base = sorted(set(base_by_id) - set(new_by_id))
+    result.only_in_new = sorted(set(new_by_id) - set(base_by_id))
+    for nodeid in sorted(set(base_by_id) & set(new_by_id)):
+        b, n = base_by_id[nodeid], new_by_id[nodeid]
+        if b["verdict"] != n["verdict"]:
+            result.flips.append({"nodeid": nodeid, "base": b["verdict"], "new": n["verdict"]})
+        elif outside(n.get("effect"), b.get("ci")):
+            result.drifts.append({"nodeid": nodeid, "verdict": n["verdict"], "base_effect": b["effect"],
+                                  "base_ci": b["ci"], "new_effect": n["effect"]})
+        else:
+            result.unchanged += 1
+    return result
+
+
+def outside(effect, ci) -> bool:
+    if effect is None or not ci or ci[0] is None or ci[1] is None:
+        return False
+    return not ci[0] <= effect <= ci[1]
