@@ -6,8 +6,9 @@ An executor has
 * ``workers``: how many runs it trains at once (for progress and ETA);
 * ``threads_per_run``: CPU threads each run may use;
 * ``submit_all(fn, items, tick_s=None)``: an iterator of ``(item, result, error)`` in completion
-  order; with ``tick_s``, it also yields ``None`` whenever ``tick_s`` seconds pass without a run
-  finishing, so the caller can print a heartbeat;
+  order; with ``tick_s``, it also yields a :class:`Heartbeat` (the items running and for how
+  long) whenever ``tick_s`` seconds pass without a run finishing, so the caller can print a line
+  per long run instead of staying silent;
 * ``close()``.
 
 ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one) so that it
@@ -41,9 +42,18 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 EXECUTORS = ("local", "gpus", "slurm", "slurm-local")
+
+
+@dataclass
+class Heartbeat:
+    """Nothing finished for a while: the items running now and seconds each has run (as far as
+    the executor can tell; empty when it cannot)."""
+
+    running: list = field(default_factory=list)  # (item, seconds)
 
 
 class ExecutorError(ValueError):
@@ -82,12 +92,17 @@ def spawn_pool(workers: int, initializer=None, initargs=()) -> futures.ProcessPo
 
 def completed(pending: dict, tick_s: float | None) -> Iterator:
     """``(item, result, error)`` for each future of ``pending`` (future -> item) as it finishes,
-    and ``None`` after every ``tick_s`` seconds without one."""
-    waiting = set(pending)
+    and a :class:`Heartbeat` after every ``tick_s`` seconds without one. A run's start is when a
+    heartbeat first sees its future running (so it is known to within ``tick_s``)."""
+    waiting, started = set(pending), {}
     while waiting:
         done, waiting = futures.wait(waiting, timeout=tick_s, return_when=futures.FIRST_COMPLETED)
         if not done:
-            yield None
+            now = time.monotonic()
+            for future in waiting:
+                if future.running():
+                    started.setdefault(future, now - (tick_s or 0))
+            yield Heartbeat([(pending[f], now - t) for f, t in started.items() if f in waiting])
         for future in done:
             error = future.exception()
             yield pending[future], (None if error else future.result()), error
@@ -154,11 +169,13 @@ class GpuSlotsExecutor:
             self.pools = [spawn_pool(1, pin_gpu, (gpu,)) for gpu in self.slots]
         queue = list(items)[::-1]
         running: dict = {}  # future -> (item, slot)
+        started: dict = {}  # future -> when its slot took it
 
         def feed(slot: int) -> None:
             if queue:
                 item = queue.pop()
-                running[self.pools[slot].submit(fn, item)] = (item, slot)
+                future = self.pools[slot].submit(fn, item)
+                running[future], started[future] = (item, slot), time.monotonic()
 
         for slot in range(self.workers):
             feed(slot)
@@ -166,7 +183,8 @@ class GpuSlotsExecutor:
             while running:
                 done, _ = futures.wait(running, timeout=tick_s, return_when=futures.FIRST_COMPLETED)
                 if not done:
-                    yield None
+                    now = time.monotonic()
+                    yield Heartbeat([(item, now - started[f]) for f, (item, _) in running.items()])
                 for future in done:
                     item, slot = running.pop(future)
                     feed(slot)
@@ -307,7 +325,7 @@ class SubmititExecutor:
             if pending:
                 if tick_s is not None and time.monotonic() - last_event >= tick_s:
                     last_event = time.monotonic()
-                    yield None
+                    yield Heartbeat()  # which array tasks run is Slurm's to say (squeue)
                 time.sleep(self.poll_s)
         self.delivered += jobs  # every result is in; close() lets these end on their own
         shutil.rmtree(spool, ignore_errors=True)

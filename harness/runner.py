@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from . import data, methods, models, training
-from .executors import InProcessExecutor
+from .executors import Heartbeat, InProcessExecutor
 from .spec import RunSpec
 from .store import ReadOnlyStoreError, ResultStore
 
@@ -160,8 +160,8 @@ class Runner:
                 attempted += len(mine)
                 board.queued += len(mine)
                 for outcome in self.submit(mine):
-                    if outcome is None:  # nothing finished for a while: a heartbeat line
-                        board.report(len(records), heartbeat=True)
+                    if isinstance(outcome, Heartbeat):  # nothing finished for a while
+                        board.report(len(records), heartbeat=outcome, labels=labels)
                         continue
                     spec, record, error = outcome
                     tried.add(spec.key)
@@ -185,7 +185,7 @@ class Runner:
         return [records[spec.key] for spec in specs]
 
     def submit(self, specs: list[RunSpec]):
-        """(spec, record, error) as runs finish, and None as a heartbeat while none does:
+        """(spec, record, error) as runs finish, and a Heartbeat while none does:
         portable runs through the executor, the rest (registered only in this process) in this
         process, after them."""
         tick = self.heartbeat_s if self.progress else None
@@ -230,7 +230,8 @@ class Board:
             return left / slots * speed
         return left / slots
 
-    def report(self, done: int, heartbeat: bool = False, final: bool = False) -> None:
+    def report(self, done: int, heartbeat: Heartbeat | None = None, final: bool = False,
+               labels: dict | None = None) -> None:
         if self.runner.progress is None:
             return
         now = time.perf_counter()
@@ -239,6 +240,13 @@ class Board:
         self.last_report = now
         self.failed = sum(1 for k in self.runner.failures if k in self.estimates)
         in_flight = min(self.runner.executor.workers, self.queued - self.finished_count)
+        last = self.last
+        if heartbeat is not None:  # a line about the runs that are taking long
+            longest = sorted(heartbeat.running, key=lambda r: -r[1])[:3]
+            last = "still running: " + ("; ".join(
+                " ".join(filter(None, [(labels or {}).get(getattr(item, "key", None)),
+                                       getattr(item, "describe", lambda: str(item))(),
+                                       f"for {duration(seconds)}"]))
+                for item, seconds in longest) or f"{in_flight} run(s)")
         self.runner.progress(Progress(done, self.total, self.cached, now - self.started,
-                                      in_flight, self.failed, self.eta(done),
-                                      "" if heartbeat else self.last))
+                                      in_flight, self.failed, self.eta(done), last))

@@ -124,3 +124,17 @@ def test_a_malformed_baseline_is_a_usage_error_before_anything_trains(tmp_path):
     out = child_pytest("claims/", "-m", "quick", f"--baseline={tmp_path / 'base.json'}", tmp_path=tmp_path)
     assert out.returncode == 4 and "not a list of claim rows" in out.stderr
     assert not (tmp_path / "store" / "runs").exists()
+
+
+def test_full_gpu_arm_without_a_gpu_is_judged_from_the_store_or_skipped_with_the_count(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("this machine has a GPU")
+    out = child_pytest("claims/test_takeaway5_flatness.py", "-m", "full", "-k", "hessian", "-rs",
+                       tmp_path=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert "10 of 10 runs are not in the store" in out.stdout and "--executor=gpus" in out.stdout
+    assert not (tmp_path / "store" / "runs").exists()  # nothing trained on the CPU

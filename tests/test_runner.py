@@ -222,5 +222,6 @@ def test_a_long_run_gives_heartbeat_lines(tmp_path):
         runner.run([spec])
     finally:
         runner.executor.close()
-    assert any("1 in flight" in line for line in lines[:-1])  # while it trained, not after
+    # while it trained: a line naming the run and how long it has been running
+    assert any("1 in flight" in line and "still running: adult/xgboost/erm" in line for line in lines[:-1])
     assert lines[-1].startswith("runs 1/1 done")
