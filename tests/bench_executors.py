@@ -1,9 +1,10 @@
 """Executor benchmarks (a timed script, not a test: run it on an idle machine).
 
-    python -m tests.bench_executors [--rounds 3] [--runs 20]
+    python -m tests.bench_executors [--rounds 3] [--runs 20] [--model xgboost|small_cnn]
 
 1. Overhead per run of the ``gpus`` and ``slurm-local`` executors against ``local`` on a grid of
-   quick runs (XGBoost on Adult, the quick profile's tabular runs), two slots each (``gpus``
+   quick runs (XGBoost on Adult, the quick profile's tabular runs, ~0.4 s each; or with
+   ``--model small_cnn`` the quick CIFAR-10 CNN runs of takeaway 1, ~7 s each), two slots each (``gpus``
    pins slot processes to GPU "0", which does nothing on the CPU), every executor started fresh
    in each round (process start-up included).
 2. Scaling of independent single-thread tabular runs: a pool of 2 workers against a pool of 1
@@ -28,7 +29,13 @@ from harness.runner import execute_spec
 from harness.spec import make_spec
 
 
-def grid(runs: int):
+def grid(runs: int, model: str = "xgboost"):
+    if model == "small_cnn":  # the quick profile's takeaway-1 CNN cells
+        from harness import protocols
+
+        cfg = protocols.arm_config("quick", "t1-cifar10-nn")
+        seeds = range(runs // len(cfg.train_ratios) + 1)
+        return list(protocols.grid_specs(cfg, seeds, device="cpu").values())[:runs]
     ratios = (0.02, 0.05, 0.1, 0.3, 1.0)
     return [make_spec("adult", "xgboost", "erm", imbalance.binary_counts(10_000, r), ratios, seed)
             for seed in range(runs // len(ratios) + 1) for r in ratios][:runs]
@@ -52,8 +59,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--scaling-runs", type=int, default=40)
+    parser.add_argument("--model", default="xgboost", choices=("xgboost", "small_cnn"))
     args = parser.parse_args()
-    specs = grid(args.runs)
+    specs = grid(args.runs, args.model)
     jobs = tempfile.mkdtemp(prefix="bench-jobs-")
     overhead = {  # fresh executors: process start-up is part of what each one costs
         "local (2 workers)": lambda: make_executor("local", workers=2),
@@ -70,7 +78,8 @@ def main() -> None:
         for name, build in scaling.items():
             times[name].append(timed(build, scaling_specs, warm_up=2))
     median = {name: statistics.median(t) for name, t in times.items()}
-    print(f"XGBoost on Adult, 10,000 rows, 1 thread per run; {args.rounds} rounds; medians")
+    print(f"overhead grid: {args.model} quick runs; scaling grid: XGBoost on Adult, 10,000 rows; "
+          f"1 thread per run; {args.rounds} rounds; medians")
     for name, t in times.items():
         n = len(specs) if name in overhead else len(scaling_specs)
         print(f"  {name:22} {n} runs: median {median[name]:6.2f} s  range {min(t):.2f}-{max(t):.2f} s"
