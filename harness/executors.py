@@ -278,7 +278,11 @@ class SubmititExecutor:
         if partition:
             params["slurm_partition"] = partition
         self.executor.update_parameters(**params)
-        self.poll_s = 0.1 if cluster == "local" else 10.0  # Slurm: do not hammer the controller
+        # How often the driver looks for results in the spool, and asks whether jobs ended (on
+        # Slurm that is a sacct call: do not hammer the controller; locally it costs CPU the
+        # runs share).
+        self.poll_s = 0.2 if cluster == "local" else 5.0
+        self.state_every_s = 2.0 if cluster == "local" else 30.0
         self.jobs: list = []
         self.delivered: list = []
 
@@ -301,8 +305,11 @@ class SubmititExecutor:
         owner = {starts[j] + k: j for j, chunk in enumerate(chunks) for k in range(len(chunk))}
         pending = set(range(len(items)))
         last_event = time.monotonic()
+        finished_jobs, checked = set(), 0.0
         while pending:
-            finished_jobs = {j for j, job in enumerate(jobs) if job.done()}  # before reading spool
+            if time.monotonic() - checked >= self.state_every_s:  # before reading the spool
+                finished_jobs = {j for j, job in enumerate(jobs) if j in finished_jobs or job.done()}
+                checked = time.monotonic()
             for index in sorted(pending):
                 path = spool / f"{index}.pkl"
                 if path.is_file():
