@@ -40,15 +40,22 @@ def test_duplicate_specs_train_once(tmp_path, synthetic):
     assert runner.trained == 6
 
 
-def test_failed_run_writes_nothing_and_names_the_spec(tmp_path, synthetic, monkeypatch):
-    real = training.execute
+@pytest.fixture
+def seed_1_fails(monkeypatch) -> list:
+    """Runs at seed 1 raise "boom"; returns the keys of every run started."""
+    real, calls = training.execute, []
 
     def flaky(spec, **kwargs):
+        calls.append(spec.key)
         if spec.seed == 1:
             raise RuntimeError("boom")
         return real(spec, **kwargs)
 
     monkeypatch.setattr(training, "execute", flaky)
+    return calls
+
+
+def test_failed_run_writes_nothing_and_names_the_spec(tmp_path, synthetic, seed_1_fails):
     store = ResultStore(tmp_path)
     with pytest.raises(RunFailed, match=r"2 of 6 runs failed:[\s\S]*seed=1: RuntimeError: boom"):
         Runner(store).run(grid())
@@ -172,16 +179,8 @@ def test_builtin_registrations_are_portable(synthetic):
     assert portable(make_spec("adult", "xgboost", "oversample", (200, 20), (1.0,), 0))
 
 
-def test_a_run_that_failed_is_not_retrained_in_the_same_session(tmp_path, synthetic, monkeypatch):
-    real, calls = training.execute, []
-
-    def flaky(spec, **kwargs):
-        calls.append(spec.key)
-        if spec.seed == 1:
-            raise RuntimeError("boom")
-        return real(spec, **kwargs)
-
-    monkeypatch.setattr(training, "execute", flaky)
+def test_a_run_that_failed_is_not_retrained_in_the_same_session(tmp_path, synthetic, seed_1_fails):
+    calls = seed_1_fails
     runner = Runner(ResultStore(tmp_path))
     with pytest.raises(RunFailed):
         runner.run(grid())  # the whole selection, up front
@@ -191,15 +190,7 @@ def test_a_run_that_failed_is_not_retrained_in_the_same_session(tmp_path, synthe
     assert len(calls) == trained  # the failure is reported again, not retrained
 
 
-def test_progress_counts_failures_names_the_arm_and_estimates_time_left(tmp_path, synthetic, monkeypatch):
-    real = training.execute
-
-    def flaky(spec, **kwargs):
-        if spec.seed == 1:
-            raise RuntimeError("boom")
-        return real(spec, **kwargs)
-
-    monkeypatch.setattr(training, "execute", flaky)
+def test_progress_counts_failures_names_the_arm_and_estimates_time_left(tmp_path, synthetic, seed_1_fails):
     seen = []
     runner = Runner(ResultStore(tmp_path), progress=seen.append, progress_every_s=0,
                     estimate=lambda spec: 2.0)
