@@ -19,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .compare import FAIL_ON
 from .report import DEFAULT_REPORT_DIR, write_report
 from .store import DEFAULT_STORE_DIR, ResultStore
 
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "malformed file or profiles that do not match.")
     gate.add_argument("base", metavar="BASE", help="the baseline claims.json or report directory")
     gate.add_argument("new", metavar="NEW", help="the new claims.json or report directory")
-    gate.add_argument("--fail-on", default="flip", choices=("flip", "drift"),
+    gate.add_argument("--fail-on", default="flip", choices=FAIL_ON,
                       help="what fails the gate (default: flip)")
     gate.set_defaults(func=compare_command)
     report = commands.add_parser("report", help="re-render the HTML report from the result store",

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from functools import partial
 
-from . import imbalance, models, protocols, training
+from . import data, imbalance, models, protocols, training
 from .spec import RunSpec, make_spec
 from .store import strict_json
 
@@ -85,7 +85,7 @@ def dry_spec(cfg, method: str, data_dir, device: str, neural: bool, train_images
         ratio = min(cfg.ratios_for(method))
         total = cfg.total if train_images is None else (train_images if neural else TRAIN_ROWS)
         counts = imbalance.counts_for_total(total,
-                                            len(protocols.data.load(cfg.dataset, data_dir).class_names),
+                                            len(data.load(cfg.dataset, data_dir).class_names),
                                             ratio)
         counts = tuple(max(1, c) for c in counts)  # a few images cannot hold r = 0.01: 1 each
         test_ratios = cfg.test_ratios
