@@ -5,7 +5,7 @@ Examples:
     python -m harness plan -m full                   # runs, stored, cost of the full profile
     python -m harness plan -m full -k adult --json   # same selection options as pytest
     python -m harness dryrun                         # every full-profile training path, shrunk
-    python -m harness merge /mnt/a/store /mnt/b/store --into .cache/store
+    python -m harness merge /mnt/a/store /mnt/b/store --into .cache/store-v2
     python -m harness compare reports/base reports/latest   # regression gate (exit 1 on a flip)
     python -m harness report                         # default store and reports/ directory
     python -m harness report --profile quick         # only the quick profile's claims

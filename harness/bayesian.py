@@ -27,7 +27,7 @@ import warnings
 
 import torch
 
-from .engine import cosine
+from .optim import cosine
 from .sghmc import SGHMC
 
 

@@ -3,11 +3,13 @@
 The contract (checked for every registered model by ``tests/test_models.py``):
 
 * ``Model(seed=..., n_jobs=..., **hyperparameters)`` builds an unfitted model;
-* ``fit(x, y, sample_weight=None, regime="standard", epoch_size=None)`` trains on features
-  ``x`` and int labels ``y`` and returns self; ``regime`` is the method's training regime
-  (``"overfit"`` asks a neural network for a small learning rate and many epochs) and models
-  without such a regime raise ValueError for anything but ``"standard"``; ``epoch_size`` is how
-  many rows an epoch draws (models without epochs ignore it);
+* ``fit(x, y, sample_weight=None, method=None, epoch_size=None)`` trains on features ``x`` and
+  int labels ``y`` and returns self; ``method`` is a :class:`harness.methods.Method` whose hooks
+  the model calls where it has them (None: ERM); ``epoch_size`` is how many rows an epoch draws
+  (models without epochs ignore it);
+* the class attribute ``CAPABILITIES`` says which hooks it honours (the keys of
+  :data:`harness.methods.CAPABILITIES`; tabular models: ``rows`` and ``features``, i.e. the rows
+  and row weights a method picks). :func:`harness.spec.make_spec` refuses a method needing more;
 * ``predict(x)`` returns int64 labels, one per row;
 * the same seed and data give the same predictions.
 
@@ -39,23 +41,18 @@ LINEAR_SVM_DEFAULTS = {
 }
 
 
-def standard_regime_only(model, regime: str) -> None:
-    if regime != "standard":
-        raise ValueError(f"{type(model).__name__} has no {regime!r} training regime; "
-                         "that method applies to neural networks only")
-
-
 class XGBoostModel:
     """Gradient-boosted trees (``xgboost.XGBClassifier``, histogram method)."""
+
+    CAPABILITIES = frozenset({"rows", "features"})
 
     def __init__(self, seed: int = 0, n_jobs: int = 1, **params):
         self.params = {**XGBOOST_DEFAULTS, **params}
         self.seed, self.n_jobs = seed, n_jobs
 
-    def fit(self, x, y, sample_weight=None, regime="standard", epoch_size=None):
+    def fit(self, x, y, sample_weight=None, method=None, epoch_size=None):
         from xgboost import XGBClassifier
 
-        standard_regime_only(self, regime)
         self.classes_ = np.unique(y)
         self.model = XGBClassifier(
             n_estimators=self.params["n_estimators"], subsample=self.params["subsample"],
@@ -73,11 +70,13 @@ class XGBoostModel:
 class LinearSVMModel:
     """``LinearSVC`` on features standardized with the training set's mean and variance."""
 
+    CAPABILITIES = frozenset({"rows", "features"})
+
     def __init__(self, seed: int = 0, n_jobs: int = 1, **params):
         self.params = {**LINEAR_SVM_DEFAULTS, **params}
         self.seed = seed
 
-    def fit(self, x, y, sample_weight=None, regime="standard", epoch_size=None):
+    def fit(self, x, y, sample_weight=None, method=None, epoch_size=None):
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
@@ -85,7 +84,6 @@ class LinearSVMModel:
         from sklearn.preprocessing import StandardScaler
         from sklearn.svm import LinearSVC
 
-        standard_regime_only(self, regime)
         self.model = make_pipeline(StandardScaler(), LinearSVC(random_state=self.seed, **self.params))
         with warnings.catch_warnings():
             # max_iter=1000 is the paper's setting; non-convergence is part of the replication.
@@ -103,6 +101,11 @@ def torch_classifier(**kwargs):
     return TorchClassifier(**kwargs)
 
 
+# What the engine's TorchClassifier honours (kept here so that specs never import torch).
+torch_classifier.CAPABILITIES = frozenset({"rows", "loss", "step", "loop", "encoder", "posterior",
+                                           "logits"})
+
+
 MODELS: dict[str, Callable] = {"xgboost": XGBoostModel, "linear_svm": LinearSVMModel,
                                "small_cnn": torch_classifier, "resnet34": torch_classifier,
                                "mlp2d": toy.ToyMLP}
@@ -113,8 +116,14 @@ NEURAL = {"small_cnn", "resnet34"}  # models trained by harness.engine on images
 BUILTIN_MODELS = dict(MODELS)  # what a freshly started worker process has (see harness.runner)
 
 
+def capabilities(name: str) -> frozenset:
+    """The method hooks model ``name`` honours (``rows`` alone when its factory declares none)."""
+    return frozenset(getattr(MODELS[name], "CAPABILITIES", {"rows"}))
+
+
 def register_model(name: str, factory: Callable, defaults: dict) -> None:
-    """Add a model to the registry; ``factory(seed=, n_jobs=, **defaults)`` must follow the contract."""
+    """Add a model to the registry; ``factory(seed=, n_jobs=, **defaults)`` must follow the
+    contract, and its ``CAPABILITIES`` attribute says which method hooks it honours."""
     if name in MODELS:
         raise ValueError(f"model {name!r} is already registered")
     MODELS[name], DEFAULTS[name] = factory, dict(defaults)

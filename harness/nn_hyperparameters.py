@@ -13,29 +13,14 @@ forward+backward): widths (16, 32, 64) at 16x16 px run at ~12,000 images/s; (32,
 16x16 px at ~6,700; the same networks at 32x32 px at ~3,700 and ~1,200.
 """
 
-# Settings of the methods and measurements, the same for every network.
-METHOD_SETTINGS = {
-    "overfit_lr_scale": 0.1,   # method "overfit": learning rate multiplied by this
-    "overfit_epoch_scale": 3,  # method "overfit": epochs multiplied by this (stops once train error is 0)
-    "sam_rho": 0.05,           # methods "sam"/"asymmetric_sam": ascent radius (Foret et al.'s CIFAR value)
-    "minority_radius_scale": 2.0,  # "asymmetric_sam": radius x this for the rarer half of the classes
+# Measurements every network can make after training, and where it trains. The methods' own
+# settings (SAM's radius, SimCLR's epochs, ...) live with each method (harness.methods) and enter
+# a run's spec only when that method runs.
+MEASUREMENT_SETTINGS = {
     "hessian_top_k": 0,        # >0: after training, measure this many top Hessian eigenvalues
     "hessian_samples": 1000,   # training images (un-augmented, BN in eval mode) the Hessian uses
     "hessian_tol": 1e-3,       # Lanczos (eigsh) relative tolerance of the top eigenvalues
     "loss_directions": 1,      # with hessian_top_k: filter-normalized directions the loss is traced along
-    "laplace_subset": "last_layer",  # method "laplace": which weights get a diagonal posterior
-    "sghmc_temperature": 1.0,  # method "sghmc": posterior temperature (1: the Bayesian posterior)
-    "sghmc_cycles": 3,         # method "sghmc": cosine step-size cycles over the training epochs
-    "sghmc_samples_per_cycle": 1,  # method "sghmc": samples kept from the last epochs of each cycle
-    "simclr_epochs": 200,      # method "simclr": pre-training passes over the training set
-    "simclr_batch_size": 512,  # method "simclr": images per step (two views each)
-    "simclr_lr": 0.5,          # method "simclr": peak SGD learning rate, cosine-annealed per step
-    "simclr_temperature": 0.5,  # NT-Xent temperature (SimCLR's CIFAR-10 value)
-    "projection_dim": 128,     # SimCLR projection-head output width
-    "crop_scale_min": 0.2,     # SimCLR random resized crop: smallest area fraction kept
-    "finetune_lr_scale": 1.0,  # "simclr"/"simclr_imagenet": fine-tuning lr = lr x this
-    "pretrained_weights": "",  # method "simclr_imagenet": state-dict file (from --simclr-weights)
-    "pretrained_sha256": "",   # its checksum, so that a changed file never reuses old results
     "device": "cpu",           # set from --device when the spec is built
 }
 
@@ -48,7 +33,7 @@ RESNET34 = {
     "momentum": 0.9,           # SGD momentum (Nesterov off)
     "weight_decay": 2e-4,      # L2 coefficient on all parameters
     "crop_padding": 4,         # pixels of zero padding before the random crop
-    **METHOD_SETTINGS,
+    **MEASUREMENT_SETTINGS,
 }
 
 SMALL_CNN = {
@@ -63,5 +48,5 @@ SMALL_CNN = {
     "momentum": 0.9,           # SGD momentum (Nesterov off)
     "weight_decay": 5e-4,      # L2 coefficient on all parameters
     "crop_padding": 2,         # pixels of zero padding before the random crop (4 px at 32 px, scaled)
-    **METHOD_SETTINGS,
+    **MEASUREMENT_SETTINGS,
 }

@@ -137,6 +137,45 @@ PROFILES = {
 }
 
 
+# The methods-under-test arms (claims/test_methods_under_test.py): ERM and oversampling at the
+# arm's ratios (shared with takeaways 1 and 3: same specs), the zoo's baselines that apply to
+# the arm's model, and the methods given with --method (added by the plugin). The zoo runs at the
+# imbalanced ratios only; a method under test also at r = 1 (non-inferiority at balance).
+METHOD_ARMS = {
+    "quick": {
+        "m-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, (0.02, 0.1, 1.0), QUICK_RATIOS,
+                                     ("erm", "oversample", "class_balanced", "smote", "undersample"),
+                                     ("oversample", "class_balanced", "smote", "undersample")),
+        "m-cifar10-nn": RatioGrid("cifar10", "small_cnn", 2_500, (0.05, 1.0), QUICK_NN_RATIOS,
+                                  ("erm", "oversample", "logit_adjustment", "logit_adjusted_loss",
+                                   "balanced_softmax", "ldam_drw", "focal", "class_balanced"),
+                                  ("oversample", "logit_adjustment", "logit_adjusted_loss",
+                                   "balanced_softmax", "ldam_drw", "focal", "class_balanced")),
+    },
+    "full": {
+        "m-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, (0.01, 0.05, 0.1, 1.0), FULL_RATIOS,
+                                     ("erm", "oversample", "class_balanced", "smote", "undersample"),
+                                     ("oversample", "class_balanced", "smote", "undersample")),
+        "m-cifar10-nn": RatioGrid("cifar10", "resnet34", 12_000, (0.01, 0.1, 1.0), FULL_NN_RATIOS,
+                                  ("erm", "oversample", "logit_adjustment", "logit_adjusted_loss",
+                                   "balanced_softmax", "ldam_drw", "focal", "class_balanced"),
+                                  ("oversample", "logit_adjustment", "logit_adjusted_loss",
+                                   "balanced_softmax", "ldam_drw", "focal", "class_balanced")),
+    },
+}
+for _profile, _arms in METHOD_ARMS.items():
+    PROFILES[_profile].update(_arms)
+
+
+def with_methods_under_test(cfg: RatioGrid, names) -> RatioGrid:
+    """``cfg`` with the methods under test added (at every train ratio, balance included)."""
+    from dataclasses import replace
+
+    extra = tuple(n for n in names if n not in cfg.methods)
+    imbalanced_only = tuple(m for m in cfg.imbalanced_only if m not in names)
+    return replace(cfg, methods=cfg.methods + extra, imbalanced_only=imbalanced_only)
+
+
 def arm_config(profile: str, arm: str):
     if profile not in PROFILES:
         raise KeyError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")

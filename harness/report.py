@@ -145,7 +145,14 @@ held anyway. Every arm first passes a <b>gate</b>: its reference models must bea
 {% else %}<td colspan="4">{{ c.error }}</td>{% endif %}</tr>
 {% endfor %}</table>
 {% for takeaway, group in sections %}
-<h2>Takeaway {{ takeaway }}</h2>
+{% if takeaway == 'M' %}<h2>Methods under test</h2>
+<p>Each method's balanced test error against ERM and oversampling under imbalance, against the
+strongest baseline of the zoo, and at balance (non-inferiority); paired over seeds, Holm over
+ratios. Zoo baselines run without <code>--method</code> are measurements, not claims.</p>
+<table><tr><th>method</th><th>arm</th><th>profile</th>{% for t in methods_columns %}<th>{{ t }}</th>{% endfor %}</tr>
+{% for row in methods_table %}<tr><td>{{ row.method }}</td><td>{{ row.arm }}</td><td>{{ row.profile }}</td>
+{% for cell in row.cells %}<td class="{{ cell.css }}">{{ cell.text }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% else %}<h2>Takeaway {{ takeaway }}</h2>{% endif %}
 <div class="figs">{% for f in group.figures %}<div class="fig">{{ f.svg|safe }}
 <div class="caption">{{ f.caption }}</div></div>{% endfor %}</div>
 {% for c in group.claims %}{% set v = c.verdict %}
@@ -264,7 +271,8 @@ def write_report(claims: list[dict], records: list[dict], session: dict, report_
         run_id=run_id, generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         claims=[c for _, g in rendered for c in g["claims"]], sections=rendered,
         headline=", ".join(f"{n} {name}" for name, n in counts.items() if n),
-        environment=environment_rows(session, records), fmt=fmt, comparison=comparison)
+        environment=environment_rows(session, records), fmt=fmt, comparison=comparison,
+        methods_columns=METHOD_CLAIMS, methods_table=methods_table(claims))
     write_text_atomic(out / "index.html", page)
     if comparison:
         atomic_write_json(out / "comparison.json", comparison)
@@ -274,13 +282,40 @@ def write_report(claims: list[dict], records: list[dict], session: dict, report_
     return out
 
 
+# The claims of claims/test_methods_under_test.py (test name -> column of the methods table).
+METHOD_CLAIM_TESTS = {"test_method_beats_erm_under_imbalance": "beats ERM under imbalance",
+                      "test_method_beats_oversampling": "beats oversampling",
+                      "test_method_beats_the_strongest_baseline": "beats the strongest baseline",
+                      "test_method_is_non_inferior_at_balance": "non-inferior at balance"}
+METHOD_CLAIMS = tuple(METHOD_CLAIM_TESTS.values())
+
+
+def methods_table(claims: list[dict]) -> list[dict]:
+    """One row per (method, arm, profile) of the methods-under-test claims: each claim's
+    verdict and effect, or '-' where it did not run."""
+    rows: dict = {}
+    for c in claims:
+        if str(c["takeaway"]) != "M" or not c.get("method"):
+            continue
+        row = rows.setdefault((c["method"], c["arm"], c["profile"]), {})
+        column = METHOD_CLAIM_TESTS.get(c["nodeid"].split("::")[-1].split("[")[0])
+        if column:
+            v = c.get("verdict")
+            effect = f" ({fmt(v['effect'])})" if v else ""
+            row[column] = {"text": verdict_label(c) + effect, "css": verdict_label(c).replace(" ", "-")}
+    return [{"method": m, "arm": a, "profile": p,
+             "cells": [cells.get(col, {"text": "-", "css": ""}) for col in METHOD_CLAIMS]}
+            for (m, a, p), cells in sorted(rows.items())]
+
+
 def summary_of(claim: dict) -> dict:
     """The claims.json object of a claim: identity, three-way verdict (or the error), numbers."""
     v = claim.get("verdict")
     base = {"nodeid": claim["nodeid"], "takeaway": claim["takeaway"], "arm": claim["arm"],
             "profile": claim["profile"], "title": claim["title"], "verdict": verdict_label(claim),
             "outcome": claim["outcome"], "exploratory": claim.get("exploratory"),
-            "xfail_reason": claim.get("xfail_reason", ""), "record_keys": claim.get("record_keys", [])}
+            "xfail_reason": claim.get("xfail_reason", ""), "record_keys": claim.get("record_keys", []),
+            "method": claim.get("method", "")}
     if v is None:
         return dict(base, error=claim.get("error", ""))
     return dict(base, statistic=v["statistic"], effect_unit=v.get("effect_unit", ""),

@@ -24,7 +24,7 @@ from functools import partial
 
 from . import data, methods, models, training
 from .executors import Heartbeat, InProcessExecutor
-from .spec import RunSpec
+from .spec import RunSpec, training_key
 from .store import ReadOnlyStoreError, ResultStore
 
 
@@ -65,14 +65,47 @@ def duration(seconds: float) -> str:
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
-def portable(spec: RunSpec) -> bool:
-    """Whether a fresh worker process would train ``spec`` with the same registered code."""
-    return (data.DATASETS.get(spec.dataset) is data.BUILTIN_DATASETS.get(spec.dataset)
-            and models.MODELS.get(spec.model) is models.BUILTIN_MODELS.get(spec.model)
-            and methods.METHODS.get(spec.method) is methods.BUILTIN_METHODS.get(spec.method))
+def portable(spec) -> bool:
+    """Whether a fresh worker process would train ``spec`` (or every spec of a
+    :class:`RunGroup`) with the same code: built-in datasets and models, and a built-in method
+    or one the worker imports by the spec's ``method_path``."""
+    if isinstance(spec, RunGroup):
+        return all(portable(s) for s in spec.specs)
+    method = methods.METHODS.get(spec.method)
+    importable = method is methods.BUILTIN_METHODS.get(spec.method) or (
+        spec.method_path and method is not None and methods.import_path(method) == spec.method_path
+        and not method.__module__.startswith("__"))
+    return bool(data.DATASETS.get(spec.dataset) is data.BUILTIN_DATASETS.get(spec.dataset)
+                and models.MODELS.get(spec.model) is models.BUILTIN_MODELS.get(spec.model)
+                and importable)
 
 
-def execute_spec(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
+@dataclass(frozen=True)
+class RunGroup:
+    """Runs that train one model (one :func:`~harness.spec.training_key`): usually one run; a
+    post-hoc method's run joins the run of the method it trains like."""
+
+    specs: tuple
+
+    @property
+    def key(self) -> str:
+        return self.specs[0].key
+
+    def describe(self) -> str:
+        extra = f" (+{len(self.specs) - 1} post-hoc)" if len(self.specs) > 1 else ""
+        return self.specs[0].describe() + extra
+
+
+def group_by_training(specs: Sequence[RunSpec]) -> list[RunGroup]:
+    """Specs grouped by training key, in first-seen order; a run that trains (not post-hoc)
+    leads its group, so the group's model is trained with the method that trains it."""
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(training_key(spec), []).append(spec)
+    return [RunGroup(tuple(sorted(g, key=lambda s: training_key(s) != s.key))) for g in groups.values()]
+
+
+def execute_spec(group, data_dir=None, n_jobs: int = 1):
     """Train ``spec`` with at most ``n_jobs`` threads in every thread pool (OpenMP, BLAS), not
     only the model's own: parallel runs that each started a thread per core would oversubscribe
     the machine (2 single-thread XGBoost workers on 2 cores: 1.7x over 1 without the limit,
@@ -80,7 +113,9 @@ def execute_spec(spec: RunSpec, data_dir=None, n_jobs: int = 1) -> dict:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=n_jobs):
-        return training.execute(spec, data_dir=data_dir, n_jobs=n_jobs)
+        if isinstance(group, RunGroup):
+            return training.execute_group(list(group.specs), data_dir=data_dir, n_jobs=n_jobs)
+        return training.execute(group, data_dir=data_dir, n_jobs=n_jobs)
 
 
 class Runner:
@@ -163,20 +198,10 @@ class Runner:
                     if isinstance(outcome, Heartbeat):  # nothing finished for a while
                         board.report(len(records), heartbeat=outcome, labels=labels)
                         continue
-                    spec, record, error = outcome
-                    tried.add(spec.key)
-                    board.finished(spec)
-                    if error is None:
-                        records[spec.key] = self.memory[spec.key] = self.store.put(record)
-                        self.trained += 1
-                    else:
-                        message = f"{spec.describe()}: {type(error).__name__}: {error}"
-                        self.failures[spec.key] = message
-                        failures.append(message)
-                    locks.pop(spec.key).close()  # only once the record is stored
-                    board.last = " ".join(filter(None, [labels.get(spec.key), spec.describe(),
-                                                        "FAILED" if error else ""]))
-                    board.report(len(records), final=len(records) + len(failures) == len(unique))
+                    group, results, error = outcome
+                    for spec, record in zip(group.specs, results or [None] * len(group.specs)):
+                        self.finish(spec, record, error, records, failures, locks, tried, board,
+                                    labels, len(unique))
         finally:
             for lock in locks.values():
                 lock.close()
@@ -184,16 +209,35 @@ class Runner:
             raise RunFailed(f"{len(failures)} of {attempted} runs failed:\n" + "\n".join(failures))
         return [records[spec.key] for spec in specs]
 
+    def finish(self, spec, record, error, records, failures, locks, tried, board, labels,
+               total) -> None:
+        """Store one finished run (or keep its failure) and report progress."""
+        tried.add(spec.key)
+        board.finished(spec)
+        if error is None:
+            records[spec.key] = self.memory[spec.key] = self.store.put(record)
+            self.trained += 1
+        else:
+            message = f"{spec.describe()}: {type(error).__name__}: {error}"
+            self.failures[spec.key] = message
+            failures.append(message)
+        locks.pop(spec.key).close()  # only once the record is stored
+        board.last = " ".join(filter(None, [labels.get(spec.key), spec.describe(),
+                                            "FAILED" if error else ""]))
+        board.report(len(records), final=len(records) + len(failures) == total)
+
     def submit(self, specs: list[RunSpec]):
-        """(spec, record, error) as runs finish, and a Heartbeat while none does:
-        portable runs through the executor, the rest (registered only in this process) in this
-        process, after them."""
+        """(group, records, error) as runs finish, and a Heartbeat while none does: specs go
+        as :class:`RunGroup` s (a post-hoc method's run trains with its base's); portable groups
+        through the executor, the rest (registered only in this process) in this process, after
+        them."""
         tick = self.heartbeat_s if self.progress else None
+        groups = group_by_training(specs)
         if self.executor.workers <= 1:
-            yield from self.executor.submit_all(self.job(), specs, tick_s=tick)
+            yield from self.executor.submit_all(self.job(), groups, tick_s=tick)
             return
-        remote = [spec for spec in specs if portable(spec)]
-        local = [spec for spec in specs if not portable(spec)]
+        remote = [group for group in groups if portable(group)]
+        local = [group for group in groups if not portable(group)]
         yield from self.executor.submit_all(self.job(), remote, tick_s=tick)
         yield from InProcessExecutor().submit_all(self.job(), local)
 

@@ -69,3 +69,14 @@ def sam_step(params: list[torch.Tensor], per_sample_loss: Callable[[], torch.Ten
 def class_radii(labels: torch.Tensor, radius_per_class: torch.Tensor) -> torch.Tensor:
     """Per-sample radii from a per-class table (e.g. ``[rho, rho * k]`` for majority, minority)."""
     return radius_per_class.to(labels.device)[labels]
+
+
+def minority_half_radii(labels: torch.Tensor, num_classes: int, rho: float,
+                        scale: float) -> torch.Tensor:
+    """Per-sample radii: ``rho`` for the more frequent half of the classes in ``labels``,
+    ``rho * scale`` for the rarer half (binary: the minority class; CIFAR-10: the 5 rarest)."""
+    counts = torch.bincount(labels, minlength=num_classes)
+    rarest = torch.argsort(counts, stable=True)[: num_classes // 2]
+    per_class = torch.full((num_classes,), float(rho), device=labels.device)
+    per_class[rarest] = rho * scale
+    return per_class[labels]

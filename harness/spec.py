@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from . import __version__, data, imbalance, methods, models
@@ -36,11 +36,18 @@ class RunSpec:
     seed : int
         Seeds the train subset, the test sets, the method's resampling and the model.
     hyperparameters : tuple of (name, value)
-        The model's hyperparameters, sorted by name, defaults filled in.
+        The model's hyperparameters and the method's settings, sorted by name, defaults filled
+        in (a method's settings are in the spec of that method's runs only).
     data_source : str
         Which copy of the data (variant and checksum prefix).
     harness_version : str
         Bumped whenever the harness changes how a result is computed.
+    method_version : str
+        The method's declared version; for a method defined outside the harness, ``+`` a hash
+        of its module's source, so that editing it retrains (:func:`harness.methods.identity`).
+    method_path : str
+        ``module:Class`` of a method defined outside the harness (how a worker process imports
+        it); empty for built-in methods.
     """
 
     dataset: str
@@ -52,6 +59,8 @@ class RunSpec:
     hyperparameters: tuple[tuple[str, Any], ...]
     data_source: str
     harness_version: str
+    method_version: str = "1"
+    method_path: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,6 +72,7 @@ class RunSpec:
             train_counts=tuple(raw["train_counts"]), test_ratios=tuple(raw["test_ratios"]),
             seed=raw["seed"], hyperparameters=tuple(tuple(p) for p in raw["hyperparameters"]),
             data_source=raw["data_source"], harness_version=raw["harness_version"],
+            method_version=raw.get("method_version", "1"), method_path=raw.get("method_path", ""),
         )
 
     @property
@@ -83,28 +93,49 @@ def source_fingerprint(source: dict) -> str:
     return f"{source.get('variant', 'unknown')}:{digest[:25]}"
 
 
+def split_hyperparameters(model: str, method: str, hyperparameters: dict) -> tuple[dict, dict]:
+    """``(model hyperparameters, method settings)`` of a spec's merged hyperparameters."""
+    model_keys = set(models.DEFAULTS[model])
+    return ({k: v for k, v in hyperparameters.items() if k in model_keys},
+            {k: v for k, v in hyperparameters.items() if k not in model_keys})
+
+
 def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, seed: int,
               data_dir=None, **hyperparameters) -> RunSpec:
     """Validate a run's settings against the registries and the data, and return its spec.
 
+    ``hyperparameters`` override the model's defaults and the method's settings. A setting of
+    another registered method is accepted and left out (an arm's settings for one of its methods
+    never change the keys of its other methods' runs).
+
     Raises
     ------
     SpecError
-        Unknown dataset, model, method or hyperparameter; a test ratio outside (0, 1]; or more
-        samples of a class than its train split holds.
+        Unknown dataset, model, method or hyperparameter; a method the model cannot train with
+        (e.g. XGBoost + SAM); a test ratio outside (0, 1]; or more samples of a class than its
+        train split holds.
     harness.data.DataError
         The dataset's files are missing or corrupt.
     """
     if model not in models.MODELS:
         raise SpecError(f"unknown model {model!r}; choose one of {sorted(models.MODELS)}")
-    if method not in methods.METHODS:
-        raise SpecError(f"unknown method {method!r}; choose one of {sorted(methods.METHODS)}")
+    try:
+        method_cls = methods.get(method)
+    except methods.MethodError as err:
+        raise SpecError(str(err)) from None
     if dataset not in data.DATASETS:
         raise SpecError(f"unknown dataset {dataset!r}; choose one of {sorted(data.DATASETS)}")
-    unknown = set(hyperparameters) - set(models.DEFAULTS[model])
+    lacking = set(method_cls.requires) - models.capabilities(model)
+    if lacking:
+        raise SpecError(f"method {method!r} does not apply to model {model!r}: it needs "
+                        f"{sorted(lacking)} ({'; '.join(methods.CAPABILITIES[c] for c in sorted(lacking))}), "
+                        f"which {model!r} lacks (it has {sorted(models.capabilities(model))})")
+    own = method_cls.defaults_for(model)
+    others = {k for cls in methods.METHODS.values() for k in cls.settings} - set(own)
+    unknown = set(hyperparameters) - set(models.DEFAULTS[model]) - set(own) - others
     if unknown:
-        raise SpecError(f"model {model!r} has no hyperparameter(s) {sorted(unknown)}; "
-                        f"it takes {sorted(models.DEFAULTS[model])}")
+        raise SpecError(f"model {model!r} with method {method!r} has no hyperparameter(s) "
+                        f"{sorted(unknown)}; it takes {sorted(set(models.DEFAULTS[model]) | set(own))}")
     try:
         ratios = tuple(imbalance.validate_ratio(r) for r in test_ratios)
     except imbalance.ImbalanceError as err:
@@ -118,6 +149,25 @@ def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, 
         if not 1 <= want <= have:
             raise SpecError(f"{dataset}: class {c} ({loaded.class_names[c]}) has {have} training "
                             f"samples; a count of {want} is not possible (use 1..{have})")
-    params = {**models.DEFAULTS[model], **hyperparameters}
+    params = {**models.DEFAULTS[model], **own,
+              **{k: v for k, v in hyperparameters.items() if k not in others}}
+    version, path = methods.identity(method_cls)
     return RunSpec(dataset, model, method, counts, ratios, int(seed),
-                   tuple(sorted(params.items())), source_fingerprint(loaded.source), __version__)
+                   tuple(sorted(params.items())), source_fingerprint(loaded.source), __version__,
+                   version, path)
+
+
+def training_key(spec: RunSpec) -> str:
+    """The key of the model a run trains: its own key, except for a post-hoc method (one that
+    ``trains_like`` another), whose model is its base method's (its own settings left out).
+    Runs with one training key train one model (:func:`harness.training.execute_group`)."""
+    cls = methods.METHODS.get(spec.method)
+    if cls is None or cls.trains_like is None:
+        return spec.key
+    base = methods.get(cls.trains_like)
+    own = set(cls.settings) - set(base.settings)
+    hp = {**base.defaults_for(spec.model),
+          **{k: v for k, v in spec.hyperparameters if k not in own}}
+    version, path = methods.identity(base)
+    return replace(spec, method=base.name, hyperparameters=tuple(sorted(hp.items())),
+                   method_version=version, method_path=path).key

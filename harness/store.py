@@ -40,7 +40,8 @@ from pathlib import Path
 from .data import DEFAULT_CACHE_DIR
 from .spec import RunSpec
 
-DEFAULT_STORE_DIR = DEFAULT_CACHE_DIR / "store"
+# Named by layout, so that a checkout of another layout keeps its own default store.
+DEFAULT_STORE_DIR = DEFAULT_CACHE_DIR / "store-v2"
 
 
 def strict_json(value):
@@ -81,7 +82,8 @@ class IncompatibleStoreError(RuntimeError):
 # The store's on-disk layout. Bumped only when the layout or the record format changes in a way
 # older code cannot read; a new harness version alone only changes run keys (old runs are
 # ignored, never misread). Stores without store.json predate the file and have layout 1.
-STORE_FORMAT = 1
+# 2 (harness 0.4): specs carry the method's version and import path; methods own their settings.
+STORE_FORMAT = 2
 
 
 def slug(text: str) -> str:

@@ -6,7 +6,8 @@ majority's tail, so that a classifier must draw its boundary close to minority p
 test splits come from fixed seeds (the dataset is one fixed problem; run seeds vary the network).
 
 Model (:class:`ToyMLP`, registered as ``mlp2d``): 2-64-64-2 ReLU MLP trained full batch by SGD
-with momentum, or by SAM / asymmetric SAM (:mod:`harness.sam`) when the method asks for it.
+with momentum, or by SAM / asymmetric SAM (:mod:`harness.sam`) when the method asks for it
+(the same step the CIFAR networks take).
 After training it reports the *margin* of each minority training point: its Euclidean distance
 to the decision boundary, negative when the point is misclassified. The distance is found by
 root-finding (:func:`boundary_distances`): from each point, 360 rays (1 degree apart) are marched
@@ -31,9 +32,7 @@ TOY_MLP = {
     "steps": 1500,             # full-batch optimizer steps
     "lr": 0.1,                 # SGD learning rate
     "momentum": 0.9,           # SGD momentum
-    "sam_rho": 0.1,            # SAM ascent radius (L2, whole parameter vector)
-    "minority_radius_scale": 3.0,  # asymmetric SAM: minority radius = sam_rho x this
-}
+}  # SAM's radii for this model are the methods' (harness.methods.standard: model_settings)
 
 
 def decision_grid() -> tuple[np.ndarray, np.ndarray]:
@@ -74,19 +73,22 @@ def boundary_distances(logit_gap, points: np.ndarray) -> np.ndarray:
 
 
 class ToyMLP:
-    """d-64-64-2 MLP behind the model contract (d = feature count, 2 for the toy problem);
-    regimes standard, sam, asymmetric_sam."""
+    """d-64-64-2 MLP behind the model contract (d = feature count, 2 for the toy problem),
+    trained full batch with a constant learning rate; a method may replace its loss and its
+    step (SAM and asymmetric SAM use the same step as the CIFAR networks)."""
+
+    CAPABILITIES = frozenset({"rows", "features", "loss", "step"})
 
     def __init__(self, seed: int = 0, n_jobs: int = 1, **params):
         self.seed, self.n_jobs, self.hp = seed, n_jobs, {**TOY_MLP, **params}
 
-    def fit(self, x, y, sample_weight=None, regime="standard", epoch_size=None):
+    def fit(self, x, y, sample_weight=None, method=None, epoch_size=None):
         import torch
 
-        from . import sam
+        from .methods.base import TrainingState
+        from .methods.standard import ERM
 
-        if regime not in ("standard", "sam", "asymmetric_sam"):
-            raise ValueError(f"ToyMLP has no {regime!r} training regime")
+        method = method or ERM()
         torch.manual_seed(self.seed)
         torch.set_num_threads(self.n_jobs)
         width = self.hp["width"]
@@ -97,22 +99,19 @@ class ToyMLP:
         yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
         weights = torch.as_tensor(sample_weight, dtype=torch.float32) if sample_weight is not None else None
         params = list(self.net.parameters())
+        state = TrainingState(net=self.net, labels=yt, num_classes=2,
+                              class_counts=torch.bincount(yt, minlength=2), hp=self.hp,
+                              seed=self.seed, weights=weights, params=params,
+                              epochs=self.hp["steps"], lr=self.hp["lr"])
+        method.prepare(state)
         opt = torch.optim.SGD(params, lr=self.hp["lr"], momentum=self.hp["momentum"])
-        rho = self.hp["sam_rho"]
-        scale = self.hp["minority_radius_scale"] if regime == "asymmetric_sam" else 1.0
-        radii = sam.class_radii(yt, torch.tensor([rho, rho * scale]))
 
         def per_sample():
-            losses = torch.nn.functional.cross_entropy(self.net(xt), yt, reduction="none")
+            losses = method.loss(self.net(xt), yt, state)
             return losses * weights if weights is not None else losses
 
         for _ in range(self.hp["steps"]):
-            if regime == "standard":
-                opt.zero_grad(set_to_none=True)
-                per_sample().mean().backward()
-                opt.step()
-            else:
-                sam.sam_step(params, per_sample, radii, opt)
+            method.step(state, per_sample, None, opt)
         self.x_train, self.y_train = x, y
         return self
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import __version__, data, imbalance, methods, models
-from .spec import RunSpec
+from .spec import RunSpec, split_hyperparameters, training_key
 
 TRAIN_STREAM, METHOD_STREAM, TEST_STREAM = 0, 1, 2
 
@@ -122,23 +122,49 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1, budget: dict | None =
     per class. A run with a budget is not the spec's run: its record says so
     (``"dry_run": true``) and the store refuses it.
     """
+    return execute_group([spec], data_dir, n_jobs, budget)[0]
+
+
+def method_for(spec: RunSpec, budget: dict):
+    """The spec's method, built with its settings (``budget`` over them)."""
+    _, settings = split_hyperparameters(spec.model, spec.method,
+                                        {**dict(spec.hyperparameters), **budget})
+    return methods.for_spec(spec.method, spec.method_version, spec.method_path)(**settings)
+
+
+def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
+                  budget: dict | None = None) -> list[dict]:
+    """Records of runs that train the same model (one :func:`~harness.spec.training_key`: a
+    post-hoc method and the method it trains like), training it once.
+
+    The model trains with the first spec's method; each spec's record is then made with its
+    own method's predictive (``model.method`` is swapped; only post-hoc methods, whose training
+    hooks are their base's, share a training key). See :func:`execute` for the record.
+    """
     started = time.perf_counter()
+    spec = specs[0]
+    for run in specs:  # imports a method defined outside the harness in a fresh worker
+        methods.for_spec(run.method, run.method_version, run.method_path)
+    if len({training_key(s) for s in specs}) != 1:
+        raise ValueError("execute_group trains once: its specs must share one training key")
     budget = dict(budget or {})
     test_per_class = budget.pop("test_per_class", None)
     dataset = data.load(spec.dataset, data_dir)
     train_idx = train_subset(dataset, spec)
     x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
 
-    plan = methods.get(spec.method)(y_train, np.random.default_rng([spec.seed, METHOD_STREAM]))
-    model = models.build(spec.model, seed=spec.seed, n_jobs=n_jobs,
-                         **{**dict(spec.hyperparameters), **budget})
-    model.fit(x_train[plan.indices], y_train[plan.indices], sample_weight=plan.sample_weight,
-              regime=plan.regime, epoch_size=plan.epoch_size)
+    model_hp, _ = split_hyperparameters(spec.model, spec.method,
+                                        {**dict(spec.hyperparameters), **budget})
+    method = method_for(spec, budget)
+    x_fit, y_fit, weights, epoch_size = method.resample(
+        x_train, y_train, np.random.default_rng([spec.seed, METHOD_STREAM]))
+    model = models.build(spec.model, seed=spec.seed, n_jobs=n_jobs, **model_hp)
+    model.fit(x_fit, y_fit, sample_weight=weights, method=method, epoch_size=epoch_size)
+    # Model-specific measurements of the trained model (decision margins, Hessian spectra): the
+    # same for every spec of the group, so made once.
+    extra = model.extra_metrics() if hasattr(model, "extra_metrics") else None
+    training_s = time.perf_counter() - started
 
-    metrics = {"train": classification_metrics(y_train, model.predict(x_train), dataset.num_classes),
-               "test": {}}
-    if hasattr(model, "extra_metrics"):  # model-specific measurements, e.g. decision margins
-        metrics["extra"] = model.extra_metrics()
     # Every test set is a subset of the held-out split and they overlap heavily, so the model
     # predicts each held-out sample they use once (predictions are per sample), and each test
     # set's metrics index into those predictions.
@@ -146,20 +172,37 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1, budget: dict | None =
     if test_per_class:
         test_sets = {r: capped(idx, dataset.y_test, test_per_class) for r, idx in test_sets.items()}
     used = np.unique(np.concatenate(list(test_sets.values())))
-    predicted = model.predict(dataset.x_test[used])
-    # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's linear
-    # probe), measured on the same test sets so that claims can pair them with the main one.
-    variants = getattr(model, "predict_variants", no_variants)(dataset.x_test[used])
-    for ratio, idx in test_sets.items():
-        at = np.searchsorted(used, idx)
-        metrics["test"][ratio_key(ratio)] = classification_metrics(
-            dataset.y_test[idx], predicted[at], dataset.num_classes)
-        for name, y_pred in variants.items():
-            metrics.setdefault("variants", {}).setdefault(name, {"test": {}})["test"][
-                ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred[at],
-                                                           dataset.num_classes)
+    records = []
+    for run in specs:
+        began = time.perf_counter()
+        if run is not spec:
+            model.method = method_for(run, budget)
+        metrics = {"train": classification_metrics(y_train, model.predict(x_train),
+                                                   dataset.num_classes), "test": {}}
+        if extra is not None:
+            metrics["extra"] = extra
+        predicted = model.predict(dataset.x_test[used])
+        # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's linear
+        # probe), measured on the same test sets so that claims can pair them with the main one.
+        variants = getattr(model, "predict_variants", no_variants)(dataset.x_test[used])
+        for ratio, idx in test_sets.items():
+            at = np.searchsorted(used, idx)
+            metrics["test"][ratio_key(ratio)] = classification_metrics(
+                dataset.y_test[idx], predicted[at], dataset.num_classes)
+            for name, y_pred in variants.items():
+                metrics.setdefault("variants", {}).setdefault(name, {"test": {}})["test"][
+                    ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred[at],
+                                                               dataset.num_classes)
+        records.append(make_record(run, dataset, metrics, getattr(model, "log", {}),
+                                   training_s + time.perf_counter() - began))
+        if budget or test_per_class:
+            records[-1]["dry_run"] = {**budget, "test_per_class": test_per_class}
+    return records
+
+
+def make_record(spec: RunSpec, dataset, metrics: dict, log: dict, seconds: float) -> dict:
     device = dict(spec.hyperparameters).get("device", "cpu")
-    record = {
+    return {
         "key": spec.key,
         "spec": spec.to_dict(),
         "metrics": metrics,
@@ -167,13 +210,10 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1, budget: dict | None =
         "data_source": dataset.source,
         "device": device,
         "device_name": device_name(device),
-        "training_log": getattr(model, "log", {}),
-        "wall_time_s": time.perf_counter() - started,
+        "training_log": dict(log),
+        "wall_time_s": seconds,
         "versions": library_versions(),
         "host": platform.node(),
         "pid": os.getpid(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    if budget or test_per_class:
-        record["dry_run"] = {**budget, "test_per_class": test_per_class}
-    return record

@@ -32,7 +32,7 @@ class SpyModel:
     def __init__(self, seed=0, n_jobs=1, **params):
         self.seed = seed
 
-    def fit(self, x, y, sample_weight=None, regime="standard", epoch_size=None):
+    def fit(self, x, y, sample_weight=None, method=None, epoch_size=None):
         SpyModel.seen.append((np.array(x), np.array(y), sample_weight))
         self.majority = int(np.bincount(y).argmax())
         return self

@@ -33,11 +33,16 @@ def shuffled_labels(factory):
         model.fit = fit_on_shuffled_labels
         return model
 
+    build.CAPABILITIES = factory.CAPABILITIES  # the same model, only its labels are wrong
     return build
 
 
-def crashing(**kwargs):
-    raise RuntimeError("injected crash: building the network failed")
+def crashing(factory):
+    def build(**kwargs):
+        raise RuntimeError("injected crash: building the network failed")
+
+    build.CAPABILITIES = factory.CAPABILITIES  # passes the spec's checks, crashes when built
+    return build
 
 
 def missing_adult(data_dir=None):
@@ -51,6 +56,18 @@ def balanced_counts(total, num_classes, ratio):
 REAL_COUNTS_FOR_TOTAL = imbalance.counts_for_total
 
 
+class OversampleIsERM(methods.Method):
+    """Named oversample, trains as ERM (every row once)."""
+
+    name = "oversample"
+
+
+class SAMIsSGD(methods.get("sam")):
+    """SAM's name and settings, the base optimizer's step."""
+
+    step = methods.Method.step
+
+
 def pytest_configure(config):
     sabotage = os.environ.get("IMBALANCE_SABOTAGE", "")
     if sabotage == "shuffled_labels":
@@ -59,12 +76,12 @@ def pytest_configure(config):
     elif sabotage == "balanced_everywhere":
         imbalance.counts_for_total = balanced_counts
     elif sabotage == "oversample_is_erm":
-        methods.METHODS["oversample"] = methods.METHODS["erm"]
+        methods.METHODS["oversample"] = OversampleIsERM
     elif sabotage == "sam_is_sgd":
-        methods.METHODS["sam"] = methods.every_sample_once("standard", "SGD in SAM's place")
+        methods.METHODS["sam"] = SAMIsSGD
     elif sabotage == "crash_nn":
         for name in models.NEURAL:
-            models.MODELS[name] = crashing
+            models.MODELS[name] = crashing(models.MODELS[name])
     elif sabotage == "no_adult":
         data.DATASETS["adult"] = missing_adult
     elif sabotage:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import bayesian
+from harness import bayesian, methods
 from harness.engine import predict_logits
 from tests.test_engine import small, tiny_images
 
@@ -44,17 +44,18 @@ def test_sghmc_at_zero_temperature_is_the_sgd_recipe():
     assert torch.allclose(weights["sgd"], weights["sghmc"], atol=1e-6)
 
 
-def test_sghmc_regime_at_zero_temperature_with_one_sample_behaves_like_standard_training():
+def test_sghmc_method_at_zero_temperature_with_one_sample_behaves_like_standard_training():
     x, y = tiny_images()
     plain = small(epochs=3).fit(x, y)
-    chain = small(epochs=3, sghmc_temperature=0.0, sghmc_cycles=1, sghmc_samples_per_cycle=1).fit(
-        x, y, regime="sghmc")
-    assert len(chain.samples.samples) == 1
+    chain = small(epochs=3).fit(x, y, method=methods.create(
+        "sghmc", sghmc_temperature=0.0, sghmc_cycles=1, sghmc_samples_per_cycle=1))
+    assert len(chain.state.extra["samples"].samples) == 1
     # Not bit-identical: under a schedule SGHMC scales each new gradient by the current step size,
     # torch's SGD scales the whole momentum buffer. Same problem, same solution.
     assert np.array_equal(chain.predict(x), plain.predict(x)) and np.mean(chain.predict(x) == y) >= 0.9
-    warm = small(epochs=6, sghmc_cycles=3, sghmc_samples_per_cycle=1).fit(x, y, regime="sghmc")
-    assert len(warm.samples.samples) == 3
+    warm = small(epochs=6).fit(x, y, method=methods.create("sghmc", sghmc_cycles=3,
+                                                           sghmc_samples_per_cycle=1))
+    assert len(warm.state.extra["samples"].samples) == 3
     probabilities = warm.probabilities(warm.train_images)
     assert torch.allclose(probabilities.sum(1), torch.ones(len(y)), atol=1e-5)
 
@@ -81,9 +82,9 @@ def test_diagonal_laplace_matches_the_hand_computed_posterior_of_a_softmax_regre
         assert float(la.log_marginal_likelihood(torch.tensor([other]))) < best
 
 
-def test_laplace_regime_predicts_from_the_posterior_and_keeps_the_map():
+def test_laplace_method_predicts_from_the_posterior_and_keeps_the_map():
     x, y = tiny_images()
-    model = small(epochs=4).fit(x, y, regime="laplace")
+    model = small(epochs=4).fit(x, y, method=methods.create("laplace"))
     assert model.log["laplace_prior_precision"] > 0
     variants = model.predict_variants(x)
     assert set(variants) == {"map"}
@@ -95,4 +96,4 @@ def test_laplace_regime_predicts_from_the_posterior_and_keeps_the_map():
     map_confidence = predict_logits(model.net, model.train_images).softmax(1).max(1).values
     assert (posterior.max(1).values <= map_confidence + 1e-5).all()
     with pytest.raises(ValueError, match="laplace_subset"):
-        small(epochs=1, laplace_subset="kron").fit(x, y, regime="laplace")
+        small(epochs=1).fit(x, y, method=methods.create("laplace", laplace_subset="kron"))

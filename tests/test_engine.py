@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import engine, models, networks
+from harness import data, engine, methods, models, networks, sam
 
 
 def tiny_images(per_class=12, size=16, classes=2, seed=0):
@@ -53,7 +53,7 @@ def test_model_layout_is_channels_last_without_a_copy():
 
 def test_normalize_and_resize():
     x = torch.full((1, 2, 2, 3), 255, dtype=torch.uint8)
-    expected = (1 - torch.tensor(engine.CIFAR_MEAN)) / torch.tensor(engine.CIFAR_STD)
+    expected = (1 - torch.tensor(data.CIFAR_MEAN)) / torch.tensor(data.CIFAR_STD)
     assert torch.allclose(engine.normalize(x)[0, 0, 0], expected)
     img = np.zeros((1, 4, 4, 3), dtype=np.uint8)
     img[0, :2, :2] = 200  # top-left 2x2 block
@@ -97,9 +97,10 @@ def test_sample_weights_change_the_gradient():
     assert not all(torch.equal(a, b) for a, b in zip(plain.values(), weighted.values()))
 
 
-def test_overfit_regime_stops_once_the_training_set_is_fit():
+def test_overfit_method_stops_once_the_training_set_is_fit():
     x, y = tiny_images()
-    model = small(epochs=10, overfit_epoch_scale=3, overfit_lr_scale=1.0).fit(x, y, regime="overfit")
+    model = small(epochs=10).fit(x, y, method=methods.create("overfit", overfit_epoch_scale=3,
+                                                             overfit_lr_scale=1.0))
     assert model.log["epochs_run"] < 30
     assert (model.predict(x) == y).all()
 
@@ -146,17 +147,17 @@ def test_throughput_command_trains_reports_and_calibrates_the_plan(capsys, tmp_p
 
 def test_minority_half_radii_scale_the_rarer_classes():
     labels = torch.tensor([0] * 5 + [1] * 2 + [2] * 4 + [3] * 1)
-    radii = engine.minority_half_radii(labels, 4, rho=0.1, scale=3.0)
+    radii = sam.minority_half_radii(labels, 4, rho=0.1, scale=3.0)
     per_class = {int(c): float(radii[labels == c][0]) for c in range(4)}
     assert per_class == pytest.approx({0: 0.1, 1: 0.3, 2: 0.1, 3: 0.3})
 
 
-def test_sam_regime_with_zero_radius_matches_standard_training():
+def test_sam_method_with_zero_radius_matches_standard_training():
     x, y = tiny_images()
     plain = small(epochs=2).fit(x, y)
-    zero = small(epochs=2, sam_rho=0.0).fit(x, y, regime="sam")
+    zero = small(epochs=2).fit(x, y, method=methods.create("sam", sam_rho=0.0))
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain.net.parameters(), zero.net.parameters()))
-    moved = small(epochs=2, sam_rho=0.5).fit(x, y, regime="asymmetric_sam")
+    moved = small(epochs=2).fit(x, y, method=methods.create("asymmetric_sam", sam_rho=0.5))
     assert not all(torch.allclose(a, b) for a, b in zip(plain.net.parameters(), moved.net.parameters()))
 
 

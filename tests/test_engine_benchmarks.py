@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import engine, models, networks
+from harness import data, engine, models, networks
 
 STEPS = 12  # SGD steps per measurement
 
@@ -50,7 +50,7 @@ def plain_images_per_second(arch: str, batch_size: int) -> float:
     hp, device, images, labels, net = setup(arch, batch_size)
     transform = T.Compose([T.RandomCrop(hp["image_size"], padding=hp["crop_padding"]),
                            T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize(engine.CIFAR_MEAN, engine.CIFAR_STD)])
+                           T.Normalize(data.CIFAR_MEAN, data.CIFAR_STD)])
 
     class PilImages(Dataset):
         def __len__(self):

@@ -1,50 +1,191 @@
-"""The method registry and every method's TrainPlan contract."""
+"""The method registry, the protocol's contract every registered method must pass, resolution
+by name / module:attribute / entry point, and a method's identity in the run key."""
+
+import sys
+import textwrap
 
 import numpy as np
 import pytest
+import torch
 
-from harness import methods
+from harness import methods, models
+from harness.spec import SpecError, make_spec
 
 LABELS = np.array([0] * 90 + [1] * 10)
+FEATURES = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32) + LABELS[:, None]
 
 
-@pytest.mark.parametrize("name", sorted(methods.METHODS))
-def test_every_method_returns_a_valid_plan(name):
-    plan = methods.get(name)(LABELS, np.random.default_rng(0))
-    assert plan.indices.dtype.kind == "i"
-    assert plan.indices.min() >= 0 and plan.indices.max() < len(LABELS)
-    if plan.sample_weight is not None:
-        assert plan.sample_weight.shape == plan.indices.shape
-        assert (plan.sample_weight > 0).all()
-    again = methods.get(name)(LABELS, np.random.default_rng(0))
-    assert np.array_equal(plan.indices, again.indices)
+@pytest.mark.parametrize("name", sorted(methods.BUILTIN_METHODS))
+def test_every_method_follows_the_contract(name):
+    cls = methods.get(name)
+    assert cls.name == name and set(cls.requires) <= set(methods.CAPABILITIES)
+    assert "rows" in cls.requires  # every model can at least train on rows
+    method = cls()
+    x, y, weights, epoch_size = method.resample(FEATURES, LABELS, np.random.default_rng(0))
+    assert len(x) == len(y) and x.shape[1:] == FEATURES.shape[1:] and y.dtype.kind == "i"
+    assert set(np.unique(y)) == {0, 1}
+    if weights is not None:
+        assert weights.shape == y.shape and (weights > 0).all()
+    again = method.resample(FEATURES, LABELS, np.random.default_rng(0))
+    assert np.array_equal(x, again[0]) and np.array_equal(y, again[1])
+    # A method's settings are its own: none collides with a model's hyperparameters.
+    for model, defaults in models.DEFAULTS.items():
+        assert not set(cls.defaults_for(model)) & set(defaults), (name, model)
 
 
-@pytest.mark.parametrize("name", ["erm", "oversample", "reweight"])
-def test_built_in_methods_keep_every_sample(name):
-    plan = methods.get(name)(LABELS, np.random.default_rng(0))
-    assert set(plan.indices) == set(range(len(LABELS)))
+@pytest.mark.parametrize("name", sorted(methods.BUILTIN_METHODS))
+def test_every_method_runs_its_hooks_on_a_tiny_network(name):
+    """The training-loop contract: each method trains a tiny CNN for one epoch and predicts
+    probabilities that sum to one, wherever the CNN has the capabilities it needs."""
+    from tests.test_engine import small, tiny_images
+
+    cls = methods.get(name)
+    if cls.requires - models.capabilities("small_cnn"):
+        pytest.skip(f"{name} does not apply to networks")
+    x, y = tiny_images()
+    settings = {"simclr_epochs": 1, "simclr_batch_size": 8, "projection_dim": 4,
+                "sghmc_cycles": 1}
+    method = cls(**{k: v for k, v in settings.items() if k in cls.settings})
+    if name == "simclr_imagenet":
+        pytest.skip("needs a weights file (tests/test_simclr.py)")
+    xs, ys, weights, epoch_size = method.resample(x, y, np.random.default_rng(0))
+    model = small(epochs=1).fit(xs, ys, sample_weight=weights, method=method, epoch_size=epoch_size)
+    probabilities = model.probabilities(model.train_images)
+    assert torch.allclose(probabilities.sum(1), torch.ones(len(ys)), atol=1e-5)
+    assert model.predict(x).shape == (len(x),)
 
 
 def test_oversampling_balances_classes():
-    plan = methods.get("oversample")(LABELS, np.random.default_rng(0))
-    assert np.bincount(LABELS[plan.indices]).tolist() == [90, 90]
+    plan = methods.create("oversample").rows(LABELS, np.random.default_rng(0))
+    assert np.bincount(LABELS[plan.indices]).tolist() == [90, 90] and plan.epoch_size == 100
 
 
 def test_reweighting_uses_inverse_class_frequency_with_mean_one():
-    plan = methods.get("reweight")(LABELS, np.random.default_rng(0))
+    plan = methods.create("reweight").rows(LABELS, np.random.default_rng(0))
     assert plan.sample_weight[LABELS == 1][0] == pytest.approx(100 / (2 * 10))
     assert plan.sample_weight[LABELS == 0][0] == pytest.approx(100 / (2 * 90))
     assert plan.sample_weight.mean() == pytest.approx(1.0)
-    # each class carries the same total weight
     assert plan.sample_weight[LABELS == 1].sum() == pytest.approx(plan.sample_weight[LABELS == 0].sum())
 
 
-def test_registering_a_method_and_unknown_names(monkeypatch):
-    monkeypatch.setattr(methods, "METHODS", dict(methods.METHODS))
-    methods.register_method("identity")(lambda y, rng: methods.TrainPlan(np.arange(len(y))))
-    assert "identity" in methods.METHODS
+@pytest.fixture
+def registry():
+    """The method registry, restored after the test."""
+    saved = dict(methods.METHODS)
+    yield methods.METHODS
+    methods.METHODS.clear()
+    methods.METHODS.update(saved)
+
+
+def test_registering_a_method_and_unknown_names(registry):
+
+    class Identity(methods.Method):
+        name = "identity"
+
+    methods.register(Identity)
+    assert registry["identity"] is Identity
+
+    class Clash(methods.Method):
+        name = "identity"
+
     with pytest.raises(ValueError, match="already registered"):
-        methods.register_method("identity")(lambda y, rng: None)
-    with pytest.raises(ValueError, match="unknown method 'smote'"):
-        methods.get("smote")
+        methods.register(Clash)
+    with pytest.raises(methods.MethodError, match=r"unknown method 'nope'; choose one of \[.*'erm'"):
+        methods.get("nope")
+    with pytest.raises(methods.MethodError, match="has no setting"):
+        methods.create("sam", rho=1)
+
+
+def test_unsupported_pairs_are_rejected_when_the_spec_is_made():
+    with pytest.raises(SpecError, match="'sam' does not apply to model 'xgboost'.*step"):
+        make_spec("adult", "xgboost", "sam", (900, 100), (1.0,), 0)
+    with pytest.raises(SpecError, match="'smote' does not apply to model 'small_cnn'.*features"):
+        make_spec("cifar10-binary", "small_cnn", "smote", (900, 100), (1.0,), 0)
+
+
+def test_a_method_s_settings_enter_only_its_own_specs():
+    erm = make_spec("cifar10-binary", "small_cnn", "erm", (900, 100), (1.0,), 0, simclr_epochs=3)
+    simclr = make_spec("cifar10-binary", "small_cnn", "simclr", (900, 100), (1.0,), 0, simclr_epochs=3)
+    assert "simclr_epochs" not in dict(erm.hyperparameters)
+    assert dict(simclr.hyperparameters)["simclr_epochs"] == 3
+    assert erm.key == make_spec("cifar10-binary", "small_cnn", "erm", (900, 100), (1.0,), 0).key
+    toy = make_spec("toy2d", "mlp2d", "asymmetric_sam", (400, 20), (1.0,), 0)
+    assert dict(toy.hyperparameters)["sam_rho"] == 0.1  # the method's value for this model
+    with pytest.raises(SpecError, match="no hyperparameter"):
+        make_spec("adult", "xgboost", "erm", (900, 100), (1.0,), 0, sam_rhoo=1)
+
+
+USER_METHOD = '''
+from harness.methods import Method
+
+class Halved(Method):
+    """Cross-entropy at half strength (a user's method)."""
+    name = "halved_{tag}"
+    requires = frozenset({{"rows", "loss"}})
+
+    def loss(self, logits, labels, state):
+        import torch.nn.functional as F
+        return 0.5 * F.cross_entropy(logits, labels, reduction="none")
+
+NOT_A_METHOD = 3
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch, registry):
+    """Writes a method module ``user_methods_<tag>`` on sys.path; returns (module name, writer)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = f"user_methods_{tmp_path.name.replace('-', '_')}"
+
+    def write(tag="a", extra=""):
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(USER_METHOD.format(tag=tag)) + extra)
+        sys.modules.pop(name, None)
+
+    write()
+    yield name, write
+    sys.modules.pop(name, None)
+
+
+def test_resolve_by_path_registers_and_keys_by_version_and_source(user_module):
+    module, write = user_module
+    cls = methods.resolve(f"{module}:Halved")
+    assert methods.METHODS["halved_a"] is cls and methods.resolve("halved_a") is cls
+    version, path = methods.identity(cls)
+    assert version.startswith("1+") and path == f"{module}:Halved"
+    spec = make_spec("adult", "xgboost", "erm", (900, 100), (1.0,), 0)
+    assert (spec.method_version, spec.method_path) == ("1", "")  # built-in: version alone
+    # Editing the module's source changes the method's identity (and so its runs' keys).
+    write(extra="\n# an edit\n")
+    edited = methods.load_path(f"{module}:Halved")
+    assert methods.identity(edited)[0] != version
+
+
+def test_bad_method_references_say_what_is_wrong(user_module):
+    module, _ = user_module
+    with pytest.raises(methods.MethodError, match="cannot import module 'no_such_module'"):
+        methods.resolve("no_such_module:Thing")
+    with pytest.raises(methods.MethodError, match="has no attribute 'Missing'"):
+        methods.resolve(f"{module}:Missing")
+    with pytest.raises(methods.MethodError, match="is not a method"):
+        methods.resolve(f"{module}:NOT_A_METHOD")
+    with pytest.raises(methods.MethodError, match="unknown method 'halved'"):
+        methods.resolve("halved")
+
+
+def test_a_method_found_through_an_entry_point(user_module, monkeypatch):
+    module, _ = user_module
+    from importlib import metadata
+
+    point = metadata.EntryPoint("halved_ep", f"{module}:Halved", methods.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(metadata, "entry_points",
+                        lambda group=None: [point] if group == methods.ENTRY_POINT_GROUP else [])
+    cls = methods.resolve("halved_ep")
+    assert cls.name == "halved_a"
+
+
+def test_a_spec_refuses_a_method_whose_code_changed(user_module):
+    module, write = user_module
+    cls = methods.resolve(f"{module}:Halved")
+    version, path = methods.identity(cls)
+    with pytest.raises(methods.MethodError, match="code changed"):
+        methods.for_spec(cls.name, version + "x", path)

@@ -54,11 +54,9 @@ def test_paper_hyperparameters():
     assert models.DEFAULTS["linear_svm"]["max_iter"] == 1000
 
 
-@pytest.mark.parametrize("name", TABULAR)
-def test_tabular_models_reject_the_overfit_regime(name):
-    x, y = blobs()
-    with pytest.raises(ValueError, match="has no 'overfit' training regime"):
-        models.build(name, seed=0).fit(x, y, regime="overfit")
+@pytest.mark.parametrize("name", ["xgboost", "linear_svm"])
+def test_tabular_models_take_rows_and_weights_only(name):
+    assert models.capabilities(name) == {"rows", "features"}
 
 
 def test_unknown_model_and_hyperparameter_errors():

@@ -70,7 +70,7 @@ def test_an_unreadable_calibration_file_is_a_clear_error(tmp_path):
 
 @pytest.mark.skipif(not shared_data_available("adult/adult.data"), reason="Adult not present")
 def test_plan_command_takes_pytest_selection_and_prints_json(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "harness", "plan", "-m", "quick", "-k", "adult",
+    out = subprocess.run([sys.executable, "-m", "harness", "plan", "-m", "quick", "-k", "adult and takeaway",
                           "--json", f"--store={tmp_path}", "--seeds=3"],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -43,15 +43,15 @@ def test_duplicate_specs_train_once(tmp_path, synthetic):
 @pytest.fixture
 def seed_1_fails(monkeypatch) -> list:
     """Runs at seed 1 raise "boom"; returns the keys of every run started."""
-    real, calls = training.execute, []
+    real, calls = training.execute_group, []
 
-    def flaky(spec, **kwargs):
-        calls.append(spec.key)
-        if spec.seed == 1:
+    def flaky(specs, **kwargs):
+        calls.extend(spec.key for spec in specs)
+        if any(spec.seed == 1 for spec in specs):
             raise RuntimeError("boom")
-        return real(spec, **kwargs)
+        return real(specs, **kwargs)
 
-    monkeypatch.setattr(training, "execute", flaky)
+    monkeypatch.setattr(training, "execute_group", flaky)
     return calls
 
 
@@ -216,3 +216,82 @@ def test_a_long_run_gives_heartbeat_lines(tmp_path):
     # while it trained: a line naming the run and how long it has been running
     assert any("1 in flight" in line and "still running: adult/xgboost/erm" in line for line in lines[:-1])
     assert lines[-1].startswith("runs 1/1 done")
+
+
+@pytest.fixture
+def image_task(monkeypatch):
+    """A tiny two-class image dataset (registered in this process only) and a 1-epoch CNN."""
+    from harness import data
+    from tests.test_engine import tiny_images
+
+    x_train, y_train = tiny_images(per_class=24, seed=0)
+    x_test, y_test = tiny_images(per_class=12, seed=1)
+    dataset = data.Dataset("tiny-images", x_train, y_train, x_test, y_test, ("red", "blue"),
+                           {"variant": "test", "sha256": "1" * 64})
+    monkeypatch.setitem(data.DATASETS, "tiny-images", lambda data_dir=None: dataset)
+    return dict(width=4, epochs=1, batch_size=8)
+
+
+def test_a_post_hoc_method_trains_once_with_the_run_it_trains_like(tmp_path, image_task, monkeypatch):
+    from harness import models
+    from harness.runner import group_by_training
+    from harness.spec import training_key
+
+    erm, adjusted = (make_spec("tiny-images", "small_cnn", m, (24, 6), (1.0,), 0, **image_task)
+                     for m in ("erm", "logit_adjustment"))
+    assert adjusted.key != erm.key and training_key(adjusted) == training_key(erm) == erm.key
+    groups = group_by_training([adjusted, erm])
+    assert len(groups) == 1 and groups[0].specs[0] is erm  # the run that trains leads
+    fits = []
+    real_build = models.build
+    monkeypatch.setattr(models, "build", lambda *a, **k: fits.append(a) or real_build(*a, **k))
+    records = Runner(ResultStore(tmp_path)).run([adjusted, erm])
+    assert len(fits) == 1  # one network for both runs
+    alone = training.execute(adjusted)  # the post-hoc run on its own: same numbers
+    assert records[0]["metrics"]["test"] == alone["metrics"]["test"]
+    assert records[0]["spec"]["method"] == "logit_adjustment" and records[1]["key"] == erm.key
+
+
+USER_METHOD = '''
+from harness.methods import Method
+
+class HalfLoss(Method):
+    """Cross-entropy at half strength: a user's method in a module of its own."""
+    name = "half_loss"
+    requires = frozenset({"rows", "loss"})
+
+    def loss(self, logits, labels, state):
+        import torch.nn.functional as F
+        return 0.5 * F.cross_entropy(logits, labels, reduction="none")
+'''
+
+
+def test_worker_processes_load_a_user_method_by_its_import_path(tmp_path, monkeypatch):
+    """Issue 10: a method registered outside the harness used to fail with "unknown method" in
+    a worker; workers now import it by the spec's method_path (and check its source hash)."""
+    import sys
+
+    from harness import methods
+    from harness.executors import make_executor
+    from harness.runner import portable
+
+    module = f"user_method_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(USER_METHOD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    saved = dict(methods.METHODS)
+    try:
+        cls = methods.resolve(f"{module}:HalfLoss")
+        specs = [make_spec("toy2d", "mlp2d", "half_loss", (400, 20), (1.0,), seed, steps=50)
+                 for seed in (0, 1)]
+        assert specs[0].method_path == f"{module}:HalfLoss" and portable(specs[0])
+        executor = make_executor("local", workers=2)
+        try:
+            records = Runner(ResultStore(tmp_path / "store"), executor).run(specs)
+        finally:
+            executor.close()
+        assert {r["pid"] for r in records}.isdisjoint({__import__("os").getpid()})
+        assert records[0]["spec"]["method_version"] == methods.identity(cls)[0]
+    finally:
+        methods.METHODS.clear()
+        methods.METHODS.update(saved)
+        sys.modules.pop(module, None)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import networks, simclr
+from harness import methods, networks, simclr
 from tests.test_engine import small, tiny_images
 
 
@@ -93,9 +93,10 @@ def test_split_and_replace_classifier_share_the_encoder():
         assert net(x).shape == (2, 5) and not torch.equal(before[:3], net.get_submodule(head).weight[:3])
 
 
-def test_simclr_regime_pretrains_fine_tunes_and_reports_a_linear_probe():
+def test_simclr_method_pretrains_fine_tunes_and_reports_a_linear_probe():
     x, y = tiny_images()
-    model = small(epochs=4, simclr_epochs=3, simclr_batch_size=8, projection_dim=8).fit(x, y, regime="simclr")
+    model = small(epochs=4).fit(x, y, method=methods.create("simclr", simclr_epochs=3,
+                                                            simclr_batch_size=8, projection_dim=8))
     assert model.log["simclr_epochs"] == 3 and model.log["epochs_run"] == 4
     assert np.isfinite(model.log["simclr_loss_last_epoch"])
     assert np.mean(model.predict(x) == y) >= 0.9
@@ -105,8 +106,8 @@ def test_simclr_regime_pretrains_fine_tunes_and_reports_a_linear_probe():
 
 def test_pretraining_lowers_the_contrastive_loss():
     x, y = tiny_images(per_class=32, classes=3)
-    model = small(epochs=1, simclr_epochs=12, simclr_batch_size=32, projection_dim=16,
-                  simclr_lr=0.1).fit(x, y, regime="simclr")
+    model = small(epochs=1).fit(x, y, method=methods.create(
+        "simclr", simclr_epochs=12, simclr_batch_size=32, projection_dim=16, simclr_lr=0.1))
     assert model.log["simclr_loss_last_epoch"] < model.log["simclr_loss_first_epoch"]
 
 
@@ -114,13 +115,16 @@ def test_pretrained_weights_load_by_name_and_shape(tmp_path):
     x, y = tiny_images()
     source = networks.build_network("small_cnn", 7, 4)  # other head size: the head is never loaded
     torch.save(source.state_dict(), tmp_path / "w.pt")
-    model = small(epochs=0, pretrained_weights=str(tmp_path / "w.pt")).fit(x, y, regime="pretrained")
-    got = dict(model.frozen_encoder.state_dict())
-    assert torch.equal(got["0.weight"], source.state_dict()["0.weight"])
+    model = small(epochs=0).fit(x, y, method=imagenet(str(tmp_path / "w.pt")))
+    assert torch.equal(model.net.state_dict()["0.weight"], source.state_dict()["0.weight"])
     assert model.log["pretrained_tensors_loaded"] == model.log["pretrained_tensors_total"]
     wrong = networks.build_network("small_cnn", 2, 8)  # another width: nothing matches
     torch.save(wrong.state_dict(), tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="same architecture"):
-        small(epochs=0, pretrained_weights=str(tmp_path / "wrong.pt")).fit(x, y, regime="pretrained")
+        small(epochs=0).fit(x, y, method=imagenet(str(tmp_path / "wrong.pt")))
     with pytest.raises(ValueError, match="pretrained_weights"):
-        small(epochs=0).fit(x, y, regime="pretrained")
+        small(epochs=0).fit(x, y, method=imagenet(""))
+
+
+def imagenet(path: str):
+    return methods.create("simclr_imagenet", pretrained_weights=path)

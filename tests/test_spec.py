@@ -14,7 +14,7 @@ def test_spec_key_is_stable_and_round_trips(synthetic):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"method": "smote"}, "unknown method 'smote'"),
+    ({"method": "smot"}, "unknown method 'smot'"),
     ({"model": "resnet"}, "unknown model 'resnet'"),
     ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
     ({"test_ratios": (0.0,)}, r"\(0, 1\]"),

@@ -1,0 +1,334 @@
+"""What a method is: one class with hooks, a registry by name, and a method's identity.
+
+A method changes one or more stages of training; each stage is a hook with a default that is
+plain empirical risk minimization (ERM), so a method overrides only what it changes (DomainBed
+style: one class per algorithm, each with its own settings block):
+
+=====================  ==============================================  ===================
+hook                   what it decides                                 needs (capability)
+=====================  ==============================================  ===================
+``resample``           the rows (repeats, synthetic rows) and a        ``rows``
+                       weight per row; ``rows`` for index-only plans   (``features`` for
+                                                                        synthetic rows)
+``prepare``            before the loop: epochs, learning rate,         ``loop``
+                       pre-training, per-sample SAM radii, ...
+``optimizer``          the optimizer (default SGD + momentum)          ``loop``
+``lr_factor``          the learning-rate schedule (default cosine)     ``loop``
+``epoch_start``        per-epoch changes, e.g. deferred re-weighting   ``loop``
+``loss``               per-sample loss given the class counts          ``loss``
+``step``               one optimizer step from a per-sample loss (SAM) ``step``
+``epoch_end``          after each epoch (SGHMC collects a sample)      ``loop``
+``finish``             a post-training stage (Laplace)                 ``posterior``
+``probabilities``      the predictive (posterior averaging; by         ``logits``
+                       default the softmax of ``adjust_logits``)
+``variants``           other predictors recorded beside the main one   ``logits``
+=====================  ==============================================  ===================
+
+A method declares the capabilities it needs (``requires``); a model declares the ones it has
+(``CAPABILITIES`` in :mod:`harness.models`), and :func:`harness.spec.make_spec` rejects a pair
+that does not fit before anything trains. The hooks receive the :class:`TrainingState` of the
+model being trained (network, labels, class counts, weights, epochs, learning rate, ...).
+
+A method owns its settings (``settings``, units in comments; ``model_settings`` for per-model
+values): they go into a run's spec only when that method runs, so adding or tuning a method
+never changes another method's runs. A method's identity in the spec is its name, its
+``version`` and, for a method defined outside this package, a hash of its module's source, so
+editing a method retrains its runs and an unchanged one is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+# What a model can let a method change (models declare a subset in harness.models).
+CAPABILITIES = {
+    "rows": "trains on the rows and per-row weights a method picks",
+    "features": "rows are feature vectors a resampler can interpolate (SMOTE)",
+    "loss": "minimizes a per-sample loss the method can replace",
+    "step": "lets the method take the optimizer step (SAM)",
+    "loop": "trains in epochs with optimizer, schedule and per-epoch hooks",
+    "encoder": "a network whose encoder can be pre-trained and its classifier replaced",
+    "posterior": "a post-training stage over the trained network (Laplace)",
+    "logits": "predicts through logits the method can adjust or average",
+}
+
+ENTRY_POINT_GROUP = "imbalance_claims.methods"
+
+
+class MethodError(ValueError):
+    """A method name or path that does not resolve, or an object that is not a method."""
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Rows to train on (indices into the training subset, repeats allowed), their weights, and
+    for models that train in epochs, how many rows one epoch draws from ``indices`` (None: all)."""
+
+    indices: np.ndarray
+    sample_weight: np.ndarray | None = None
+    epoch_size: int | None = None
+
+
+@dataclass
+class TrainingState:
+    """What a method's hooks see and may change while a model trains.
+
+    ``net`` the network, ``params`` its trainable parameters, ``images`` / ``labels`` the
+    training rows on the device, ``weights`` one weight per row (or None; hooks may replace it),
+    ``class_counts`` training rows per class (a tensor), ``hp`` the model's hyperparameters,
+    ``epochs`` / ``lr`` / ``stop_when_fit`` the loop's budget (``prepare`` may change them),
+    ``generator`` the run's seeded generator, ``extra`` anything a method keeps between hooks.
+    """
+
+    net: Any
+    labels: Any
+    num_classes: int
+    class_counts: Any
+    hp: dict
+    seed: int
+    generator: Any = None
+    images: Any = None
+    weights: Any = None
+    params: list = field(default_factory=list)
+    epochs: int = 0
+    lr: float = 0.0
+    stop_when_fit: bool = False
+    device: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+class Method:
+    """Empirical risk minimization; every other method overrides some of these hooks.
+
+    Subclass, set ``name`` (and ``version``, ``requires``, ``settings`` as needed), override
+    hooks, and register with :func:`register` (or point ``--method`` at ``module:Class``).
+    Settings are read with ``self.settings[...]`` and reach the run spec, so a changed value
+    retrains. Bump ``version`` when you change what a method computes.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    requires: ClassVar[frozenset] = frozenset({"rows"})
+    settings: ClassVar[dict] = {}
+    model_settings: ClassVar[dict[str, dict]] = {}  # model name -> settings that differ for it
+    # A post-hoc method trains exactly as the method named here (its own settings apart) and
+    # differs only in how it predicts; runs of both share one trained model (harness.runner).
+    trains_like: ClassVar[str | None] = None
+    # Shown in reports and --method listings: the paper or source it follows.
+    reference: ClassVar[str] = ""
+
+    def __init__(self, **settings):
+        unknown = set(settings) - set(type(self).settings)
+        if unknown:
+            raise MethodError(f"method {self.name!r} has no setting(s) {sorted(unknown)}; "
+                              f"it takes {sorted(type(self).settings)}")
+        self.settings = {**type(self).settings, **settings}
+
+    @classmethod
+    def defaults_for(cls, model: str) -> dict:
+        """The method's settings for ``model`` (``settings`` with ``model_settings[model]`` over it)."""
+        return {**cls.settings, **cls.model_settings.get(model, {})}
+
+    # -- data ----------------------------------------------------------------------------------
+    def rows(self, y: np.ndarray, rng: np.random.Generator) -> TrainPlan:
+        """Every sample once, unweighted."""
+        return TrainPlan(np.arange(len(y)))
+
+    def resample(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator):
+        """``(x, y, sample_weight, epoch_size)`` to train on; by default the rows of :meth:`rows`."""
+        plan = self.rows(y, rng)
+        return x[plan.indices], y[plan.indices], plan.sample_weight, plan.epoch_size
+
+    # -- the training loop -----------------------------------------------------------------------
+    def prepare(self, state: TrainingState) -> dict:
+        """Before the first epoch; returns entries for the training log."""
+        return {}
+
+    def optimizer(self, state: TrainingState, params, lr: float):
+        import torch
+
+        return torch.optim.SGD(params, lr=lr, momentum=state.hp["momentum"],
+                               weight_decay=state.hp.get("weight_decay", 0.0))
+
+    def lr_factor(self, step: int, total_steps: int) -> float:
+        from ..optim import cosine
+
+        return cosine(step, total_steps)
+
+    def epoch_start(self, state: TrainingState, epoch: int) -> None:
+        """Before each epoch (0-based)."""
+
+    def loss(self, logits, labels, state: TrainingState):
+        """Per-sample loss of fp32 ``logits`` (batch x classes) at int ``labels``: cross-entropy."""
+        import torch.nn.functional as F
+
+        return F.cross_entropy(logits, labels, reduction="none")
+
+    def step(self, state: TrainingState, per_sample_loss, idx, optimizer) -> None:
+        """One step: ``per_sample_loss()`` evaluates the batch (rows ``idx``), weights applied."""
+        optimizer.zero_grad(set_to_none=True)
+        per_sample_loss().mean().backward()
+        optimizer.step()
+
+    def epoch_end(self, state: TrainingState, epoch: int) -> None:
+        """After each epoch (0-based)."""
+
+    def finish(self, state: TrainingState) -> dict:
+        """After training (a post-training stage); returns entries for the training log."""
+        return {}
+
+    # -- predicting ------------------------------------------------------------------------------
+    def adjust_logits(self, logits, state: TrainingState):
+        """The logits predictions are made from (post-hoc corrections override this)."""
+        return logits
+
+    def probabilities(self, state: TrainingState, images_u8):
+        """Class probabilities for network-ready uint8 images (the model's predictive)."""
+        from ..engine import predict_logits
+
+        return self.adjust_logits(predict_logits(state.net, images_u8), state).softmax(1)
+
+    def variants(self, state: TrainingState, images_u8) -> dict:
+        """Other predictors' labels for ``images_u8`` (name -> int64 array), recorded beside."""
+        return {}
+
+
+# ------------------------------------------------------------------------------------- registry
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator adding a :class:`Method` subclass to the registry under ``cls.name``."""
+    check_method_class(cls, repr(cls))
+    if cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise ValueError(f"method {cls.name!r} is already registered")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def check_method_class(obj, where: str) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, Method)):
+        raise MethodError(f"{where} is not a method: expected a subclass of "
+                          f"harness.methods.Method, got {type(obj).__name__}")
+    if not obj.name:
+        raise MethodError(f"{where} has no name: set the class attribute name = '...'")
+    unknown = set(obj.requires) - set(CAPABILITIES)
+    if unknown:
+        raise MethodError(f"method {obj.name!r} requires unknown capabilities {sorted(unknown)}; "
+                          f"known: {sorted(CAPABILITIES)}")
+
+
+def get(name: str) -> type[Method]:
+    """The registered method class ``name``; unknown names raise listing the known ones."""
+    if name not in METHODS:
+        raise MethodError(f"unknown method {name!r}; choose one of {sorted(METHODS)}, or pass "
+                          f"module:Class, or install a package with a {ENTRY_POINT_GROUP!r} "
+                          "entry point")
+    return METHODS[name]
+
+
+def create(name: str, **settings) -> Method:
+    """An instance of the registered method ``name`` with ``settings`` over its defaults."""
+    return get(name)(**settings)
+
+
+def import_path(cls: type[Method]) -> str:
+    """``module:QualName`` of a method class (how a worker process finds it)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def load_path(path: str) -> type[Method]:
+    """Import ``module:attribute`` and check that it is a method class."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise MethodError(f"{path!r} is not module:attribute (e.g. mypackage.methods:MyLoss)")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # ImportError, or an error raised while importing it
+        raise MethodError(f"cannot import module {module_name!r} for method {path!r}: "
+                          f"{type(err).__name__}: {err}") from None
+    obj = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise MethodError(f"module {module_name!r} has no attribute {attribute!r}")
+        obj = getattr(obj, part)
+    check_method_class(obj, path)
+    return obj
+
+
+def from_entry_points(name: str) -> type[Method] | None:
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name == name:
+            try:
+                obj = point.load()
+            except Exception as err:
+                raise MethodError(f"entry point {name!r} ({point.value}) of group "
+                                  f"{ENTRY_POINT_GROUP!r} does not load: {type(err).__name__}: "
+                                  f"{err}") from None
+            check_method_class(obj, f"entry point {name!r} ({point.value})")
+            return obj
+    return None
+
+
+def resolve(ref: str) -> type[Method]:
+    """A method class from a registered name, a ``module:attribute`` path, or an entry point of
+    the ``imbalance_claims.methods`` group; registers it (under its ``name``) when it is new."""
+    if ref in METHODS:
+        return METHODS[ref]
+    cls = load_path(ref) if ":" in ref else from_entry_points(ref)
+    if cls is None:
+        get(ref)  # raises, listing the known names
+    if METHODS.get(cls.name) not in (None, cls):
+        raise MethodError(f"{ref!r} is named {cls.name!r}, which another method already uses "
+                          f"({import_path(METHODS[cls.name])}); give it another name")
+    return register(cls)
+
+
+def builtin(cls: type[Method]) -> bool:
+    """Whether a method class is part of this package (its runs are keyed by version alone)."""
+    return cls.__module__.split(".")[0] == __name__.split(".")[0]
+
+
+def source_hash(cls: type[Method]) -> str:
+    """sha256 (12 hex digits) of the source of the module defining ``cls``."""
+    module = inspect.getmodule(cls)
+    try:
+        text = inspect.getsource(module)
+    except (OSError, TypeError):  # e.g. defined in an interactive session
+        text = inspect.getsource(cls)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def identity(cls: type[Method]) -> tuple[str, str]:
+    """``(version, import path)`` that go into a run spec: a built-in method is its version and
+    no path; a method from elsewhere is ``version+source hash`` and its ``module:Class`` path."""
+    if builtin(cls):
+        return str(cls.version), ""
+    return f"{cls.version}+{source_hash(cls)}", import_path(cls)
+
+
+def for_spec(name: str, version: str, path: str) -> type[Method]:
+    """The method class a spec names, importing it by path in a process that lacks it, and
+    refusing to train if its code changed since the spec was made."""
+    cls = METHODS.get(name)
+    if path and (cls is None or import_path(cls) != path):
+        # Not registered here (a fresh worker), or registered here as another class (a worker
+        # has the built-in under the name a replacement took): the spec's path decides.
+        cls = load_path(path)
+        METHODS.setdefault(name, cls)
+    if cls is None:
+        get(name)
+    found = identity(cls)[0]
+    if found != version:
+        raise MethodError(f"method {name!r} is at {found} here but the run was planned at "
+                          f"{version}: its code changed during the session; run again")
+    return cls

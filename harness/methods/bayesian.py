@@ -1,0 +1,89 @@
+"""Bayesian inference over the network's weights (Figure 8): diagonal Laplace and SGHMC.
+
+The numerics live in :mod:`harness.bayesian` and :mod:`harness.sghmc`; these classes plug them
+into the training loop's hooks.
+"""
+
+from __future__ import annotations
+
+from .base import Method, TrainingState, register
+
+
+@register
+class Laplace(Method):
+    """Standard training, then a diagonal Laplace posterior (laplace-torch); predictions are its
+    GLM posterior predictive with the probit approximation. The MAP network's predictions are
+    recorded beside them as the variant ``map``."""
+
+    name = "laplace"
+    requires = frozenset({"rows", "loop", "posterior", "logits"})
+    reference = "Daxberger et al. 2021"
+    settings = {
+        "laplace_subset": "last_layer",  # which weights get a diagonal posterior ("last_layer" or "all")
+    }
+
+    def finish(self, state: TrainingState) -> dict:
+        from ..bayesian import fit_diagonal_laplace
+        from ..engine import network_inputs
+
+        state.extra["laplace"] = la = fit_diagonal_laplace(
+            state.net, network_inputs(state.images), state.labels, self.settings["laplace_subset"])
+        return {"laplace_prior_precision": float(la.prior_precision.mean())}
+
+    def probabilities(self, state: TrainingState, images_u8):
+        from ..engine import map_batches
+
+        la = state.extra["laplace"]
+        return map_batches(lambda x: la(x, pred_type="glm", link_approx="probit"), images_u8)
+
+    def variants(self, state: TrainingState, images_u8) -> dict:
+        from ..engine import predict_logits
+
+        return {"map": predict_logits(state.net, images_u8).argmax(1).cpu().numpy().astype("int64")}
+
+
+@register
+class SGHMC(Method):
+    """Cyclical SGHMC in place of SGD for the whole budget (:mod:`harness.bayesian`); predictions
+    average the softmax of the samples collected at the end of each cycle."""
+
+    name = "sghmc"
+    requires = frozenset({"rows", "loop", "logits"})
+    reference = "Chen et al. 2014; Zhang et al. 2020"
+    settings = {
+        "sghmc_temperature": 1.0,      # posterior temperature (1: the Bayesian posterior)
+        "sghmc_cycles": 3,             # cosine step-size cycles over the training epochs
+        "sghmc_samples_per_cycle": 1,  # samples kept from the last epochs of each cycle
+    }
+
+    def prepare(self, state: TrainingState) -> dict:
+        from ..bayesian import sample_epochs
+        from ..sghmc import SampleAverager
+
+        state.extra["collect_at"] = sample_epochs(state.epochs, self.settings["sghmc_cycles"],
+                                                  self.settings["sghmc_samples_per_cycle"])
+        state.extra["samples"] = SampleAverager()
+        return {}
+
+    def optimizer(self, state: TrainingState, params, lr: float):
+        import torch
+
+        from ..bayesian import sghmc_optimizer
+
+        make = sghmc_optimizer(len(state.labels), self.settings["sghmc_temperature"],
+                               torch.Generator().manual_seed(state.seed))
+        return make(params, lr, state.hp)
+
+    def lr_factor(self, step: int, total_steps: int) -> float:
+        from ..bayesian import cyclical_cosine
+
+        return cyclical_cosine(self.settings["sghmc_cycles"])(step, total_steps)
+
+    def epoch_end(self, state: TrainingState, epoch: int) -> None:
+        if epoch in state.extra["collect_at"]:
+            state.extra["samples"].collect(state.net)
+
+    def probabilities(self, state: TrainingState, images_u8):
+        from ..engine import map_batches
+
+        return map_batches(state.extra["samples"].predict_proba, images_u8)
