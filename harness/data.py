@@ -78,7 +78,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 CIFAR10_BINARY_CLASSES = ("airplane", "automobile")  # the pair the authors' code uses
 # Per-channel statistics of the CIFAR-10 training images (0..1 scale); the networks standardize
-# their inputs with them (harness.engine.normalize).
+# their inputs with them (harness.batches.normalize).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 

@@ -1,9 +1,6 @@
-"""The neural-network training engine: data on the device, augmentation applied in batch.
+"""The neural-network training engine: one training loop, data on the device.
 
-The training set is one uint8 NHWC tensor on the device. Each step gathers a batch, then draws a
-random crop offset and a horizontal flip *per image* and applies them to the whole batch with one
-gather (no DataLoader, no per-image PIL transforms). NHWC memory is what PyTorch calls
-channels_last, so the gathered batch feeds channels_last convolutions without a copy. On CUDA the
+Batches are gathered and augmented on the device (:mod:`harness.batches`). On CUDA the
 forward pass runs under bf16 autocast; on the CPU it runs in fp32 and, for a given seed and thread
 count, gives identical results run after run.
 
@@ -15,107 +12,17 @@ from __future__ import annotations
 
 import math
 import time
-from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import CIFAR_MEAN, CIFAR_STD  # dataset facts live with the dataset
+from .batches import (crop_flip, network_inputs, normalize, predict_logits, resize_uint8,
+                      resolve_device, to_model_layout)
 from .methods.base import Method, TrainingState
 from .methods.standard import ERM
 from .networks import build_network
 
-
-
-def resolve_device(requested: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without one is an error."""
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but torch sees no CUDA GPU; "
-                           "use --device cpu or auto")
-    if requested not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda; got {requested!r}")
-    return requested
-
-
-def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
-    """Area-downsample NHWC uint8 images to ``size`` x ``size`` (integer factors only)."""
-    side = images.shape[1]
-    if side == size:
-        return images
-    if side % size:
-        raise ValueError(f"image size {size} must divide the native size {side}")
-    factor = side // size
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-    x = F.avg_pool2d(x, factor)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
-
-def normalize(batch_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 NHWC -> float NHWC, standardized per channel: one fused multiply-add."""
-    scale, shift = normalization_constants(batch_u8.device)
-    return torch.addcmul(shift, batch_u8.float(), scale)
-
-
-@lru_cache(maxsize=4)
-def normalization_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x / 255 - mean) / std == x * scale + shift, per channel."""
-    mean = torch.tensor(CIFAR_MEAN, device=device)
-    std = torch.tensor(CIFAR_STD, device=device)
-    return 1 / (255 * std), -mean / std
-
-
-def crop_flip(batch: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Random crop after zero padding, and horizontal flip with probability 1/2, per image.
-
-    ``batch`` is NHWC (uint8 or float); each image gets its own offset and flip, applied by one
-    gather. Returns a tensor of the same shape and dtype.
-    """
-    n, device = len(batch), batch.device
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
-    flip = torch.rand(n, generator=generator, device=device) < 0.5
-    return crop_flip_at(batch, padding, dy, dx, flip)
-
-
-def crop_flip_at(batch: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor,
-                 flip: torch.Tensor) -> torch.Tensor:
-    """Crop image ``i`` of the zero-padded batch at row ``dy[i]``, column ``dx[i]``; mirror it
-    when ``flip[i]``. One gather for the whole batch."""
-    n, h, w, _ = batch.shape
-    device = batch.device
-    padded = F.pad(batch, (0, 0, padding, padding, padding, padding))
-    rows = dy[:, None] + torch.arange(h, device=device)
-    cols = dx[:, None] + torch.arange(w, device=device)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)  # a flip reverses the column order
-    return padded[torch.arange(n, device=device)[:, None, None], rows[:, :, None], cols[:, None, :]]
-
-
-def to_model_layout(batch_nhwc: torch.Tensor) -> torch.Tensor:
-    """NHWC -> an NCHW view with channels_last strides (no copy when already contiguous)."""
-    return batch_nhwc.permute(0, 3, 1, 2)
-
-
-@torch.no_grad()
-def map_batches(fn, images_u8: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """``fn`` applied to network-ready batches (normalized, model layout) of uint8 NHWC
-    images, results concatenated; bounds memory for any predictor (network, posterior, probe)."""
-    outs = [fn(to_model_layout(normalize(images_u8[start:start + batch_size])))
-            for start in range(0, len(images_u8), batch_size)]
-    return torch.cat(outs) if outs else torch.empty(0)
-
-
-def predict_logits(net, images_u8: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    net.eval()
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images_u8.is_cuda):
-        return map_batches(lambda x: net(x).float(), images_u8, batch_size)
-
-
-def network_inputs(images_u8: torch.Tensor) -> torch.Tensor:
-    """Un-augmented uint8 NHWC images as the network takes them (normalized, model layout)."""
-    return to_model_layout(normalize(images_u8))
 
 
 def run_loop(state: TrainingState, method: Method, epoch_size: int | None = None) -> dict:

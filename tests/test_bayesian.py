@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from harness import bayesian, methods
-from harness.engine import predict_logits
+from harness.batches import predict_logits
 from tests.test_engine import small, tiny_images
 
 

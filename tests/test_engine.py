@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import data, engine, methods, models, networks, sam
+from harness import batches, data, methods, models, networks, sam
 
 
 def tiny_images(per_class=12, size=16, classes=2, seed=0):
@@ -30,22 +30,22 @@ def test_batched_crop_flip_matches_a_per_image_loop():
     batch = torch.randn(6, 8, 8, 3, generator=g)
     dy, dx = torch.tensor([0, 4, 2, 8, 1, 3]), torch.tensor([8, 0, 2, 5, 7, 4])
     flip = torch.tensor([True, False, True, False, False, True])
-    got = engine.crop_flip_at(batch, 4, dy, dx, flip)
+    got = batches.crop_flip_at(batch, 4, dy, dx, flip)
     assert torch.equal(got, reference_crop_flip(batch, 4, dy, dx, flip))
-    centred = engine.crop_flip_at(batch, 4, torch.full((6,), 4), torch.full((6,), 4), torch.zeros(6, dtype=bool))
+    centred = batches.crop_flip_at(batch, 4, torch.full((6,), 4), torch.full((6,), 4), torch.zeros(6, dtype=bool))
     assert torch.equal(centred, batch)  # offset = padding and no flip is the identity
 
 
 def test_augmentation_is_drawn_per_image_not_per_batch():
     batch = torch.arange(16 * 16 * 3, dtype=torch.float32).reshape(1, 16, 16, 3).repeat(64, 1, 1, 1)
-    out = engine.crop_flip(batch, 2, torch.Generator().manual_seed(0))
+    out = batches.crop_flip(batch, 2, torch.Generator().manual_seed(0))
     distinct = {tuple(img.flatten()[:50].tolist()) for img in out}
     assert len(distinct) > 10  # one draw for the whole batch would give a single variant
 
 
 def test_model_layout_is_channels_last_without_a_copy():
     nhwc = torch.randn(2, 8, 8, 3)
-    nchw = engine.to_model_layout(nhwc)
+    nchw = batches.to_model_layout(nhwc)
     assert nchw.shape == (2, 3, 8, 8)
     assert nchw.is_contiguous(memory_format=torch.channels_last)
     assert nchw.data_ptr() == nhwc.data_ptr()
@@ -54,13 +54,13 @@ def test_model_layout_is_channels_last_without_a_copy():
 def test_normalize_and_resize():
     x = torch.full((1, 2, 2, 3), 255, dtype=torch.uint8)
     expected = (1 - torch.tensor(data.CIFAR_MEAN)) / torch.tensor(data.CIFAR_STD)
-    assert torch.allclose(engine.normalize(x)[0, 0, 0], expected)
+    assert torch.allclose(batches.normalize(x)[0, 0, 0], expected)
     img = np.zeros((1, 4, 4, 3), dtype=np.uint8)
     img[0, :2, :2] = 200  # top-left 2x2 block
-    small = engine.resize_uint8(img, 2)
+    small = batches.resize_uint8(img, 2)
     assert small.shape == (1, 2, 2, 3) and small[0, 0, 0, 0] == 200 and small[0, 1, 1, 0] == 0
     with pytest.raises(ValueError, match="must divide"):
-        engine.resize_uint8(img, 3)
+        batches.resize_uint8(img, 3)
 
 
 def test_resnet34_has_the_cifar_stem():
@@ -111,13 +111,13 @@ def test_images_must_be_uint8_nhwc():
 
 
 def test_device_resolution():
-    assert engine.resolve_device("cpu") == "cpu"
-    assert engine.resolve_device("auto") in ("cpu", "cuda")
+    assert batches.resolve_device("cpu") == "cpu"
+    assert batches.resolve_device("auto") in ("cpu", "cuda")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
-            engine.resolve_device("cuda")
+            batches.resolve_device("cuda")
     with pytest.raises(ValueError):
-        engine.resolve_device("tpu")
+        batches.resolve_device("tpu")
 
 
 def test_epoch_size_keeps_oversampled_epochs_as_long_as_standard_ones():

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from harness import data, engine, models, networks
+from harness import batches, data, engine, models, networks
 
 STEPS = 12  # SGD steps per measurement
 
 
 def setup(arch: str, batch_size: int, steps: int = STEPS):
     hp = dict(models.DEFAULTS[arch], batch_size=batch_size)
-    device = torch.device(engine.resolve_device("auto"))
+    device = torch.device(batches.resolve_device("auto"))
     rng = np.random.default_rng(0)
     n = batch_size * steps
     side = hp["image_size"]
@@ -91,7 +91,7 @@ def test_benchmark_training_throughput(benchmark, arch, batch_size, pipeline):
     rounds = 3 if arch == "small_cnn" else 1
     ips = benchmark.pedantic(measure, args=(arch, batch_size), rounds=rounds, iterations=1)
     benchmark.extra_info["images_per_second"] = round(ips)
-    benchmark.extra_info["device"] = engine.resolve_device("auto")
+    benchmark.extra_info["device"] = batches.resolve_device("auto")
     assert ips > 0
 
 

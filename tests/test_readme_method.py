@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -69,7 +68,6 @@ def test_the_readme_method_is_one_file_that_trains(tmp_path, monkeypatch, restor
 
 
 USER_METHODS = '''
-import numpy as np
 
 from harness.methods import Method, TrainPlan
 

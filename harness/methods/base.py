@@ -190,7 +190,7 @@ class Method:
 
     def probabilities(self, state: TrainingState, images_u8):
         """Class probabilities for network-ready uint8 images (the model's predictive)."""
-        from ..engine import predict_logits
+        from ..batches import predict_logits
 
         return self.adjust_logits(predict_logits(state.net, images_u8), state).softmax(1)
 

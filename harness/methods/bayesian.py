@@ -24,20 +24,20 @@ class Laplace(Method):
 
     def finish(self, state: TrainingState) -> dict:
         from ..bayesian import fit_diagonal_laplace
-        from ..engine import network_inputs
+        from ..batches import network_inputs
 
         state.extra["laplace"] = la = fit_diagonal_laplace(
             state.net, network_inputs(state.images), state.labels, self.settings["laplace_subset"])
         return {"laplace_prior_precision": float(la.prior_precision.mean())}
 
     def probabilities(self, state: TrainingState, images_u8):
-        from ..engine import map_batches
+        from ..batches import map_batches
 
         la = state.extra["laplace"]
         return map_batches(lambda x: la(x, pred_type="glm", link_approx="probit"), images_u8)
 
     def variants(self, state: TrainingState, images_u8) -> dict:
-        from ..engine import predict_logits
+        from ..batches import predict_logits
 
         return {"map": predict_logits(state.net, images_u8).argmax(1).cpu().numpy().astype("int64")}
 
@@ -84,6 +84,6 @@ class SGHMC(Method):
             state.extra["samples"].collect(state.net)
 
     def probabilities(self, state: TrainingState, images_u8):
-        from ..engine import map_batches
+        from ..batches import map_batches
 
         return map_batches(state.extra["samples"].predict_proba, images_u8)

@@ -21,7 +21,7 @@ class FineTuned(Method):
         import torch
 
         from .. import simclr
-        from ..engine import map_batches
+        from ..batches import map_batches
         from ..networks import replace_classifier, split_classifier
 
         encoder, head_name = split_classifier(state.net)
@@ -61,7 +61,7 @@ class SimCLR(FineTuned):
 
     def pretrain(self, state: TrainingState, encoder, head_name: str) -> dict:
         from .. import simclr
-        from ..engine import normalization_constants
+        from ..batches import normalization_constants
 
         scale, shift = normalization_constants(state.images.device)
         scale, shift = scale.view(1, 3, 1, 1) * 255, shift.view(1, 3, 1, 1)
