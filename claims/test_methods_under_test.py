@@ -11,7 +11,7 @@ applies to, four claims about its balanced test error (the paper's headline metr
    favours the baseline, so the test is conservative for the method);
 4. it is non-inferior to ERM on a balanced training set (r = 1), margin 0.02.
 
-Protocol: the arm's ratio grid (``harness.protocols.METHOD_ARMS``), five seeds; every method at a
+Protocol: the arm's ratio grid (``harness.experiments.protocols.METHOD_ARMS``), five seeds; every method at a
 seed trains on the same training subset and is tested on the same test sets, so comparisons are
 paired by seed. Without ``--method``, the module runs the zoo's baselines themselves
 (``harness.methods.ZOO``: logit adjustment, the logit-adjusted loss, balanced softmax, LDAM-DRW,
@@ -28,9 +28,11 @@ import numpy as np
 import pytest
 
 from fixtures.plugin import METHODS_KEY
-from harness import methods, models, stats
-from harness.protocols import METHOD_ARMS, balanced_test_error, per_seed
-from harness.report import line_figure, mean_series
+from harness import methods
+from harness.learners import models
+from harness.judging import stats
+from harness.experiments.protocols import METHOD_ARMS, balanced_test_error, per_seed
+from harness.judging.report import line_figure, mean_series
 
 TAKEAWAY = "M"
 ALPHA = 0.05

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.protocols import error_at_ratio, per_seed
-from harness.report import line_figure, mean_series
+from harness.judging import stats
+from harness.experiments.protocols import error_at_ratio, per_seed
+from harness.judging.report import line_figure, mean_series
 
 TAKEAWAY = "1"
 ARMS = ["t1-adult-xgboost", "t1-covtype-linear_svm", "t1-cifar10-nn"]

@@ -4,7 +4,7 @@ Protocol (Figure 3): the minority class (label 1) fixed at a count, the majority
 grid of multiples of it that includes balance and spans both sides of it; balanced test error on
 the largest balanced test set the held-out split allows, five seeds. At a seed every grid point
 trains on the same minority samples, and each larger majority set contains the smaller ones
-(nested subsets, :func:`harness.training.train_subset`): majority data is really *added*.
+(nested subsets, :func:`harness.runs.training.train_subset`): majority data is really *added*.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.protocols import balanced_test_error, per_seed
-from harness.report import line_figure, mean_series
+from harness.judging import stats
+from harness.experiments.protocols import balanced_test_error, per_seed
+from harness.judging.report import line_figure, mean_series
 
 TAKEAWAY = "2"
 ALPHA = 0.05

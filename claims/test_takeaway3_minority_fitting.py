@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.protocols import (balanced_test_error, group_train_error, method_lowers_metric,
+from harness.judging import stats
+from harness.experiments.protocols import (balanced_test_error, group_train_error, method_lowers_metric,
                                per_seed)
-from harness.report import line_figure, mean_series
+from harness.judging.report import line_figure, mean_series
 
 TAKEAWAY = "3"
 ALPHA = 0.05

@@ -5,7 +5,7 @@ Protocol (Figure 6): binary CIFAR-10 (airplane = majority, automobile = minority
 training size across train imbalance ratios; balanced test error on the largest balanced test
 set. Arms share each seed's training subset: standard supervised training (ERM), random
 oversampling (an epoch sampler, ERM's epoch length; imbalanced ratios only), and SimCLR
-(:mod:`harness.simclr`) pre-trained on that subset's images, then fine-tuned end to end with the
+(:mod:`harness.nn.simclr`) pre-trained on that subset's images, then fine-tuned end to end with the
 supervised recipe (same epochs and learning rate as ERM; only the initialization differs). Each
 SimCLR run also fits a linear probe on its frozen pre-trained encoder (Figure 6's second
 routine), reported alongside. The ImageNet SimCLR baseline runs when ``--simclr-weights FILE``
@@ -19,9 +19,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.protocols import balanced_test_error, per_seed, variant_balanced_test_error
-from harness.report import line_figure, mean_series
+from harness.judging import stats
+from harness.experiments.protocols import balanced_test_error, per_seed, variant_balanced_test_error
+from harness.judging.report import line_figure, mean_series
 
 TAKEAWAY = "4"
 ALPHA = 0.05

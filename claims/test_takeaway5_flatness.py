@@ -4,11 +4,11 @@ Bayesian inference helps, more so under imbalance.
 Protocol (Figure 7): CIFAR-10 at a fixed training size, standard training on a balanced and on a
 highly imbalanced training set, five seeds. After training, the ten largest eigenvalues of the
 Hessian of the mean cross-entropy on the model's own training data (1,000 un-augmented training
-images, BatchNorm in eval mode; Lanczos on Hessian-vector products, :mod:`harness.flatness`), and
+images, BatchNorm in eval mode; Lanczos on Hessian-vector products, :mod:`harness.nn.flatness`), and
 the loss along filter-normalized random directions (Figure 7b).
 
 Protocol (Figure 8): CIFAR-10 at the same training size, balanced and imbalanced training sets,
-five seeds; balanced test error of two Bayesian procedures (:mod:`harness.bayesian`), each
+five seeds; balanced test error of two Bayesian procedures (:mod:`harness.nn.bayesian`), each
 against the standard training it replaces, paired by seed (same training subset):
 
 * diagonal Laplace (laplace-torch; last-layer weights, GGN diagonal, prior precision by marginal
@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.protocols import balanced_test_error, per_seed, variant_balanced_test_error
-from harness.report import line_figure, mean_series
+from harness.judging import stats
+from harness.experiments.protocols import balanced_test_error, per_seed, variant_balanced_test_error
+from harness.judging.report import line_figure, mean_series
 
 TAKEAWAY = "5"
 ALPHA = 0.05

@@ -3,15 +3,15 @@ samples, helps more under imbalance, and asymmetric SAM helps further.
 
 Protocol (Figure 10): CIFAR-10 at a fixed training size under standard training (ERM, shared with
 takeaway 1), SAM and asymmetric SAM (a larger ascent radius, x2, for the rarer half of the classes;
-see :mod:`harness.sam` for how that realizes "increasing the ascent step size in SAM's inner loop
+see :mod:`harness.nn.sam` for how that realizes "increasing the ascent step size in SAM's inner loop
 for minority samples"), on balanced and imbalanced training sets; balanced test error.
 
-Protocol (Figure 9): the toy 2D problem of :mod:`harness.toy` (majority: a standard Gaussian;
+Protocol (Figure 9): the toy 2D problem of :mod:`harness.learners.toy` (majority: a standard Gaussian;
 minority: a tight cluster at (1.5, 1.5) inside the majority's tail), 400 majority and 20 minority
 training points, a 2-64-64-2 MLP trained full batch with SGD (momentum 0.9, lr 0.1, 1,500 steps)
 or SAM (radius 0.1) from the same initialization and data at each seed. The margin of a minority
 training point is its Euclidean distance to the decision boundary (negative when misclassified),
-found by root-finding along 360 rays from the point (:func:`harness.toy.boundary_distances`,
+found by root-finding along 360 rays from the point (:func:`harness.learners.toy.boundary_distances`,
 precise to ~1e-6; it replaced a 241 x 241 grid whose spacing, 0.033, exceeded the effect); a
 run's statistic is the mean over its minority points.
 """
@@ -21,11 +21,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import data, stats
-from harness.protocols import balanced_test_error, method_lowers_metric, per_seed
-from harness.report import boundary_figure, line_figure, mean_series
-from harness.spec import RunSpec
-from harness.training import train_subset
+from harness import data
+from harness.judging import stats
+from harness.experiments.protocols import balanced_test_error, method_lowers_metric, per_seed
+from harness.judging.report import boundary_figure, line_figure, mean_series
+from harness.runs.spec import RunSpec
+from harness.runs.training import train_subset
 
 TAKEAWAY = "6"
 ALPHA = 0.05

@@ -19,9 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .compare import FAIL_ON
-from .report import DEFAULT_REPORT_DIR, write_report
-from .store import DEFAULT_STORE_DIR, ResultStore
+from .judging.compare import FAIL_ON
+from .judging.report import DEFAULT_REPORT_DIR, write_report
+from .runs.store import DEFAULT_STORE_DIR, ResultStore
 
 
 def report_command(args) -> int:
@@ -49,7 +49,8 @@ def throughput_command(args) -> int:
 
     import numpy as np
 
-    from . import data, models
+    from . import data
+    from .learners import models
 
     cifar = data.load("cifar10", args.data_dir)
     n = args.images or len(cifar.y_train)
@@ -61,8 +62,8 @@ def throughput_command(args) -> int:
     result = {"arch": args.arch, "device": str(model.device), "images": n,
               "data_source": cifar.source.get("variant"), **model.log, "test_accuracy": accuracy}
     if not args.no_record:
-        from . import plan
-        from .training import device_name
+        from .experiments import plan
+        from .runs.training import device_name
 
         result["calibration_file"] = str(plan.record_throughput(
             args.arch, model.device.type, {"images_per_second": round(model.log["images_per_second"], 1),
@@ -73,48 +74,44 @@ def throughput_command(args) -> int:
 
 
 def plan_command(args, pytest_args: list[str]) -> int:
-    """Collect the claims pytest would run with ``pytest_args`` and print their plan."""
-    import contextlib
-    import io
+    """Collect the claims pytest would run with ``pytest_args`` and print their plan.
+
+    pytest collects in a child process (``-p fixtures.plan_export``), which writes the selected
+    arms and their specs as JSON: the harness itself never imports pytest."""
     import json
+    import subprocess
+    import tempfile
 
-    import pytest
-
-    from . import plan
     from .data import REPO_ROOT
+    from .experiments import plan
+    from .runs.spec import RunSpec
+    from .runs.store import ResultStore
 
-    class Collector:
-        arms, errors, store = [], {}, None
-
-        def pytest_collection_finish(self, session):
-            from fixtures.plugin import get_suite
-
-            suite = get_suite(session.config)
-            self.arms, self.errors = suite.selection(session.items)
-            self.store = suite.store
-
-    collector = Collector()
     paths = [a for a in pytest_args if not a.startswith("-") and Path(a.split("::")[0]).exists()]
-    argv = ["--collect-only", "-q", "-p", "no:cacheprovider", "--rootdir", str(REPO_ROOT),
-            *pytest_args, *([] if paths else [str(REPO_ROOT / "claims")])]
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output):
-        code = pytest.main(argv, plugins=[collector])
-    if code not in (0, 5) or collector.store is None:
-        print(output.getvalue(), file=sys.stderr)
-        print(f"plan: pytest could not collect the selection (exit {int(code)}); see above",
-              file=sys.stderr)
-        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "selection.json"
+        argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                "-p", "fixtures.plan_export", f"--plan-out={out}", "--rootdir", str(REPO_ROOT),
+                *pytest_args, *([] if paths else [str(REPO_ROOT / "claims")])]
+        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
+        if done.returncode not in (0, 5) or not out.is_file():
+            print(done.stdout[-4000:] + done.stderr[-4000:], file=sys.stderr)
+            print(f"plan: pytest could not collect the selection (exit {done.returncode}); see above",
+                  file=sys.stderr)
+            return 2
+        selection = json.loads(out.read_text())
+    arms = [(a["profile"], a["arm"], [RunSpec.from_dict(s) for s in a["specs"]])
+            for a in selection["arms"]]
     figures = plan.load_calibration(args.calibration)
-    result = plan.build_plan(collector.arms, collector.store, figures, collector.errors)
+    result = plan.build_plan(arms, ResultStore(selection["store"]), figures, selection["errors"])
     result["selection"] = " ".join(pytest_args)
     print(json.dumps(result, indent=1) if args.json else plan.format_plan(result))
     return 0
 
 
 def merge_command(args) -> int:
-    from .merge import MergeError, merge_stores
-    from .store import IncompatibleStoreError, ReadOnlyStoreError
+    from .runs.merge import MergeError, merge_stores
+    from .runs.store import IncompatibleStoreError, ReadOnlyStoreError
 
     try:
         report = merge_stores(args.stores, args.into)
@@ -135,7 +132,7 @@ def merge_command(args) -> int:
 
 
 def compare_command(args) -> int:
-    from .compare import BaselineError, compare, load_claims
+    from .judging.compare import BaselineError, compare, load_claims
 
     try:
         result = compare(load_claims(args.base), load_claims(args.new), args.base)
@@ -153,8 +150,8 @@ def dryrun_command(args) -> int:
     """Every distinct full-profile training path once, at full shape, on a shrunk budget."""
     import json
 
-    from . import dryrun
-    from .executors import make_executor
+    from .experiments import dryrun
+    from .runs.executors import make_executor
 
     runs = dryrun.dry_runs(args.data_dir, device=args.device)
     executor = make_executor("local", workers=args.workers)
@@ -172,7 +169,7 @@ def dryrun_command(args) -> int:
 def gpucheck_command(args) -> int:
     import json
 
-    from .gpucheck import gpucheck
+    from .experiments.gpucheck import gpucheck
 
     try:
         result = gpucheck(args.minutes, args.device, args.arch, tuple(args.concurrency),

@@ -23,15 +23,15 @@ import tempfile
 import time
 from functools import partial
 
-from harness import imbalance
-from harness.executors import GpuSlotsExecutor, ProcessPoolExecutor, make_executor
-from harness.runner import execute_spec
-from harness.spec import make_spec
+from harness.data import imbalance
+from harness.runs.executors import GpuSlotsExecutor, ProcessPoolExecutor, make_executor
+from harness.runs.runner import execute_spec
+from harness.runs.spec import make_spec
 
 
 def grid(runs: int, model: str = "xgboost"):
     if model == "small_cnn":  # the quick profile's takeaway-1 CNN cells
-        from harness import protocols
+        from harness.experiments import protocols
 
         cfg = protocols.arm_config("quick", "t1-cifar10-nn")
         seeds = range(runs // len(cfg.train_ratios) + 1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import data, models
+from harness import data
+from harness.learners import models
 
 
 def make_synthetic(n_train=(300, 60), n_test=(200, 100), seed=0) -> data.Dataset:

@@ -19,7 +19,9 @@ import os
 
 import numpy as np
 
-from harness import data, imbalance, methods, models
+from harness import data, methods
+from harness.data import imbalance
+from harness.learners import models
 
 
 def shuffled_labels(factory):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness import bayesian, methods
-from harness.batches import predict_logits
+from harness.nn import bayesian
+from harness import methods
+from harness.nn.batches import predict_logits
 from tests.test_engine import small, tiny_images
 
 

@@ -6,10 +6,11 @@ slowdown in the harness shows up here before it shows up in the suite's wall tim
 
 import pytest
 
-from harness import imbalance, training
-from harness.runner import Runner
-from harness.spec import make_spec
-from harness.store import ResultStore
+from harness.data import imbalance
+from harness.runs import training
+from harness.runs.runner import Runner
+from harness.runs.spec import make_spec
+from harness.runs.store import ResultStore
 
 from .conftest import shared_data_available
 

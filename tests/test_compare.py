@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from harness.compare import BaselineError, compare, load_claims
+from harness.judging.compare import BaselineError, compare, load_claims
 from harness.data import REPO_ROOT
 
 

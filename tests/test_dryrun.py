@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from harness import dryrun, protocols
-from harness.executors import make_executor
+from harness.experiments import dryrun, protocols
+from harness.runs.executors import make_executor
 
 from .conftest import shared_data_available
 
@@ -55,9 +55,9 @@ def test_a_record_missing_a_field_the_claims_read_is_caught():
 
 
 def test_dry_run_records_are_never_stored(synthetic, tmp_path):
-    from harness.spec import make_spec
-    from harness.store import ResultStore
-    from harness.training import execute
+    from harness.runs.spec import make_spec
+    from harness.runs.store import ResultStore
+    from harness.runs.training import execute
 
     record = execute(make_spec("synthetic", "spy", "erm", (200, 10), (1.0,), 0), budget={"test_per_class": 3})
     assert record["dry_run"]["test_per_class"] == 3

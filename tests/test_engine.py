@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness import batches, data, methods, models, networks, sam
+from harness.nn import batches, networks, sam
+from harness import data, methods
+from harness.learners import models
 
 
 def tiny_images(per_class=12, size=16, classes=2, seed=0):
@@ -133,7 +135,7 @@ def test_throughput_command_trains_reports_and_calibrates_the_plan(capsys, tmp_p
     import json
 
     from harness import __main__ as cli
-    from harness import plan
+    from harness.experiments import plan
 
     calibration = tmp_path / "calibration.json"
     assert cli.main(["throughput", "--images", "256", "--device", "cpu",

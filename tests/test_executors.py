@@ -8,10 +8,11 @@ from functools import partial
 
 import pytest
 
-from harness import executors, imbalance
-from harness.executors import ExecutorError, GpuSlotsExecutor, make_executor
-from harness.runner import execute_spec
-from harness.spec import make_spec
+from harness.runs import executors
+from harness.data import imbalance
+from harness.runs.executors import ExecutorError, GpuSlotsExecutor, make_executor
+from harness.runs.runner import execute_spec
+from harness.runs.spec import make_spec
 
 from .conftest import shared_data_available
 

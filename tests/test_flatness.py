@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from harness import flatness
+from harness.nn import flatness
 
 
 def test_top_eigenvalues_match_the_exact_hessian_of_least_squares():

@@ -3,7 +3,7 @@ a GPU are in the issue notes; here only its shape and the calibration it writes)
 
 import pytest
 
-from harness import gpucheck, plan
+from harness.experiments import gpucheck, plan
 
 
 def test_flops_of_a_training_image_are_counted():

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import imbalance
+from harness.data import imbalance
 
 ratios = st.floats(min_value=1e-3, max_value=1.0, allow_nan=False)
 

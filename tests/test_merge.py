@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from harness import merge
+from harness.runs import merge
 from harness.data import REPO_ROOT
-from harness.spec import make_spec
-from harness.store import IncompatibleStoreError, ResultStore
-from harness.training import execute
+from harness.runs.spec import make_spec
+from harness.runs.store import IncompatibleStoreError, ResultStore
+from harness.runs.training import execute
 
 
 def runs(n_values, seed=0):

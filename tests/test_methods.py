@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness import methods, models
-from harness.spec import SpecError, make_spec
+from harness import methods
+from harness.learners import models
+from harness.runs.spec import SpecError, make_spec
 
 LABELS = np.array([0] * 90 + [1] * 10)
 FEATURES = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32) + LABELS[:, None]

@@ -6,7 +6,7 @@ The neural networks follow the same contract on images; ``tests/test_engine.py``
 import numpy as np
 import pytest
 
-from harness import models
+from harness.learners import models
 
 TABULAR = sorted(set(models.MODELS) - models.NEURAL)
 

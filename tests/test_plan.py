@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from harness import plan
+from harness.experiments import plan
 from harness.data import REPO_ROOT
-from harness.spec import make_spec
-from harness.store import ResultStore
+from harness.runs.spec import make_spec
+from harness.runs.store import ResultStore
 
 from .conftest import shared_data_available
 
@@ -22,7 +22,7 @@ def test_shared_runs_count_once_and_stored_runs_are_counted(synthetic, tmp_path)
     store = ResultStore(tmp_path)
     a = [spec(10, s) for s in range(3)]
     b = [spec(10, 0), spec(20, 0)]  # the first is also in arm a
-    from harness.training import execute
+    from harness.runs.training import execute
 
     store.put(execute(a[0]))
     result = plan.build_plan([("quick", "a", a), ("quick", "b", b)], store, plan.load_calibration())
@@ -44,8 +44,8 @@ def test_cost_scales_with_the_work_of_a_run():
 
 
 def make_spec_like(model, method):
-    from harness import models
-    from harness.spec import RunSpec
+    from harness.learners import models
+    from harness.runs.spec import RunSpec
 
     hp = dict(models.DEFAULTS[model], device="cuda")
     return RunSpec("cifar10", model, method, (1_200,) * 10, (1.0,), 0, tuple(sorted(hp.items())),

@@ -1,6 +1,6 @@
 """Protocol helpers: the learned-something gate and its reference cells."""
 
-from harness import protocols
+from harness.experiments import protocols
 
 
 def fake_records(cell, balanced_accuracies, classes=2):

@@ -49,8 +49,8 @@ def test_the_readme_method_is_one_file_that_trains(tmp_path, monkeypatch, restor
     assert torch.allclose(cls().loss(logits, labels, state),
                           w[labels] * F.cross_entropy(logits, labels, reduction="none"))
     # Through a run spec and the engine, like any built-in method.
-    from harness.spec import SpecError, make_spec
-    from harness.training import execute
+    from harness.runs.spec import SpecError, make_spec
+    from harness.runs.training import execute
     from tests.test_engine import tiny_images
 
     x, y = tiny_images(per_class=20)

@@ -6,8 +6,8 @@ import re
 import warnings
 
 from harness import __main__ as cli
-from harness import report, stats
-from harness.store import ResultStore
+from harness.judging import report, stats
+from harness.runs.store import ResultStore
 
 GATE = {"passed": True, "summary": "balanced accuracy 0.8 vs chance 0.5 + 0.05", "cell": "erm, 1"}
 

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from harness import executors, training
+from harness.runs import executors, training
 from harness.data import REPO_ROOT
-from harness.runner import RunFailed, Runner
-from harness.spec import make_spec
-from harness.store import ResultStore
+from harness.runs.runner import RunFailed, Runner
+from harness.runs.spec import make_spec
+from harness.runs.store import ResultStore
 
 from .conftest import SpyModel, shared_data_available
 
@@ -83,9 +83,9 @@ def test_process_pool_matches_in_process(tmp_path):
 
 KILLABLE = textwrap.dedent("""
     import sys
-    from harness.runner import Runner
-    from harness.spec import make_spec
-    from harness.store import ResultStore
+    from harness.runs.runner import Runner
+    from harness.runs.spec import make_spec
+    from harness.runs.store import ResultStore
     specs = [make_spec("adult", "xgboost", "erm", (2000, 200), (1.0,), seed) for seed in range(40)]
     runner = Runner(ResultStore(sys.argv[1]))
     runner.run(specs)
@@ -116,10 +116,11 @@ def test_killed_suite_resumes_without_retraining(tmp_path):
 RACER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, sys.argv[3])
-    from harness import data, models
-    from harness.runner import Runner
-    from harness.spec import make_spec
-    from harness.store import ResultStore
+    from harness import data
+    from harness.learners import models
+    from harness.runs.runner import Runner
+    from harness.runs.spec import make_spec
+    from harness.runs.store import ResultStore
     from tests.conftest import SpyModel, make_synthetic
 
     class SlowSpy(SpyModel):
@@ -157,7 +158,7 @@ def test_two_processes_on_one_fresh_store_never_train_the_same_run(tmp_path):
 
 def test_runs_registered_only_in_this_process_train_here_even_with_a_pool(tmp_path, synthetic):
     """A fresh worker would not know a spy model or a test's dataset: such runs stay in process."""
-    from harness.runner import portable
+    from harness.runs.runner import portable
 
     specs = grid()
     assert not any(portable(s) for s in specs)
@@ -172,7 +173,7 @@ def test_runs_registered_only_in_this_process_train_here_even_with_a_pool(tmp_pa
 
 
 def test_builtin_registrations_are_portable(synthetic):
-    from harness.runner import portable
+    from harness.runs.runner import portable
 
     if not shared_data_available("adult/adult.data"):
         pytest.skip("Adult not present")
@@ -233,9 +234,9 @@ def image_task(monkeypatch):
 
 
 def test_a_post_hoc_method_trains_once_with_the_run_it_trains_like(tmp_path, image_task, monkeypatch):
-    from harness import models
-    from harness.runner import group_by_training
-    from harness.spec import training_key
+    from harness.learners import models
+    from harness.runs.runner import group_by_training
+    from harness.runs.spec import training_key
 
     erm, adjusted = (make_spec("tiny-images", "small_cnn", m, (24, 6), (1.0,), 0, **image_task)
                      for m in ("erm", "logit_adjustment"))
@@ -272,8 +273,8 @@ def test_worker_processes_load_a_user_method_by_its_import_path(tmp_path, monkey
     import sys
 
     from harness import methods
-    from harness.executors import make_executor
-    from harness.runner import portable
+    from harness.runs.executors import make_executor
+    from harness.runs.runner import portable
 
     module = f"user_method_{tmp_path.name.replace('-', '_')}"
     (tmp_path / f"{module}.py").write_text(USER_METHOD)

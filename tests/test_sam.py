@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import sam
+from harness.nn import sam
 
 
 def tiny_problem(seed=0):
@@ -88,7 +88,7 @@ def test_radii_are_validated():
 
 def test_toy_margins_are_exact_distances_to_the_boundary():
     """Root-finding along rays recovers known distances: a straight boundary and a circle."""
-    from harness import toy
+    from harness.learners import toy
 
     points = np.array([[0.0, 0.0], [0.5, 3.0], [2.5, -1.0]], dtype=np.float32)
     straight = toy.boundary_distances(lambda x: x[:, 0] - 1.0, points)

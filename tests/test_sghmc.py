@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.sghmc import SGHMC, SampleAverager
+from harness.nn.sghmc import SGHMC, SampleAverager
 
 
 def test_sghmc_samples_the_bayesian_linear_regression_posterior():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness import methods, networks, simclr
+from harness import methods
+from harness.nn import networks, simclr
 from tests.test_engine import small, tiny_images
 
 

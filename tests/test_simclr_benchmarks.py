@@ -1,6 +1,6 @@
 """SimCLR view throughput (images/s): batched per-image augmentation against a per-image loop.
 
-The batched path (:func:`harness.simclr.simclr_view`) draws every image's crop, flip, jitter and
+The batched path (:func:`harness.nn.simclr.simclr_view`) draws every image's crop, flip, jitter and
 grayscale at once and applies them in a few tensor ops. The alternative that keeps augmentation
 per image with torchvision is a Python loop of ``transforms.v2`` calls, one image at a time (v2
 on a batch tensor would give the whole batch one draw). Both produce 256 views of 16-px images.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import simclr
+from harness.nn import simclr
 
 BATCH, SIDE = 256, 16
 

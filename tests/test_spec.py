@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.spec import RunSpec, SpecError, make_spec
+from harness.runs.spec import RunSpec, SpecError, make_spec
 
 
 def test_spec_key_is_stable_and_round_trips(synthetic):

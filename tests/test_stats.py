@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from harness import stats
+from harness.judging import stats
 
 
 def test_mean_se_uses_ddof_one():

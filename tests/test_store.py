@@ -5,9 +5,9 @@ import multiprocessing
 
 import pytest
 
-from harness import store as store_module
-from harness.spec import make_spec
-from harness.store import ResultStore
+from harness.runs import store as store_module
+from harness.runs.spec import make_spec
+from harness.runs.store import ResultStore
 
 
 def fake_record(spec, value=0.5):
@@ -63,7 +63,7 @@ def test_corrupt_or_mismatched_entry_is_set_aside(tmp_path, spec):
 
 
 def write_many(root, spec_dict, n):
-    from harness.spec import RunSpec
+    from harness.runs.spec import RunSpec
 
     spec = RunSpec.from_dict(spec_dict)
     store = ResultStore(root)
@@ -110,8 +110,8 @@ def test_valid_json_that_is_not_an_object_is_set_aside(tmp_path, spec, content):
 
 
 def test_read_only_store_lends_its_runs_and_refuses_to_train(tmp_path, spec, monkeypatch):
-    from harness.runner import Runner
-    from harness.store import ReadOnlyStoreError
+    from harness.runs.runner import Runner
+    from harness.runs.store import ReadOnlyStoreError
 
     writable = ResultStore(tmp_path)
     writable.put(fake_record(spec))

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from harness import training
-from harness.spec import make_spec
+from harness.runs import training
+from harness.runs.spec import make_spec
 
 from .conftest import SpyModel
 

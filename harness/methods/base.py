@@ -25,7 +25,7 @@ hook                   what it decides                                 needs (ca
 =====================  ==============================================  ===================
 
 A method declares the capabilities it needs (``requires``); a model declares the ones it has
-(``CAPABILITIES`` in :mod:`harness.models`), and :func:`harness.spec.make_spec` rejects a pair
+(``CAPABILITIES`` in :mod:`harness.learners.models`), and :func:`harness.runs.spec.make_spec` rejects a pair
 that does not fit before anything trains. The hooks receive the :class:`TrainingState` of the
 model being trained (network, labels, class counts, weights, epochs, learning rate, ...).
 
@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-# What a model can let a method change (models declare a subset in harness.models).
+# What a model can let a method change (models declare a subset in harness.learners.models).
 CAPABILITIES = {
     "rows": "trains on the rows and per-row weights a method picks",
     "features": "rows are feature vectors a resampler can interpolate (SMOTE)",
@@ -118,7 +118,7 @@ class Method:
     settings: ClassVar[dict] = {}
     model_settings: ClassVar[dict[str, dict]] = {}  # model name -> settings that differ for it
     # A post-hoc method trains exactly as the method named here (its own settings apart) and
-    # differs only in how it predicts; runs of both share one trained model (harness.runner).
+    # differs only in how it predicts; runs of both share one trained model (harness.runs.runner).
     trains_like: ClassVar[str | None] = None
     # Shown in reports and --method listings: the paper or source it follows.
     reference: ClassVar[str] = ""
@@ -157,7 +157,7 @@ class Method:
                                weight_decay=state.hp.get("weight_decay", 0.0))
 
     def lr_factor(self, step: int, total_steps: int) -> float:
-        from ..optim import cosine
+        from ..nn.optim import cosine
 
         return cosine(step, total_steps)
 
@@ -190,7 +190,7 @@ class Method:
 
     def probabilities(self, state: TrainingState, images_u8):
         """Class probabilities for network-ready uint8 images (the model's predictive)."""
-        from ..batches import predict_logits
+        from ..nn.batches import predict_logits
 
         return self.adjust_logits(predict_logits(state.net, images_u8), state).softmax(1)
 

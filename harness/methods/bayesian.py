@@ -1,6 +1,6 @@
 """Bayesian inference over the network's weights (Figure 8): diagonal Laplace and SGHMC.
 
-The numerics live in :mod:`harness.bayesian` and :mod:`harness.sghmc`; these classes plug them
+The numerics live in :mod:`harness.nn.bayesian` and :mod:`harness.nn.sghmc`; these classes plug them
 into the training loop's hooks.
 """
 
@@ -23,28 +23,28 @@ class Laplace(Method):
     }
 
     def finish(self, state: TrainingState) -> dict:
-        from ..bayesian import fit_diagonal_laplace
-        from ..batches import network_inputs
+        from ..nn.bayesian import fit_diagonal_laplace
+        from ..nn.batches import network_inputs
 
         state.extra["laplace"] = la = fit_diagonal_laplace(
             state.net, network_inputs(state.images), state.labels, self.settings["laplace_subset"])
         return {"laplace_prior_precision": float(la.prior_precision.mean())}
 
     def probabilities(self, state: TrainingState, images_u8):
-        from ..batches import map_batches
+        from ..nn.batches import map_batches
 
         la = state.extra["laplace"]
         return map_batches(lambda x: la(x, pred_type="glm", link_approx="probit"), images_u8)
 
     def variants(self, state: TrainingState, images_u8) -> dict:
-        from ..batches import predict_logits
+        from ..nn.batches import predict_logits
 
         return {"map": predict_logits(state.net, images_u8).argmax(1).cpu().numpy().astype("int64")}
 
 
 @register
 class SGHMC(Method):
-    """Cyclical SGHMC in place of SGD for the whole budget (:mod:`harness.bayesian`); predictions
+    """Cyclical SGHMC in place of SGD for the whole budget (:mod:`harness.nn.bayesian`); predictions
     average the softmax of the samples collected at the end of each cycle."""
 
     name = "sghmc"
@@ -57,8 +57,8 @@ class SGHMC(Method):
     }
 
     def prepare(self, state: TrainingState) -> dict:
-        from ..bayesian import sample_epochs
-        from ..sghmc import SampleAverager
+        from ..nn.bayesian import sample_epochs
+        from ..nn.sghmc import SampleAverager
 
         state.extra["collect_at"] = sample_epochs(state.epochs, self.settings["sghmc_cycles"],
                                                   self.settings["sghmc_samples_per_cycle"])
@@ -68,14 +68,14 @@ class SGHMC(Method):
     def optimizer(self, state: TrainingState, params, lr: float):
         import torch
 
-        from ..bayesian import sghmc_optimizer
+        from ..nn.bayesian import sghmc_optimizer
 
         make = sghmc_optimizer(len(state.labels), self.settings["sghmc_temperature"],
                                torch.Generator().manual_seed(state.seed))
         return make(params, lr, state.hp)
 
     def lr_factor(self, step: int, total_steps: int) -> float:
-        from ..bayesian import cyclical_cosine
+        from ..nn.bayesian import cyclical_cosine
 
         return cyclical_cosine(self.settings["sghmc_cycles"])(step, total_steps)
 
@@ -84,6 +84,6 @@ class SGHMC(Method):
             state.extra["samples"].collect(state.net)
 
     def probabilities(self, state: TrainingState, images_u8):
-        from ..batches import map_batches
+        from ..nn.batches import map_batches
 
         return map_batches(state.extra["samples"].predict_proba, images_u8)

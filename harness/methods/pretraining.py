@@ -20,9 +20,9 @@ class FineTuned(Method):
     def prepare(self, state: TrainingState) -> dict:
         import torch
 
-        from .. import simclr
-        from ..batches import map_batches
-        from ..networks import replace_classifier, split_classifier
+        from ..nn import simclr
+        from ..nn.batches import map_batches
+        from ..nn.networks import replace_classifier, split_classifier
 
         encoder, head_name = split_classifier(state.net)
         log = self.pretrain(state, encoder, head_name)
@@ -45,7 +45,7 @@ class FineTuned(Method):
 
 @register
 class SimCLR(FineTuned):
-    """SimCLR pre-training on the training images (:mod:`harness.simclr`), then fine-tuning."""
+    """SimCLR pre-training on the training images (:mod:`harness.nn.simclr`), then fine-tuning."""
 
     name = "simclr"
     reference = "Chen et al. 2020"
@@ -60,8 +60,8 @@ class SimCLR(FineTuned):
     }
 
     def pretrain(self, state: TrainingState, encoder, head_name: str) -> dict:
-        from .. import simclr
-        from ..batches import normalization_constants
+        from ..nn import simclr
+        from ..nn.batches import normalization_constants
 
         scale, shift = normalization_constants(state.images.device)
         scale, shift = scale.view(1, 3, 1, 1) * 255, shift.view(1, 3, 1, 1)
@@ -83,7 +83,7 @@ class SimCLRImageNet(FineTuned):
     }
 
     def pretrain(self, state: TrainingState, encoder, head_name: str) -> dict:
-        from .. import simclr
+        from ..nn import simclr
 
         if not self.settings["pretrained_weights"]:
             raise ValueError("the 'simclr_imagenet' method needs the setting pretrained_weights "

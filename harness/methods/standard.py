@@ -71,7 +71,7 @@ class Overfit(Method):
 
 @register
 class SAM(Method):
-    """Sharpness-aware minimization (Foret et al. 2020; :mod:`harness.sam`) with one radius."""
+    """Sharpness-aware minimization (Foret et al. 2020; :mod:`harness.nn.sam`) with one radius."""
 
     name = "sam"
     requires = frozenset({"rows", "step"})
@@ -84,7 +84,7 @@ class SAM(Method):
     minority_scale_key = None  # asymmetric SAM names its minority radius multiplier
 
     def prepare(self, state: TrainingState) -> dict:
-        from ..sam import minority_half_radii
+        from ..nn.sam import minority_half_radii
 
         scale = self.settings[self.minority_scale_key] if self.minority_scale_key else 1.0
         state.extra["radii"] = minority_half_radii(state.labels, state.num_classes,
@@ -92,7 +92,7 @@ class SAM(Method):
         return {}
 
     def step(self, state: TrainingState, per_sample_loss, idx, optimizer) -> None:
-        from ..sam import sam_step
+        from ..nn.sam import sam_step
 
         radii = state.extra["radii"]
         sam_step(state.params, per_sample_loss, radii if idx is None else radii[idx], optimizer)

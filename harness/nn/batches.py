@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import CIFAR_MEAN, CIFAR_STD  # dataset facts live with the dataset
+from ..data import CIFAR_MEAN, CIFAR_STD  # dataset facts live with the dataset
 
 
 def resolve_device(requested: str = "auto") -> str:

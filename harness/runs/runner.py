@@ -5,7 +5,7 @@ resumes where it stopped. A run that fails is reported with its spec after the o
 finished and been stored; nothing is written for the failed run.
 
 Several processes may share one store: a run is trained only by the process holding its lock
-(:meth:`~harness.store.ResultStore.claim_run`). The runner first trains the runs nobody else is
+(:meth:`~harness.runs.store.ResultStore.claim_run`). The runner first trains the runs nobody else is
 training, then waits for the others and loads them (training one itself only if its holder died
 without storing it). A read-only store lends its runs; lacking one is an error before training.
 
@@ -22,10 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from . import data, methods, models, training
-from .executors import Heartbeat, InProcessExecutor
-from .spec import RunSpec, training_key
-from .store import ReadOnlyStoreError, ResultStore
+from .. import data, methods
+from ..learners import models
+from . import training
+from ..runs.executors import Heartbeat, InProcessExecutor
+from ..runs.spec import RunSpec, training_key
+from ..runs.store import ReadOnlyStoreError, ResultStore
 
 
 class RunFailed(RuntimeError):
@@ -82,7 +84,7 @@ def portable(spec) -> bool:
 
 @dataclass(frozen=True)
 class RunGroup:
-    """Runs that train one model (one :func:`~harness.spec.training_key`): usually one run; a
+    """Runs that train one model (one :func:`~harness.runs.spec.training_key`): usually one run; a
     post-hoc method's run joins the run of the method it trains like."""
 
     specs: tuple
@@ -125,7 +127,7 @@ class Runner:
     ----------
     store : ResultStore
     executor : executor, optional
-        Defaults to :class:`~harness.executors.InProcessExecutor`.
+        Defaults to :class:`~harness.runs.executors.InProcessExecutor`.
     data_dir : path, optional
         Passed to the data loaders.
     progress : callable, optional
@@ -134,7 +136,7 @@ class Runner:
         ``heartbeat_s`` seconds.
     estimate : callable, optional
         ``estimate(spec)`` -> seconds one run takes on one executor slot (from
-        :mod:`harness.plan`), for the ETA; the ETA is rescaled by the speed observed so far.
+        :mod:`harness.experiments.plan`), for the ETA; the ETA is rescaled by the speed observed so far.
     """
 
     def __init__(self, store: ResultStore, executor=None, data_dir=None,
@@ -228,11 +230,13 @@ class Runner:
 
     def submit(self, specs: list[RunSpec]):
         """(group, records, error) as runs finish, and a Heartbeat while none does: specs go
-        as :class:`RunGroup` s (a post-hoc method's run trains with its base's); portable groups
-        through the executor, the rest (registered only in this process) in this process, after
-        them."""
+        as :class:`RunGroup` s (a post-hoc method's run trains with its base's), the longest
+        estimated first; portable groups through the executor, the rest (registered only in
+        this process) in this process, after them."""
         tick = self.heartbeat_s if self.progress else None
         groups = group_by_training(specs)
+        if self.estimate is not None:  # longest first: the slots finish together, no long tail
+            groups.sort(key=lambda g: -sum(self.estimate(s) for s in g.specs))
         if self.executor.workers <= 1:
             yield from self.executor.submit_all(self.job(), groups, tick_s=tick)
             return

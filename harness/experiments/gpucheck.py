@@ -46,7 +46,7 @@ def training_flops_per_image(arch: str, image_size: int, width=None) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .networks import build_network
+    from ..nn.networks import build_network
 
     net = build_network(arch, 10, width)
     x = torch.randn(4, 3, image_size, image_size)
@@ -61,8 +61,8 @@ def throughput_worker(arch: str, device: str, seconds: float, images: int, threa
     images/s and peak memory. Runs in its own process."""
     import torch
 
-    from . import engine, models
-    from .networks import build_network
+    from ..learners import engine, models
+    from ..nn.networks import build_network
 
     torch.set_num_threads(threads)
     hp = dict(models.DEFAULTS[arch])
@@ -109,7 +109,8 @@ def run_cells(device: str, deadline: float, data_dir=None) -> dict:
     """One full-shape cell of each full-profile training path, one epoch each, until ``deadline``."""
     import torch
 
-    from . import dryrun, training
+    from . import dryrun
+    from ..runs import training
 
     cells = {}
     runs = dryrun.dry_runs(data_dir, device=device, train_images=None, test_per_class=None,
@@ -141,7 +142,8 @@ def gpucheck(minutes: float = 8.0, device: str = "cuda", arch: str = "resnet34",
     """Everything above, within about ``minutes``; returns the JSON-ready result."""
     import torch
 
-    from . import models, plan
+    from ..learners import models
+    from . import plan
 
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("gpucheck: torch sees no CUDA GPU here; run it on the GPU machine "

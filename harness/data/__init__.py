@@ -16,7 +16,7 @@ one raises :class:`DataError` too: a silently truncated file would otherwise pro
 Label convention
 ----------------
 Binary tasks put the majority class at label 0 and the minority class at label 1, so that the
-imbalance builders of :mod:`harness.imbalance` (head class first, tail class last) make label 1
+imbalance builders of :mod:`harness.data.imbalance` (head class first, tail class last) make label 1
 the rare class. Multi-class CIFAR-10 keeps its own label order; the long-tail profile makes
 class 0 the head and class 9 the tail, as LDAM-DRW does.
 
@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # harness/data/__init__.py -> the checkout
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_CACHE_DIR = REPO_ROOT / ".cache"
 DATA_DIR_ENV = "IMBALANCE_DATA_DIR"
@@ -414,7 +414,7 @@ DATASETS = {
     "cifar10-binary": load_cifar10_binary,
     "toy2d": load_toy2d,
 }
-BUILTIN_DATASETS = dict(DATASETS)  # what a freshly started worker process has (harness.runner)
+BUILTIN_DATASETS = dict(DATASETS)  # what a freshly started worker process has (harness.runs.runner)
 
 
 def load(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:

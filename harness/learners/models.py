@@ -9,13 +9,13 @@ The contract (checked for every registered model by ``tests/test_models.py``):
   (models without epochs ignore it);
 * the class attribute ``CAPABILITIES`` says which hooks it honours (the keys of
   :data:`harness.methods.CAPABILITIES`; tabular models: ``rows`` and ``features``, i.e. the rows
-  and row weights a method picks). :func:`harness.spec.make_spec` refuses a method needing more;
+  and row weights a method picks). :func:`harness.runs.spec.make_spec` refuses a method needing more;
 * ``predict(x)`` returns int64 labels, one per row;
 * the same seed and data give the same predictions.
 
 ``DEFAULTS[name]`` holds the hyperparameters that go into a run spec, so the store key changes
 whenever a hyperparameter does. The neural networks (``small_cnn``, ``resnet34``) live in
-:mod:`harness.engine`, imported only when one is built so that tabular runs never load torch.
+:mod:`harness.learners.engine`, imported only when one is built so that tabular runs never load torch.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class LinearSVMModel:
 
 
 def torch_classifier(**kwargs):
-    from .engine import TorchClassifier  # torch loads only for neural-network runs
+    from ..learners.engine import TorchClassifier  # torch loads only for neural-network runs
 
     return TorchClassifier(**kwargs)
 
@@ -112,8 +112,8 @@ MODELS: dict[str, Callable] = {"xgboost": XGBoostModel, "linear_svm": LinearSVMM
 DEFAULTS: dict[str, dict] = {"xgboost": XGBOOST_DEFAULTS, "linear_svm": LINEAR_SVM_DEFAULTS,
                              "small_cnn": nn_hyperparameters.SMALL_CNN,
                              "resnet34": nn_hyperparameters.RESNET34, "mlp2d": toy.TOY_MLP}
-NEURAL = {"small_cnn", "resnet34"}  # models trained by harness.engine on images
-BUILTIN_MODELS = dict(MODELS)  # what a freshly started worker process has (see harness.runner)
+NEURAL = {"small_cnn", "resnet34"}  # models trained by harness.learners.engine on images
+BUILTIN_MODELS = dict(MODELS)  # what a freshly started worker process has (see harness.runs.runner)
 
 
 def capabilities(name: str) -> frozenset:

@@ -9,7 +9,7 @@ Redux's recommended predictive (``TorchClassifier.probabilities``). ``laplace_su
 ``"last_layer"`` (default; Laplace Redux's default, and the only choice whose GLM predictive is
 affordable on a CPU: the all-weights predictive needs a Jacobian per test image) or ``"all"``.
 
-SGHMC (Chen et al. 2014; :mod:`harness.sghmc`) replaces SGD for the whole training budget, with
+SGHMC (Chen et al. 2014; :mod:`harness.nn.sghmc`) replaces SGD for the whole training budget, with
 the same data, epochs and augmentation, run as cyclical SGHMC (Zhang et al. 2020): the step size
 follows ``sghmc_cycles`` cosine cycles and a sample is collected at the end of the last
 ``sghmc_samples_per_cycle`` epochs of each cycle, where the step size is small. Predictions
@@ -27,8 +27,8 @@ import warnings
 
 import torch
 
-from .optim import cosine
-from .sghmc import SGHMC
+from ..nn.optim import cosine
+from ..nn.sghmc import SGHMC
 
 
 def fit_diagonal_laplace(net, inputs: torch.Tensor, labels: torch.Tensor, subset: str,

@@ -13,7 +13,9 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from . import __version__, data, imbalance, methods, models
+from .. import __version__, data, methods
+from ..data import imbalance
+from ..learners import models
 
 
 class SpecError(ValueError):
@@ -27,7 +29,7 @@ class RunSpec:
     Attributes
     ----------
     dataset, model, method : str
-        Registry names (:mod:`harness.data`, :mod:`harness.models`, :mod:`harness.methods`).
+        Registry names (:mod:`harness.data`, :mod:`harness.learners.models`, :mod:`harness.methods`).
     train_counts : tuple of int
         Samples per class drawn from the train split (label order).
     test_ratios : tuple of float
@@ -160,7 +162,7 @@ def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, 
 def training_key(spec: RunSpec) -> str:
     """The key of the model a run trains: its own key, except for a post-hoc method (one that
     ``trains_like`` another), whose model is its base method's (its own settings left out).
-    Runs with one training key train one model (:func:`harness.training.execute_group`)."""
+    Runs with one training key train one model (:func:`harness.runs.training.execute_group`)."""
     cls = methods.METHODS.get(spec.method)
     if cls is None or cls.trains_like is None:
         return spec.key

@@ -6,7 +6,7 @@ majority's tail, so that a classifier must draw its boundary close to minority p
 test splits come from fixed seeds (the dataset is one fixed problem; run seeds vary the network).
 
 Model (:class:`ToyMLP`, registered as ``mlp2d``): 2-64-64-2 ReLU MLP trained full batch by SGD
-with momentum, or by SAM / asymmetric SAM (:mod:`harness.sam`) when the method asks for it
+with momentum, or by SAM / asymmetric SAM (:mod:`harness.nn.sam`) when the method asks for it
 (the same step the CIFAR networks take).
 After training it reports the *margin* of each minority training point: its Euclidean distance
 to the decision boundary, negative when the point is misclassified. The distance is found by
@@ -85,8 +85,8 @@ class ToyMLP:
     def fit(self, x, y, sample_weight=None, method=None, epoch_size=None):
         import torch
 
-        from .methods.base import TrainingState
-        from .methods.standard import ERM
+        from ..methods.base import TrainingState
+        from ..methods.standard import ERM
 
         method = method or ERM()
         torch.manual_seed(self.seed)

@@ -37,8 +37,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .data import DEFAULT_CACHE_DIR
-from .spec import RunSpec
+from ..data import DEFAULT_CACHE_DIR
+from ..runs.spec import RunSpec
 
 # Named by layout, so that a checkout of another layout keeps its own default store.
 DEFAULT_STORE_DIR = DEFAULT_CACHE_DIR / "store-v2"
@@ -119,7 +119,7 @@ class ResultStore:
 
     def mark_format(self) -> None:
         if not (self.root / "store.json").is_file():
-            from . import __version__
+            from .. import __version__
 
             atomic_write_json(self.root / "store.json",
                               {"format": STORE_FORMAT, "created_by_harness": __version__})

@@ -20,8 +20,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import __version__, data, imbalance, methods, models
-from .spec import RunSpec, split_hyperparameters, training_key
+from .. import __version__, data, methods
+from ..data import imbalance
+from ..learners import models
+from ..runs.spec import RunSpec, split_hyperparameters, training_key
 
 TRAIN_STREAM, METHOD_STREAM, TEST_STREAM = 0, 1, 2
 
@@ -117,7 +119,7 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1, budget: dict | None =
     other predictors a model reports through ``predict_variants``), the class counts of each,
     wall time, library versions, the data source and its provenance (host, device name).
 
-    ``budget`` is for the full-shape dry run (:mod:`harness.dryrun`) only: hyperparameters that
+    ``budget`` is for the full-shape dry run (:mod:`harness.experiments.dryrun`) only: hyperparameters that
     replace the spec's (e.g. one epoch) and ``test_per_class``, a cap on each test set's samples
     per class. A run with a budget is not the spec's run: its record says so
     (``"dry_run": true``) and the store refuses it.
@@ -134,7 +136,7 @@ def method_for(spec: RunSpec, budget: dict):
 
 def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
                   budget: dict | None = None) -> list[dict]:
-    """Records of runs that train the same model (one :func:`~harness.spec.training_key`: a
+    """Records of runs that train the same model (one :func:`~harness.runs.spec.training_key`: a
     post-hoc method and the method it trains like), training it once.
 
     The model trains with the first spec's method; each spec's record is then made with its

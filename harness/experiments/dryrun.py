@@ -20,9 +20,13 @@ import math
 from dataclasses import dataclass
 from functools import partial
 
-from . import data, imbalance, models, protocols, training
-from .spec import RunSpec, make_spec
-from .store import strict_json
+from .. import data
+from ..data import imbalance
+from ..learners import models
+from . import protocols
+from ..runs import training
+from ..runs.spec import RunSpec, make_spec
+from ..runs.store import strict_json
 
 TRAIN_IMAGES = 48       # training images of a network dry run (tabular: TRAIN_ROWS rows)
 TRAIN_ROWS = 2_000
@@ -117,7 +121,7 @@ def execute_dry(run: DryRun, data_dir=None, n_jobs: int = 1) -> dict:
 def missing_fields(spec: RunSpec, record: dict) -> list[str]:
     """Fields the claims read that ``record`` lacks or holds in the wrong shape ([] if none).
 
-    Reads them through the same accessors the claims use (:mod:`harness.protocols`)."""
+    Reads them through the same accessors the claims use (:mod:`harness.experiments.protocols`)."""
     problems = []
 
     def check(what: str, fn):

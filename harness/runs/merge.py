@@ -17,8 +17,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .spec import RunSpec
-from .store import ReadOnlyStoreError, ResultStore
+from ..runs.spec import RunSpec
+from ..runs.store import ReadOnlyStoreError, ResultStore
 
 
 class MergeError(ValueError):
@@ -108,9 +108,9 @@ def merge_stores(sources, into) -> MergeReport:
     ------
     MergeError
         No sources, a source that is missing or not a store, a source that is the target.
-    harness.store.IncompatibleStoreError
+    harness.runs.store.IncompatibleStoreError
         A store in another layout.
-    harness.store.ReadOnlyStoreError
+    harness.runs.store.ReadOnlyStoreError
         The target cannot be written.
     """
     if not sources:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .optim import cosine, sgd
+from ..nn.optim import cosine, sgd
 
 GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale
 # RGB -> YIQ; hue rotation turns the (I, Q) chroma plane and maps back.

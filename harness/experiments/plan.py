@@ -20,9 +20,9 @@ import os
 import platform
 from pathlib import Path
 
-from .data import DEFAULT_CACHE_DIR
-from .spec import RunSpec
-from .store import ResultStore, atomic_write_json
+from ..data import DEFAULT_CACHE_DIR
+from ..runs.spec import RunSpec
+from ..runs.store import ResultStore, atomic_write_json
 
 CALIBRATION_ENV = "IMBALANCE_CALIBRATION"
 DEFAULT_CALIBRATION = DEFAULT_CACHE_DIR / "calibration.json"

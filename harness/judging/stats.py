@@ -237,7 +237,7 @@ class Verdict:
         Seeds the deciding comparison's observed effect would need for 80% power (None: the
         estimate points against the claim, or more than 1,000 seeds).
     gate : dict or None
-        The arm's learned-something gate (see ``harness.protocols.learned_something``).
+        The arm's learned-something gate (see ``harness.experiments.protocols.learned_something``).
     reason : str
         Why the claim is not supported, in one sentence.
     """

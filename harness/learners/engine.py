@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .batches import (crop_flip, network_inputs, normalize, predict_logits, resize_uint8,
+from ..nn.batches import (crop_flip, network_inputs, normalize, predict_logits, resize_uint8,
                       resolve_device, to_model_layout)
-from .methods.base import Method, TrainingState
-from .methods.standard import ERM
-from .networks import build_network
+from ..methods.base import Method, TrainingState
+from ..methods.standard import ERM
+from ..nn.networks import build_network
 
 
 
@@ -96,7 +96,7 @@ class TorchClassifier:
     n_jobs : int
         CPU threads for torch.
     **params
-        The hyperparameters of :mod:`harness.nn_hyperparameters` (``arch``, ``epochs``, ...).
+        The hyperparameters of :mod:`harness.learners.nn_hyperparameters` (``arch``, ``epochs``, ...).
     """
 
     CAPABILITIES = frozenset({"rows", "loss", "step", "loop", "encoder", "posterior", "logits"})
@@ -157,7 +157,7 @@ class TorchClassifier:
         k = self.hp.get("hessian_top_k", 0)
         if not k:
             return {}
-        from . import flatness
+        from ..nn import flatness
 
         n = min(self.hp["hessian_samples"], len(self.train_labels))
         pick = torch.randperm(len(self.train_labels), generator=torch.Generator().manual_seed(self.seed))[:n]

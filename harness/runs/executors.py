@@ -13,7 +13,7 @@ An executor has
 
 ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one) so that it
 crosses process boundaries. Executors only train: results come back to the caller (the
-:class:`~harness.runner.Runner`), which alone writes the result store.
+:class:`~harness.runs.runner.Runner`), which alone writes the result store.
 
 To add an engine, write a class with those four members whose ``submit_all`` sends
 ``fn(item)`` somewhere and yields each item back with its result or its exception, and add it to
