@@ -174,6 +174,7 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     if test_per_class:
         test_sets = {r: capped(idx, dataset.y_test, test_per_class) for r, idx in test_sets.items()}
     used = np.unique(np.concatenate(list(test_sets.values())))
+    x_used = dataset.x_test[used]  # one array: a model may keep its preprocessing of it
     records = []
     for run in specs:
         began = time.perf_counter()
@@ -183,10 +184,10 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
                                                    dataset.num_classes), "test": {}}
         if extra is not None:
             metrics["extra"] = extra
-        predicted = model.predict(dataset.x_test[used])
+        predicted = model.predict(x_used)
         # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's linear
         # probe), measured on the same test sets so that claims can pair them with the main one.
-        variants = getattr(model, "predict_variants", no_variants)(dataset.x_test[used])
+        variants = getattr(model, "predict_variants", no_variants)(x_used)
         for ratio, idx in test_sets.items():
             at = np.searchsorted(used, idx)
             metrics["test"][ratio_key(ratio)] = classification_metrics(
