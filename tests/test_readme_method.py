@@ -68,6 +68,7 @@ def test_the_readme_method_is_one_file_that_trains(tmp_path, monkeypatch, restor
 
 
 USER_METHODS = '''
+import numpy as np
 
 from harness.methods import Method, TrainPlan
 
