@@ -97,9 +97,10 @@ class TorchClassifier:
         CPU threads for torch.
     **params
         The hyperparameters of :mod:`harness.learners.nn_hyperparameters` (``arch``, ``epochs``, ...).
-    """
 
-    CAPABILITIES = frozenset({"rows", "loss", "step", "loop", "encoder", "posterior", "logits"})
+    Its capabilities (the method hooks it honours) are declared on its factory in
+    :mod:`harness.learners.models`, so that specs are checked without importing torch.
+    """
 
     def __init__(self, seed: int = 0, n_jobs: int = 1, **params):
         self.seed, self.n_jobs, self.hp = seed, n_jobs, dict(params)
