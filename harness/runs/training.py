@@ -145,19 +145,20 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     """
     started = time.perf_counter()
     spec = specs[0]
-    for run in specs:  # imports a method defined outside the harness in a fresh worker
-        methods.for_spec(run.method, run.method_version, run.method_path)
-    if len({training_key(s) for s in specs}) != 1:
-        raise ValueError("execute_group trains once: its specs must share one training key")
     budget = dict(budget or {})
     test_per_class = budget.pop("test_per_class", None)
+    # Built first: this imports a method defined outside the harness in a fresh worker, which
+    # training_key needs.
+    group_methods = [method_for(run, budget) for run in specs]
+    if len({training_key(s) for s in specs}) != 1:
+        raise ValueError("execute_group trains once: its specs must share one training key")
     dataset = data.load(spec.dataset, data_dir)
     train_idx = train_subset(dataset, spec)
     x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
 
     model_hp, _ = split_hyperparameters(spec.model, spec.method,
                                         {**dict(spec.hyperparameters), **budget})
-    method = method_for(spec, budget)
+    method = group_methods[0]
     x_fit, y_fit, weights, epoch_size = method.resample(
         x_train, y_train, np.random.default_rng([spec.seed, METHOD_STREAM]))
     model = models.build(spec.model, seed=spec.seed, n_jobs=n_jobs, **model_hp)
@@ -176,10 +177,10 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     used = np.unique(np.concatenate(list(test_sets.values())))
     x_used = dataset.x_test[used]  # one array: a model may keep its preprocessing of it
     records = []
-    for run in specs:
+    for run, run_method in zip(specs, group_methods):
         began = time.perf_counter()
-        if run is not spec:
-            model.method = method_for(run, budget)
+        if run is not spec:  # a post-hoc run predicts with its own method
+            model.method = run_method
         metrics = {"train": classification_metrics(y_train, model.predict(x_train),
                                                    dataset.num_classes), "test": {}}
         if extra is not None:
