@@ -53,16 +53,10 @@ def test_model_layout_is_channels_last_without_a_copy():
     assert nchw.data_ptr() == nhwc.data_ptr()
 
 
-def test_normalize_and_resize():
+def test_normalize():
     x = torch.full((1, 2, 2, 3), 255, dtype=torch.uint8)
     expected = (1 - torch.tensor(data.CIFAR_MEAN)) / torch.tensor(data.CIFAR_STD)
     assert torch.allclose(batches.normalize(x)[0, 0, 0], expected)
-    img = np.zeros((1, 4, 4, 3), dtype=np.uint8)
-    img[0, :2, :2] = 200  # top-left 2x2 block
-    small = batches.resize_uint8(img, 2)
-    assert small.shape == (1, 2, 2, 3) and small[0, 0, 0, 0] == 200 and small[0, 1, 1, 0] == 0
-    with pytest.raises(ValueError, match="must divide"):
-        batches.resize_uint8(img, 3)
 
 
 def test_resnet34_has_the_cifar_stem():

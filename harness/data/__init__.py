@@ -55,6 +55,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .images import at_image_size
+
 REPO_ROOT = Path(__file__).resolve().parents[2]  # harness/data/__init__.py -> the checkout
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_CACHE_DIR = REPO_ROOT / ".cache"
@@ -377,6 +379,7 @@ def load_cifar10(data_dir=None) -> Dataset:
     return Dataset("cifar10", *read_torchvision_cifar(folder), CIFAR10_CLASSES, source)
 
 
+@lru_cache(maxsize=2)
 def load_cifar10_binary(data_dir=None) -> Dataset:
     """Airplane (label 0, majority) versus automobile (label 1, minority)."""
     full = load_cifar10(data_dir)
@@ -417,7 +420,13 @@ DATASETS = {
 BUILTIN_DATASETS = dict(DATASETS)  # what a freshly started worker process has (harness.runs.runner)
 
 
-def load(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+# (id(dataset), size) -> (dataset, downsampled copy). The loaders cache their datasets, so each
+# worker process downsamples a split once; the dataset is held so that its id is never reused.
+_AT_IMAGE_SIZE: dict[tuple[int, int], tuple[Dataset, Dataset]] = {}
+
+
+def load(name: str, data_dir: str | os.PathLike | None = None,
+         image_size: int | None = None) -> Dataset:
     """Load a registered dataset by name.
 
     Parameters
@@ -426,12 +435,28 @@ def load(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
         One of ``adult``, ``covtype``, ``cifar10``, ``cifar10-binary``, ``toy2d``.
     data_dir : path, optional
         Directory searched first (see the module docstring for the full order).
+    image_size : int, optional
+        For image datasets: both splits area-downsampled to this side in pixels
+        (:func:`harness.data.images.downsample`), computed once per process and dataset.
 
     Raises
     ------
     DataError
-        Unknown name, missing data with no way to download it, or a corrupt file.
+        Unknown name, missing data with no way to download it, a corrupt file, or an
+        ``image_size`` for a dataset without images or one that does not divide their side.
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[name](str(data_dir) if data_dir else None)
+    dataset = DATASETS[name](str(data_dir) if data_dir else None)
+    if image_size is None:
+        return dataset
+    key = (id(dataset), int(image_size))
+    if key not in _AT_IMAGE_SIZE:
+        try:
+            resized = at_image_size(dataset, int(image_size))
+        except ValueError as err:
+            raise DataError(f"dataset {name!r} cannot be read at image_size={image_size}: {err}") from err
+        if len(_AT_IMAGE_SIZE) >= 4:  # a few datasets at a few sizes; the oldest goes first
+            _AT_IMAGE_SIZE.pop(next(iter(_AT_IMAGE_SIZE)))
+        _AT_IMAGE_SIZE[key] = (dataset, resized)
+    return _AT_IMAGE_SIZE[key][1]

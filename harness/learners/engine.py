@@ -17,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..nn.batches import (crop_flip, network_inputs, normalize, predict_logits, resize_uint8,
-                      resolve_device, to_model_layout)
+from ..data.images import downsample
+from ..nn.batches import (crop_flip, network_inputs, normalize, predict_logits, resolve_device,
+                          to_model_layout)
 from ..methods.base import Method, TrainingState
 from ..methods.standard import ERM
 from ..nn.networks import build_network
@@ -120,7 +121,7 @@ class TorchClassifier:
         num_classes = int(max(self.hp.get("num_classes", 0), y.max() + 1))
         net = build_network(self.hp["arch"], num_classes, self.hp.get("width"))
         net = net.to(device, memory_format=torch.channels_last)
-        images = torch.from_numpy(resize_uint8(x, self.hp["image_size"])).to(device)
+        images = torch.from_numpy(downsample(x, self.hp["image_size"])).to(device)
         labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
         weights = (torch.as_tensor(sample_weight, dtype=torch.float32, device=device)
                    if sample_weight is not None else None)
@@ -187,12 +188,13 @@ class TorchClassifier:
         return self.method.probabilities(self.state, images_u8)
 
     def images(self, x: np.ndarray) -> torch.Tensor:
-        """``x`` resized to the network's input size, on its device. The last array asked for
-        is kept, so that predicting and recording variants on the same test rows resize them
-        once (resizing 10,000 CIFAR images costs ~0.2 s, a tenth of a quick run)."""
+        """``x`` at the network's input size, on its device. The last array asked for is kept,
+        so that predicting and recording variants on the same test rows convert them once. (The
+        runner hands networks their dataset already at ``image_size``, downsampled once per
+        process; arrays at another size are downsampled here.)"""
         if getattr(self, "_last_x", None) is not x:
             self._last_x = x  # held, so that its id cannot be reused by another array
-            self._last_images = torch.from_numpy(resize_uint8(x, self.hp["image_size"])).to(self.device)
+            self._last_images = torch.from_numpy(downsample(x, self.hp["image_size"])).to(self.device)
         return self._last_images
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -201,6 +203,6 @@ class TorchClassifier:
     def predict_variants(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Predictions of the other models a run produces, recorded beside the main one (the
         method's ``variants``: a Laplace run's MAP network, a SimCLR run's linear probe)."""
-        if type(self.method).variants is Method.variants:  # none: nothing to resize
+        if type(self.method).variants is Method.variants:  # none: no test images to convert
             return {}
         return self.method.variants(self.state, self.images(x))

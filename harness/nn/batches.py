@@ -1,4 +1,4 @@
-"""Image batches on the device: resizing, standardization, augmentation, and running a network
+"""Image batches on the device: standardization, augmentation, and running a network
 over batches. Everything here is a pure function of its tensors (no training state), shared by
 the engine's training loop and by the methods' predictives.
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -29,19 +28,6 @@ def resolve_device(requested: str = "auto") -> str:
     if requested not in ("cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda; got {requested!r}")
     return requested
-
-
-def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
-    """Area-downsample NHWC uint8 images to ``size`` x ``size`` (integer factors only)."""
-    side = images.shape[1]
-    if side == size:
-        return images
-    if side % size:
-        raise ValueError(f"image size {size} must divide the native size {side}")
-    factor = side // size
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-    x = F.avg_pool2d(x, factor)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def normalize(batch_u8: torch.Tensor) -> torch.Tensor:

@@ -152,12 +152,14 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     group_methods = [method_for(run, budget) for run in specs]
     if len({training_key(s) for s in specs}) != 1:
         raise ValueError("execute_group trains once: its specs must share one training key")
-    dataset = data.load(spec.dataset, data_dir)
+    model_hp, _ = split_hyperparameters(spec.model, spec.method,
+                                        {**dict(spec.hyperparameters), **budget})
+    # An image model reads its dataset at its own input size: downsampled once per process and
+    # dataset (a per-image function, so the same pixels as resizing this run's rows).
+    dataset = data.load(spec.dataset, data_dir, image_size=model_hp.get("image_size"))
     train_idx = train_subset(dataset, spec)
     x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
 
-    model_hp, _ = split_hyperparameters(spec.model, spec.method,
-                                        {**dict(spec.hyperparameters), **budget})
     method = group_methods[0]
     x_fit, y_fit, weights, epoch_size = method.resample(
         x_train, y_train, np.random.default_rng([spec.seed, METHOD_STREAM]))
