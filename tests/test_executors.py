@@ -2,6 +2,7 @@
 while the others go on, and rejects bad settings before anything is submitted."""
 
 import math
+import os
 import sys
 import time
 from functools import partial
@@ -140,3 +141,30 @@ def test_slurm_local_packs_runs_into_one_job_per_worker(tmp_path):
     assert [len(c) for c in executor.chunks(list(range(7)))] == [4, 3]
     executor = make_executor("slurm-local", workers=2, folder=tmp_path, runs_per_job=1)
     assert len(executor.chunks(list(range(7)))) == 7
+
+
+def worker_pid():
+    import os
+
+    time.sleep(0.3)  # keep each worker busy so that the other one takes the other call
+    return os.getpid()
+
+
+@pytest.mark.parametrize("name", ["local", "gpus"])
+def test_start_runs_a_function_once_in_each_worker_before_any_submit(name, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    executor = make_executor(name, workers=2, runs_per_gpu=2)
+    try:
+        warmed = [future.result(timeout=60) for future in executor.start(worker_pid)]
+        assert len(warmed) == 2 and len(set(warmed)) == 2 and os.getpid() not in warmed
+        # The started workers are the ones that train.
+        ran = {result for _, result, _ in run_all(executor, executors_pid, [0, 1])}
+        assert ran <= set(warmed)
+    finally:
+        executor.close()
+
+
+def executors_pid(item):
+    import os
+
+    return os.getpid()

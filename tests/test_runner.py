@@ -11,7 +11,7 @@ import pytest
 
 from harness.runs import executors, training
 from harness.data import REPO_ROOT
-from harness.runs.runner import RunFailed, Runner
+from harness.runs.runner import RunFailed, Runner, warm_up
 from harness.runs.spec import make_spec
 from harness.runs.store import ResultStore
 
@@ -296,3 +296,43 @@ def test_worker_processes_load_a_user_method_by_its_import_path(tmp_path, monkey
         methods.METHODS.clear()
         methods.METHODS.update(saved)
         sys.modules.pop(module, None)
+
+
+class StartedExecutor(executors.InProcessExecutor):
+    """An executor whose workers were started: ``start`` records what it was asked to run."""
+
+    def __init__(self, answer=None, error=None):
+        super().__init__()
+        self.started, self.answer, self.error = [], answer, error
+
+    def start(self, fn):
+        from concurrent.futures import Future
+
+        self.started.append(fn)
+        future = Future()
+        future.set_exception(self.error) if self.error else future.set_result(self.answer)
+        return [future]
+
+
+def test_started_workers_warm_up_and_answer_the_device_question(tmp_path):
+    executor = StartedExecutor(answer="cuda")
+    runner = Runner(ResultStore(tmp_path), executor)
+    runner.start_workers()
+    runner.start_workers()  # once per runner
+    assert len(executor.started) == 1 and executor.started[0].func is warm_up
+    assert runner.device_here() == "cuda"  # the worker's answer: no torch import needed here
+
+
+def test_a_failed_warm_up_falls_back_to_resolving_the_device_here(tmp_path):
+    runner = Runner(ResultStore(tmp_path), StartedExecutor(error=RuntimeError("no torch")))
+    runner.start_workers()
+    from harness.nn.batches import resolve_device
+
+    here = resolve_device("auto")
+    assert runner.device_here() == here
+    assert Runner(ResultStore(tmp_path / "b")).device_here() == here  # nothing to start
+
+
+def test_warm_up_imports_what_a_run_needs_and_names_the_device():
+    assert warm_up() in ("cpu", "cuda")
+    assert "torch._dynamo" in sys.modules and "harness.learners.engine" in sys.modules

@@ -9,7 +9,10 @@ An executor has
   order; with ``tick_s``, it also yields a :class:`Heartbeat` (the items running and for how
   long) whenever ``tick_s`` seconds pass without a run finishing, so the caller can print a line
   per long run instead of staying silent;
-* ``close()``.
+* ``close()``;
+* optionally ``start(fn)``: start the workers before the first ``submit_all`` and run ``fn()``
+  once in each, returning their futures (the runner warms workers up this way while it still
+  builds specs).
 
 ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one) so that it
 crosses process boundaries. Executors only train: results come back to the caller (the
@@ -118,6 +121,13 @@ class ProcessPoolExecutor:
         self.threads_per_run = threads_per_worker(workers)
         self.pool: futures.ProcessPoolExecutor | None = None
 
+    def start(self, fn: Callable) -> list[futures.Future]:
+        """Spawn the pool now and submit ``fn`` once per worker (each submit beyond the idle
+        workers spawns one more process, so every worker starts)."""
+        if self.pool is None:
+            self.pool = spawn_pool(self.workers)
+        return [self.pool.submit(fn) for _ in range(self.workers)]
+
     def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
         if self.pool is None:
             self.pool = spawn_pool(self.workers)
@@ -163,6 +173,12 @@ class GpuSlotsExecutor:
         self.workers = len(self.slots)
         self.threads_per_run = threads_per_worker(self.workers)
         self.pools: list[futures.ProcessPoolExecutor] = []
+
+    def start(self, fn: Callable) -> list[futures.Future]:
+        """Start every slot's process now and run ``fn`` once in each."""
+        if not self.pools:
+            self.pools = [spawn_pool(1, pin_gpu, (gpu,)) for gpu in self.slots]
+        return [pool.submit(fn) for pool in self.pools]
 
     def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
         if not self.pools:
