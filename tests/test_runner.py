@@ -11,7 +11,7 @@ import pytest
 
 from harness.runs import executors, training
 from harness.data import REPO_ROOT
-from harness.runs.runner import RunFailed, Runner, warm_up
+from harness.runs.runner import RunFailed, Runner, probe_device, warm_up
 from harness.runs.spec import make_spec
 from harness.runs.store import ResultStore
 
@@ -319,7 +319,8 @@ def test_started_workers_warm_up_and_answer_the_device_question(tmp_path):
     runner = Runner(ResultStore(tmp_path), executor)
     runner.start_workers()
     runner.start_workers()  # once per runner
-    assert len(executor.started) == 1 and executor.started[0].func is warm_up
+    assert executor.started[0] is probe_device and executor.started[1].func is warm_up
+    assert len(executor.started) == 2
     assert runner.device_here() == "cuda"  # the worker's answer: no torch import needed here
 
 
@@ -333,6 +334,7 @@ def test_a_failed_warm_up_falls_back_to_resolving_the_device_here(tmp_path):
     assert Runner(ResultStore(tmp_path / "b")).device_here() == here  # nothing to start
 
 
-def test_warm_up_imports_what_a_run_needs_and_names_the_device():
-    assert warm_up() in ("cpu", "cuda")
+def test_warm_up_imports_what_a_run_needs_and_the_probe_names_the_device():
+    warm_up()
     assert "torch._dynamo" in sys.modules and "harness.learners.engine" in sys.modules
+    assert probe_device() in ("cpu", "cuda")

@@ -120,24 +120,28 @@ def execute_spec(group, data_dir=None, n_jobs: int = 1):
         return training.execute(group, data_dir=data_dir, n_jobs=n_jobs)
 
 
-def warm_up(n_jobs: int = 1) -> str:
+def probe_device() -> str:
+    """The device ``--device=auto`` gives neural runs on this machine (imports torch): asked of
+    a started worker, so that the driver need not import torch to know it."""
+    from ..nn.batches import resolve_device
+
+    return resolve_device("auto")
+
+
+def warm_up(n_jobs: int = 1) -> None:
     """A worker's one-time costs, paid when :meth:`Runner.start_workers` starts it (while the
     driver still builds specs) rather than in its first run: importing torch, the engine and the
-    methods, and the first optimizer's lazy import of ``torch._dynamo`` (~2.7 s in torch 2.14).
-    Returns the device ``--device=auto`` gives neural runs on this machine, so that the driver
-    need not import torch to know it."""
+    methods, and the first optimizer's lazy import of ``torch._dynamo`` (~2.7 s in torch 2.14)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=n_jobs):
         import torch
 
         from .. import methods as _methods  # noqa: F401 - the registry a run resolves against
-        from ..learners import engine  # noqa: F401 - imports the networks and the batch helpers
-        from ..nn.batches import resolve_device
+        from ..learners import engine  # noqa: F401 - the networks and the batch helpers
 
         torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
         training.library_versions()
-        return resolve_device("auto")
 
 
 class Runner:
@@ -169,7 +173,7 @@ class Runner:
         self.loaded = 0   # runs read from the store
         self.memory: dict[str, dict] = {}  # records already seen this session, by key
         self.failures: dict[str, str] = {}  # runs that failed this session: not retried
-        self.warming: list = []  # futures of the workers' warm_up (start_workers)
+        self.warming: list = []  # futures of the started workers' probe_device
 
     def start_workers(self) -> None:
         """Start the executor's worker processes now, where it can (``executor.start``), each
@@ -177,11 +181,13 @@ class Runner:
         building instead of delaying the first runs (~12 s of a cold quick suite on 2 cores)."""
         start = getattr(self.executor, "start", None)
         if start is not None and not self.warming:
-            self.warming = start(partial(warm_up, n_jobs=self.executor.threads_per_run))
+            # Each worker answers the device question first (a few seconds), then warms up.
+            self.warming = start(probe_device)
+            start(partial(warm_up, n_jobs=self.executor.threads_per_run))
 
     def device_here(self) -> str:
-        """``--device=auto``'s device on this machine: from a started worker's :func:`warm_up`
-        (no torch import here), else resolved in this process."""
+        """``--device=auto``'s device on this machine: from a started worker's
+        :func:`probe_device` (no torch import here), else resolved in this process."""
         for future in self.warming[:1]:
             try:
                 return future.result()
