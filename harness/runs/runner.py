@@ -178,7 +178,7 @@ class Runner:
     def start_workers(self) -> None:
         """Start the executor's worker processes now, where it can (``executor.start``), each
         running :func:`warm_up`: their imports then overlap this process's collection and spec
-        building instead of delaying the first runs (~12 s of a cold quick suite on 2 cores)."""
+        building instead of delaying the first runs (the first quick run finished ~10 s sooner)."""
         start = getattr(self.executor, "start", None)
         if start is not None and not self.warming:
             # Each worker answers the device question first (a few seconds), then warms up.
