@@ -121,17 +121,20 @@ class ProcessPoolExecutor:
         self.threads_per_run = threads_per_worker(workers)
         self.pool: futures.ProcessPoolExecutor | None = None
 
+    def started_pool(self) -> futures.ProcessPoolExecutor:
+        """The pool, spawned on first use and kept across calls."""
+        if self.pool is None:
+            self.pool = spawn_pool(self.workers)
+        return self.pool
+
     def start(self, fn: Callable) -> list[futures.Future]:
         """Spawn the pool now and submit ``fn`` once per worker (each submit beyond the idle
         workers spawns one more process, so every worker starts)."""
-        if self.pool is None:
-            self.pool = spawn_pool(self.workers)
-        return [self.pool.submit(fn) for _ in range(self.workers)]
+        return [self.started_pool().submit(fn) for _ in range(self.workers)]
 
     def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
-        if self.pool is None:
-            self.pool = spawn_pool(self.workers)
-        pending = {self.pool.submit(fn, item): item for item in items}
+        pool = self.started_pool()
+        pending = {pool.submit(fn, item): item for item in items}
         try:
             yield from completed(pending, tick_s)
         finally:
@@ -174,15 +177,18 @@ class GpuSlotsExecutor:
         self.threads_per_run = threads_per_worker(self.workers)
         self.pools: list[futures.ProcessPoolExecutor] = []
 
+    def started_pools(self) -> list[futures.ProcessPoolExecutor]:
+        """One single-process pool per slot, pinned to its GPU; spawned on first use."""
+        if not self.pools:
+            self.pools = [spawn_pool(1, pin_gpu, (gpu,)) for gpu in self.slots]
+        return self.pools
+
     def start(self, fn: Callable) -> list[futures.Future]:
         """Start every slot's process now and run ``fn`` once in each."""
-        if not self.pools:
-            self.pools = [spawn_pool(1, pin_gpu, (gpu,)) for gpu in self.slots]
-        return [pool.submit(fn) for pool in self.pools]
+        return [pool.submit(fn) for pool in self.started_pools()]
 
     def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
-        if not self.pools:
-            self.pools = [spawn_pool(1, pin_gpu, (gpu,)) for gpu in self.slots]
+        self.started_pools()
         queue = list(items)[::-1]
         running: dict = {}  # future -> (item, slot)
         started: dict = {}  # future -> when its slot took it
