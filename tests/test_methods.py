@@ -32,6 +32,22 @@ def test_every_method_follows_the_contract(name):
     # A method's settings are its own: none collides with a model's hyperparameters.
     for model, defaults in models.DEFAULTS.items():
         assert not set(cls.defaults_for(model)) & set(defaults), (name, model)
+    if cls.trains_like is not None:  # post-hoc: its runs share a model trained by its base
+        base = methods.get(cls.trains_like)
+        assert all(getattr(cls, h) is getattr(base, h) for h in methods.base.TRAINING_HOOKS), name
+
+
+def test_a_post_hoc_method_that_changes_training_is_refused():
+    class Sneaky(methods.Method):
+        name = "sneaky_post_hoc"
+        trains_like = "erm"
+
+        def loss(self, logits, labels, state):
+            return super().loss(logits, labels, state) * 2
+
+    with pytest.raises(methods.MethodError, match=r"overrides its training hook\(s\) \['loss'\]"):
+        methods.register(Sneaky)
+    assert "sneaky_post_hoc" not in methods.METHODS
 
 
 @pytest.mark.parametrize("name", sorted(methods.BUILTIN_METHODS))

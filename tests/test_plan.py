@@ -43,6 +43,18 @@ def test_cost_scales_with_the_work_of_a_run():
     assert plan.estimate_seconds(sam, figures)[0] > 1.9 * seconds - 1
 
 
+def test_runs_sharing_a_trained_model_pay_for_its_training_once(tmp_path):
+    """Laplace trains like ERM: after the ERM run of its cell, it adds only its own stage."""
+    erm, laplace = make_spec_like("resnet34", "erm"), make_spec_like("resnet34", "laplace")
+    figures = plan.load_calibration("/nonexistent")
+    alone = plan.build_plan([("full", "laplace", [laplace])], ResultStore(tmp_path), figures)
+    both = plan.build_plan([("full", "erm", [erm]), ("full", "laplace", [laplace])],
+                           ResultStore(tmp_path), figures)
+    erm_hours = both["by_arm"]["full/erm"]["estimated_hours"]
+    assert both["by_arm"]["full/laplace"]["estimated_hours"] < 0.05 * erm_hours
+    assert alone["estimated_hours"] > erm_hours  # on its own it trains
+
+
 def make_spec_like(model, method):
     from harness.learners import models
     from harness.runs.spec import RunSpec

@@ -233,24 +233,52 @@ def image_task(monkeypatch):
     return dict(width=4, epochs=1, batch_size=8)
 
 
-def test_a_post_hoc_method_trains_once_with_the_run_it_trains_like(tmp_path, image_task, monkeypatch):
+def test_runs_that_share_their_training_train_one_model(tmp_path, image_task, monkeypatch):
+    """ERM, a post-hoc correction, Laplace (a post-training stage) and an ERM run measuring its
+    Hessian on other test sets train one network; each record equals its run trained alone."""
     from harness.learners import models
     from harness.runs.runner import group_by_training
     from harness.runs.spec import training_key
 
-    erm, adjusted = (make_spec("tiny-images", "small_cnn", m, (24, 6), (1.0,), 0, **image_task)
-                     for m in ("erm", "logit_adjustment"))
-    assert adjusted.key != erm.key and training_key(adjusted) == training_key(erm) == erm.key
-    groups = group_by_training([adjusted, erm])
-    assert len(groups) == 1 and groups[0].specs[0] is erm  # the run that trains leads
+    erm, adjusted, laplace = (make_spec("tiny-images", "small_cnn", m, (24, 6), (1.0, 0.5), 0,
+                                        **image_task)
+                              for m in ("erm", "logit_adjustment", "laplace"))
+    measured = make_spec("tiny-images", "small_cnn", "erm", (24, 6), (1.0,), 0, hessian_top_k=2,
+                         hessian_samples=16, loss_directions=1, **image_task)
+    other_seed = make_spec("tiny-images", "small_cnn", "erm", (24, 6), (1.0, 0.5), 1, **image_task)
+    other_training = make_spec("tiny-images", "small_cnn", "erm", (24, 6), (1.0, 0.5), 0,
+                               **{**image_task, "epochs": 2})
+    group = [laplace, adjusted, measured, erm]
+    assert len({s.key for s in group}) == 4 and len({training_key(s) for s in group}) == 1
+    assert training_key(other_seed) != training_key(erm) != training_key(other_training)
+    groups = group_by_training(group)
+    assert len(groups) == 1 and groups[0].specs[0].method == "erm"  # a run that trains leads
     fits = []
     real_build = models.build
     monkeypatch.setattr(models, "build", lambda *a, **k: fits.append(a) or real_build(*a, **k))
-    records = Runner(ResultStore(tmp_path)).run([adjusted, erm])
-    assert len(fits) == 1  # one network for both runs
-    alone = training.execute(adjusted)  # the post-hoc run on its own: same numbers
-    assert records[0]["metrics"]["test"] == alone["metrics"]["test"]
-    assert records[0]["spec"]["method"] == "logit_adjustment" and records[1]["key"] == erm.key
+    records = Runner(ResultStore(tmp_path)).run(group)
+    assert len(fits) == 1  # one network for all four runs
+    assert [r["key"] for r in records] == [s.key for s in group]
+    # Bit for bit as each run on its own (one thread for both: the runner may use more).
+    records = training.execute_group(group)
+    for spec, record in zip(group, records):
+        alone = training.execute(spec)
+        assert record["metrics"] == alone["metrics"], spec.method
+        assert record["training_log"].keys() == alone["training_log"].keys(), spec.method
+    assert records[2]["metrics"]["extra"]["hessian_top_eigenvalues"]  # measured with its settings
+    assert not records[3]["metrics"]["extra"]  # ... and only there
+    assert "map" in records[0]["metrics"]["variants"]  # Laplace's own stage ran for it
+
+
+def test_a_group_of_post_hoc_runs_alone_trains_their_base(image_task):
+    """With no ERM run in the group, the model trains as ERM (the base), and each post-hoc run's
+    record equals its run trained alone."""
+    specs = [make_spec("tiny-images", "small_cnn", m, (24, 6), (1.0,), 0, **image_task)
+             for m in ("laplace", "logit_adjustment")]
+    together = training.execute_group(specs)
+    for spec, record in zip(specs, together):
+        assert record["metrics"] == training.execute(spec)["metrics"]
+    assert "laplace_prior_precision" not in together[1]["training_log"]
 
 
 USER_METHOD = '''

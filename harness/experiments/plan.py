@@ -8,8 +8,10 @@ file (default ``.cache/calibration.json``, or ``$IMBALANCE_CALIBRATION``) and ov
 defaults below, which are labelled *assumed* with their source.
 
 A run's cost is its work in image passes (training epochs, SAM's second pass, SimCLR's two
-views, Hessian-vector products, the test sets) over that throughput. The figures are estimates
-for planning, not promises: the progress display rescales its ETA by the speed it observes.
+views, Hessian-vector products, the test sets) over that throughput. Runs that share one trained
+model (:func:`harness.runs.spec.training_key`: a post-hoc method and ERM, or runs differing only
+in their test sets or measurements) pay for its training once. The figures are estimates for
+planning, not promises: the progress display rescales its ETA by the speed it observes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import platform
 from pathlib import Path
 
 from ..data import DEFAULT_CACHE_DIR
-from ..runs.spec import RunSpec
+from ..runs.spec import RunSpec, training_key
 from ..runs.store import ResultStore, atomic_write_json
 
 CALIBRATION_ENV = "IMBALANCE_CALIBRATION"
@@ -85,8 +87,9 @@ def device_kind(spec: RunSpec) -> str:
     return "cuda" if dict(spec.hyperparameters).get("device") == "cuda" else "cpu"
 
 
-def image_passes(spec: RunSpec) -> float:
-    """Work of one network run in training-image passes (forward + backward of one image)."""
+def image_passes(spec: RunSpec, trains: bool = True) -> float:
+    """Work of one network run in training-image passes (forward + backward of one image);
+    without the training itself when ``trains`` is False (its model is trained by another run)."""
     hp = dict(spec.hyperparameters)
     n = sum(spec.train_counts)
     epochs = hp["epochs"]
@@ -97,6 +100,8 @@ def image_passes(spec: RunSpec) -> float:
         work *= hp["overfit_epoch_scale"]  # an upper bound: it stops once the training set is fit
     if spec.method == "simclr":
         work += 2 * n * hp["simclr_epochs"]  # two views per image
+    if not trains:
+        work = 0
     if spec.method == "laplace":
         work += n  # the GGN diagonal: one pass
     if hp.get("hessian_top_k"):
@@ -106,15 +111,16 @@ def image_passes(spec: RunSpec) -> float:
     return work + EVAL_PASSES
 
 
-def estimate_seconds(spec: RunSpec, figures: dict) -> tuple[float, str]:
-    """Seconds one run takes on one slot of its device, and the figure used (``"model/device"``)."""
+def estimate_seconds(spec: RunSpec, figures: dict, trains: bool = True) -> tuple[float, str]:
+    """Seconds one run takes on one slot of its device, and the figure used (``"model/device"``);
+    ``trains=False``: a run whose model another run trains (what it adds to that run)."""
     kind = device_kind(spec)
     key = f"{spec.model}/{kind}"
     figure = figures.get(key)
-    if figure is None:  # a model registered by a user: no figure, count the overhead only
-        return RUN_OVERHEAD_S, key
+    if figure is None or (not trains and "images_per_second" not in figure):
+        return RUN_OVERHEAD_S, key  # a user's model without a figure, or prediction only
     if "images_per_second" in figure:
-        return RUN_OVERHEAD_S + image_passes(spec) / figure["images_per_second"], key
+        return RUN_OVERHEAD_S + image_passes(spec, trains) / figure["images_per_second"], key
     if "seconds_per_10k_rows" in figure:
         rows = sum(spec.train_counts)
         return RUN_OVERHEAD_S + figure["seconds_per_10k_rows"] * max(rows, 1_000) / 10_000, key
@@ -136,6 +142,7 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
         ``"profile/arm"`` -> why its specs could not be built (missing data, ...).
     """
     seen: set[str] = set()
+    trained: set[str] = set()  # training keys of the runs to train so far: each model trains once
     by_arm, used = {}, set()
     totals = {"cuda": 0.0, "cpu": 0.0}
     runs_stored = 0
@@ -148,7 +155,9 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
         todo = [s for s in new if not store.run_path(s.key).is_file()]
         seconds = {"cuda": 0.0, "cpu": 0.0}
         for spec in todo:
-            s, key = estimate_seconds(spec, figures)
+            model = training_key(spec)
+            s, key = estimate_seconds(spec, figures, trains=model not in trained)
+            trained.add(model)
             seconds[device_kind(spec)] += s
             used.add(key)
         for kind in totals:

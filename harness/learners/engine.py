@@ -112,7 +112,7 @@ class TorchClassifier:
         """Train on uint8 NHWC images ``x`` with ``method``'s hooks (ERM when None)."""
         if x.ndim != 4 or x.dtype != np.uint8:
             raise ValueError(f"{self.hp['arch']} trains on uint8 NHWC images; got {x.dtype} {x.shape}")
-        self.method = method = method or ERM()
+        self.method = self.trained_with = method = method or ERM()
         device = torch.device(resolve_device(self.hp.get("device", "cpu")))
         if device.type == "cpu":
             torch.set_num_threads(self.n_jobs)
@@ -151,17 +151,22 @@ class TorchClassifier:
     def train_labels(self) -> torch.Tensor:
         return self.state.labels
 
-    def extra_metrics(self) -> dict:
+    def extra_metrics(self, **measurements) -> dict:
         """Flatness of the minimum on the model's own training data (Figure 7), when asked for
         by ``hessian_top_k`` > 0: the top Hessian eigenvalues of the mean cross-entropy, and the
         loss along ``loss_directions`` filter-normalized random directions (alpha in [-1, 1];
-        ``loss`` is their mean curve, ``losses`` one curve per direction)."""
-        k = self.hp.get("hessian_top_k", 0)
+        ``loss`` is their mean curve, ``losses`` one curve per direction).
+
+        ``measurements`` (the ``MEASUREMENT_SETTINGS`` of :mod:`~harness.learners.nn_hyperparameters`)
+        override the model's own, so that runs sharing this trained network measure it each with
+        their own settings. The network is left as it was (weights restored, eval mode)."""
+        hp = {**self.hp, **measurements}
+        k = hp.get("hessian_top_k", 0)
         if not k:
             return {}
         from ..nn import flatness
 
-        n = min(self.hp["hessian_samples"], len(self.train_labels))
+        n = min(hp["hessian_samples"], len(self.train_labels))
         pick = torch.randperm(len(self.train_labels), generator=torch.Generator().manual_seed(self.seed))[:n]
         images = self.train_images[pick.to(self.train_images.device)]
         labels = self.train_labels[pick.to(self.train_labels.device)]
@@ -169,10 +174,10 @@ class TorchClassifier:
         self.net.eval()
         eigenvalues = flatness.hessian_top_eigenvalues(
             self.net, lambda out: F.cross_entropy(out.float(), labels), inputs, k=k, seed=self.seed,
-            tol=self.hp.get("hessian_tol", 1e-3))
+            tol=hp.get("hessian_tol", 1e-3))
         alphas = [round(a, 2) for a in np.linspace(-1, 1, 11)]
         curves = []
-        for d in range(self.hp["loss_directions"]):  # direction d: its own seeded draw
+        for d in range(hp["loss_directions"]):  # direction d: its own seeded draw
             generator = torch.Generator().manual_seed(self.seed + 1_000_003 * d)
             direction = flatness.filter_normalized_direction(self.net, generator)
             curves.append(flatness.loss_along(self.net, direction, alphas,
@@ -180,6 +185,16 @@ class TorchClassifier:
         return {"hessian_top_eigenvalues": [float(v) for v in eigenvalues],
                 "loss_along_direction": {"alpha": alphas, "loss": np.mean(curves, 0).tolist(),
                                          "losses": curves}}
+
+    def use_method(self, method: Method) -> dict:
+        """Predict with ``method`` from now on: a post-hoc method sharing this trained network
+        (one that ``trains_like`` the method it trained with). Its post-training stage
+        (``finish``, e.g. Laplace's posterior) runs here unless it is the trained method's own,
+        which already ran; returns the stage's training-log entries."""
+        trained_with, self.method = self.trained_with, method
+        if type(method).finish is type(trained_with).finish:
+            return {}
+        return dict(method.finish(self.state))
 
     def probabilities(self, images_u8: torch.Tensor) -> torch.Tensor:
         """Class probabilities of the trained model: the method's predictive (the posterior

@@ -11,7 +11,10 @@ The contract (checked for every registered model by ``tests/test_models.py``):
   :data:`harness.methods.CAPABILITIES`; tabular models: ``rows`` and ``features``, i.e. the rows
   and row weights a method picks). :func:`harness.runs.spec.make_spec` refuses a method needing more;
 * ``predict(x)`` returns int64 labels, one per row;
-* the same seed and data give the same predictions.
+* the same seed and data give the same predictions;
+* optionally ``extra_metrics(**measurements)``: measurements of the trained model for the run
+  record, and the class attribute ``MEASUREMENTS``: the hyperparameters that method reads (and
+  training never does), passed to it per run.
 
 ``DEFAULTS[name]`` holds the hyperparameters that go into a run spec, so the store key changes
 whenever a hyperparameter does. The neural networks (``small_cnn``, ``resnet34``) live in
@@ -104,6 +107,8 @@ def torch_classifier(**kwargs):
 # What the engine's TorchClassifier honours (kept here so that specs never import torch).
 torch_classifier.CAPABILITIES = frozenset({"rows", "loss", "step", "loop", "encoder", "posterior",
                                            "logits"})
+# Hyperparameters it reads only after training (measurements of the trained network).
+torch_classifier.MEASUREMENTS = frozenset(nn_hyperparameters.MEASUREMENT_SETTINGS)
 
 
 MODELS: dict[str, Callable] = {"xgboost": XGBoostModel, "linear_svm": LinearSVMModel,
@@ -119,6 +124,13 @@ BUILTIN_MODELS = dict(MODELS)  # what a freshly started worker process has (see 
 def capabilities(name: str) -> frozenset:
     """The method hooks model ``name`` honours (``rows`` alone when its factory declares none)."""
     return frozenset(getattr(MODELS[name], "CAPABILITIES", {"rows"}))
+
+
+def measurements(name: str) -> frozenset:
+    """Hyperparameters of model ``name`` read only after training (``MEASUREMENTS`` on its
+    factory; none by default): runs that differ in these alone share one trained model, and
+    ``extra_metrics(**values)`` measures it with each run's values."""
+    return frozenset(getattr(MODELS[name], "MEASUREMENTS", ()))
 
 
 def register_model(name: str, factory: Callable, defaults: dict) -> None:

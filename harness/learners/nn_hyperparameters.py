@@ -13,15 +13,15 @@ forward+backward): widths (16, 32, 64) at 16x16 px run at ~12,000 images/s; (32,
 16x16 px at ~6,700; the same networks at 32x32 px at ~3,700 and ~1,200.
 """
 
-# Measurements every network can make after training, and where it trains. The methods' own
-# settings (SAM's radius, SimCLR's epochs, ...) live with each method (harness.methods) and enter
-# a run's spec only when that method runs.
+# Measurements every network can make of itself after training. They are read only once the
+# network is trained, so runs that differ in these alone share one trained network
+# (harness.runs.spec.training_key). The methods' own settings (SAM's radius, SimCLR's epochs, ...)
+# live with each method (harness.methods) and enter a run's spec only when that method runs.
 MEASUREMENT_SETTINGS = {
     "hessian_top_k": 0,        # >0: after training, measure this many top Hessian eigenvalues
     "hessian_samples": 1000,   # training images (un-augmented, BN in eval mode) the Hessian uses
     "hessian_tol": 1e-3,       # Lanczos (eigsh) relative tolerance of the top eigenvalues
     "loss_directions": 1,      # with hessian_top_k: filter-normalized directions the loss is traced along
-    "device": "cpu",           # set from --device when the spec is built
 }
 
 RESNET34 = {
@@ -33,6 +33,7 @@ RESNET34 = {
     "momentum": 0.9,           # SGD momentum (Nesterov off)
     "weight_decay": 2e-4,      # L2 coefficient on all parameters
     "crop_padding": 4,         # pixels of zero padding before the random crop
+    "device": "cpu",           # where it trains; set from --device when the spec is built
     **MEASUREMENT_SETTINGS,
 }
 
@@ -48,5 +49,6 @@ SMALL_CNN = {
     "momentum": 0.9,           # SGD momentum (Nesterov off)
     "weight_decay": 5e-4,      # L2 coefficient on all parameters
     "crop_padding": 2,         # pixels of zero padding before the random crop (4 px at 32 px, scaled)
+    "device": "cpu",           # where it trains; set from --device when the spec is built
     **MEASUREMENT_SETTINGS,
 }

@@ -117,8 +117,9 @@ class Method:
     requires: ClassVar[frozenset] = frozenset({"rows"})
     settings: ClassVar[dict] = {}
     model_settings: ClassVar[dict[str, dict]] = {}  # model name -> settings that differ for it
-    # A post-hoc method trains exactly as the method named here (its own settings apart) and
-    # differs only in how it predicts; runs of both share one trained model (harness.runs.runner).
+    # A post-hoc method trains exactly as the method named here (its own settings apart: it
+    # overrides no training hook) and differs only in its post-training stage (``finish``) and
+    # how it predicts; runs of both share one trained model (harness.runs.training.execute_group).
     trains_like: ClassVar[str | None] = None
     # Shown in reports and --method listings: the paper or source it follows.
     reference: ClassVar[str] = ""
@@ -223,6 +224,17 @@ def check_method_class(obj, where: str) -> None:
     if unknown:
         raise MethodError(f"method {obj.name!r} requires unknown capabilities {sorted(unknown)}; "
                           f"known: {sorted(CAPABILITIES)}")
+    base = METHODS.get(obj.trains_like) if obj.trains_like is not None else None
+    changed = [hook for hook in TRAINING_HOOKS if base and getattr(obj, hook) is not getattr(base, hook)]
+    if changed:  # its runs would share a model trained with hooks it does not have
+        raise MethodError(f"method {obj.name!r} trains like {base.name!r} but overrides its "
+                          f"training hook(s) {changed}; a post-hoc method may change only "
+                          "finish and the predictive (adjust_logits, probabilities, variants)")
+
+
+# The hooks that decide how a model trains: a post-hoc method (``trains_like``) keeps its base's.
+TRAINING_HOOKS = ("rows", "resample", "prepare", "optimizer", "lr_factor", "epoch_start", "loss",
+                  "step", "epoch_end")
 
 
 def get(name: str) -> type[Method]:

@@ -13,11 +13,13 @@ from .base import Method, TrainingState, register
 class Laplace(Method):
     """Standard training, then a diagonal Laplace posterior (laplace-torch); predictions are its
     GLM posterior predictive with the probit approximation. The MAP network's predictions are
-    recorded beside them as the variant ``map``."""
+    recorded beside them as the variant ``map``. Post-hoc: it trains exactly as ERM, so a
+    Laplace run and the ERM run at the same cell share one trained network."""
 
     name = "laplace"
     requires = frozenset({"rows", "loop", "posterior", "logits"})
     reference = "Daxberger et al. 2021"
+    trains_like = "erm"
     settings = {
         "laplace_subset": "last_layer",  # which weights get a diagonal posterior ("last_layer" or "all")
     }

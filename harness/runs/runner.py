@@ -84,8 +84,9 @@ def portable(spec) -> bool:
 
 @dataclass(frozen=True)
 class RunGroup:
-    """Runs that train one model (one :func:`~harness.runs.spec.training_key`): usually one run; a
-    post-hoc method's run joins the run of the method it trains like."""
+    """Runs that train one model (one :func:`~harness.runs.spec.training_key`): usually one run;
+    a post-hoc method's run joins the run of the method it trains like, and runs that differ
+    only in their test sets or measurements (Figure 7's Hessian spectra) join each other."""
 
     specs: tuple
 
@@ -94,17 +95,23 @@ class RunGroup:
         return self.specs[0].key
 
     def describe(self) -> str:
-        extra = f" (+{len(self.specs) - 1} post-hoc)" if len(self.specs) > 1 else ""
+        extra = f" (+{len(self.specs) - 1} sharing its model)" if len(self.specs) > 1 else ""
         return self.specs[0].describe() + extra
 
 
 def group_by_training(specs: Sequence[RunSpec]) -> list[RunGroup]:
-    """Specs grouped by training key, in first-seen order; a run that trains (not post-hoc)
-    leads its group, so the group's model is trained with the method that trains it."""
+    """Specs grouped by training key, in first-seen order; a run that is not post-hoc leads its
+    group (it names the group in progress lines)."""
     groups: dict[str, list[RunSpec]] = {}
     for spec in specs:
         groups.setdefault(training_key(spec), []).append(spec)
-    return [RunGroup(tuple(sorted(g, key=lambda s: training_key(s) != s.key))) for g in groups.values()]
+    return [RunGroup(tuple(sorted(g, key=post_hoc))) for g in groups.values()]
+
+
+def post_hoc(spec: RunSpec) -> bool:
+    """Whether the spec's method trains like another (a registered post-hoc method)."""
+    cls = methods.METHODS.get(spec.method)
+    return cls is not None and cls.trains_like is not None
 
 
 def execute_spec(group, data_dir=None, n_jobs: int = 1):

@@ -160,16 +160,27 @@ def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, 
 
 
 def training_key(spec: RunSpec) -> str:
-    """The key of the model a run trains: its own key, except for a post-hoc method (one that
-    ``trains_like`` another), whose model is its base method's (its own settings left out).
-    Runs with one training key train one model (:func:`harness.runs.training.execute_group`)."""
+    """The key of the model a run trains. Runs with one training key train one model
+    (:func:`harness.runs.training.execute_group`); what only happens after training is left out:
+
+    * the test ratios (every run evaluates the trained model on its own test sets);
+    * the model's measurement settings (``models.measurements``, e.g. the Hessian spectrum a
+      network measures of itself);
+    * for a post-hoc method (one that ``trains_like`` another: logit adjustment, Laplace), its own
+      settings and its name: its model is its base method's.
+
+    A method defined outside the registry of this process keeps its own run (its key).
+    """
     cls = methods.METHODS.get(spec.method)
-    if cls is None or cls.trains_like is None:
+    if cls is None:
         return spec.key
-    base = methods.get(cls.trains_like)
-    own = set(cls.settings) - set(base.settings)
-    hp = {**base.defaults_for(spec.model),
-          **{k: v for k, v in spec.hyperparameters if k not in own}}
-    version, path = methods.identity(base)
-    return replace(spec, method=base.name, hyperparameters=tuple(sorted(hp.items())),
-                   method_version=version, method_path=path).key
+    after_training = set(models.measurements(spec.model))
+    hp = {k: v for k, v in spec.hyperparameters if k not in after_training}
+    trained_as = spec
+    if cls.trains_like is not None:
+        base = methods.get(cls.trains_like)
+        own = set(cls.settings) - set(base.settings)
+        hp = {**base.defaults_for(spec.model), **{k: v for k, v in hp.items() if k not in own}}
+        version, path = methods.identity(base)
+        trained_as = replace(spec, method=base.name, method_version=version, method_path=path)
+    return replace(trained_as, test_ratios=(), hyperparameters=tuple(sorted(hp.items()))).key

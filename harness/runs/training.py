@@ -136,12 +136,17 @@ def method_for(spec: RunSpec, budget: dict):
 
 def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
                   budget: dict | None = None) -> list[dict]:
-    """Records of runs that train the same model (one :func:`~harness.runs.spec.training_key`: a
-    post-hoc method and the method it trains like), training it once.
+    """Records of runs that train the same model (one :func:`~harness.runs.spec.training_key`),
+    training it once: runs that differ only in what happens after training (their test ratios,
+    the model's measurements) and post-hoc methods with the method they train like.
 
-    The model trains with the first spec's method; each spec's record is then made with its
-    own method's predictive (``model.method`` is swapped; only post-hoc methods, whose training
-    hooks are their base's, share a training key). See :func:`execute` for the record.
+    The model trains with the method of a run that is not post-hoc, or, when all are, with
+    their base method (its settings as in the specs). Each record is then made with its own
+    method's predictive (a post-hoc method's post-training stage runs for it: ``use_method``),
+    its own measurements and its own test sets, exactly as if the run had trained alone. Runs
+    whose method has a post-training stage of its own are recorded last, since the stage may
+    change the network (Laplace converts it to contiguous memory). Records come back in the
+    order of ``specs``; see :func:`execute` for a record.
     """
     started = time.perf_counter()
     spec = specs[0]
@@ -152,6 +157,7 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     group_methods = [method_for(run, budget) for run in specs]
     if len({training_key(s) for s in specs}) != 1:
         raise ValueError("execute_group trains once: its specs must share one training key")
+    trainer = training_method(specs, group_methods, budget)
     model_hp, _ = split_hyperparameters(spec.model, spec.method,
                                         {**dict(spec.hyperparameters), **budget})
     # An image model reads its dataset at its own input size: downsampled once per process and
@@ -160,33 +166,41 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     train_idx = train_subset(dataset, spec)
     x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
 
-    method = group_methods[0]
-    x_fit, y_fit, weights, epoch_size = method.resample(
+    x_fit, y_fit, weights, epoch_size = trainer.resample(
         x_train, y_train, np.random.default_rng([spec.seed, METHOD_STREAM]))
     model = models.build(spec.model, seed=spec.seed, n_jobs=n_jobs, **model_hp)
-    model.fit(x_fit, y_fit, sample_weight=weights, method=method, epoch_size=epoch_size)
-    # Model-specific measurements of the trained model (decision margins, Hessian spectra): the
-    # same for every spec of the group, so made once.
-    extra = model.extra_metrics() if hasattr(model, "extra_metrics") else None
+    model.fit(x_fit, y_fit, sample_weight=weights, method=trainer, epoch_size=epoch_size)
     training_s = time.perf_counter() - started
+    training_log = dict(getattr(model, "log", {}))
 
-    # Every test set is a subset of the held-out split and they overlap heavily, so the model
-    # predicts each held-out sample they use once (predictions are per sample), and each test
-    # set's metrics index into those predictions.
-    test_sets = {ratio: test_set(dataset, ratio, spec.seed) for ratio in spec.test_ratios}
-    if test_per_class:
-        test_sets = {r: capped(idx, dataset.y_test, test_per_class) for r, idx in test_sets.items()}
-    used = np.unique(np.concatenate(list(test_sets.values())))
-    x_used = dataset.x_test[used]  # one array: a model may keep its preprocessing of it
-    records = []
-    for run, run_method in zip(specs, group_methods):
+    measured = models.measurements(spec.model)
+    extras: dict[tuple, dict] = {}  # measurement settings -> the model's extra metrics
+    evaluations: dict[tuple, tuple] = {}  # test ratios -> (test sets, rows used, their features)
+    has_own_stage = [run_method is not trainer and type(run_method).finish is not type(trainer).finish
+                     for run_method in group_methods]
+    records: list[dict | None] = [None] * len(specs)
+    for i in sorted(range(len(specs)), key=lambda i: has_own_stage[i]):
+        run, run_method = specs[i], group_methods[i]
         began = time.perf_counter()
-        if run is not spec:  # a post-hoc run predicts with its own method
+        log = dict(training_log)
+        # Each run predicts with its own method (a post-hoc one's predictive, or the trainer's).
+        if hasattr(model, "use_method"):
+            log.update(model.use_method(run_method))
+        else:
             model.method = run_method
         metrics = {"train": classification_metrics(y_train, model.predict(x_train),
                                                    dataset.num_classes), "test": {}}
-        if extra is not None:
-            metrics["extra"] = extra
+        if hasattr(model, "extra_metrics"):
+            # Model-specific measurements of the trained model (decision margins, Hessian
+            # spectra), with this run's settings; made once per distinct settings.
+            settings = {k: v for k, v in {**dict(run.hyperparameters), **budget}.items() if k in measured}
+            which = tuple(sorted(settings.items()))
+            if which not in extras:
+                extras[which] = model.extra_metrics(**settings)
+            metrics["extra"] = extras[which]
+        if run.test_ratios not in evaluations:
+            evaluations[run.test_ratios] = evaluation_rows(dataset, run, test_per_class)
+        test_sets, used, x_used = evaluations[run.test_ratios]
         predicted = model.predict(x_used)
         # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's linear
         # probe), measured on the same test sets so that claims can pair them with the main one.
@@ -199,11 +213,32 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
                 metrics.setdefault("variants", {}).setdefault(name, {"test": {}})["test"][
                     ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred[at],
                                                                dataset.num_classes)
-        records.append(make_record(run, dataset, metrics, getattr(model, "log", {}),
-                                   training_s + time.perf_counter() - began))
+        records[i] = make_record(run, dataset, metrics, log, training_s + time.perf_counter() - began)
         if budget or test_per_class:
-            records[-1]["dry_run"] = {**budget, "test_per_class": test_per_class}
+            records[i]["dry_run"] = {**budget, "test_per_class": test_per_class}
     return records
+
+
+def training_method(specs: list[RunSpec], group_methods: list, budget: dict):
+    """The method a group's model trains with: that of a run which is not post-hoc, else the
+    base method the post-hoc runs train like, with its settings from their spec."""
+    for run_method in group_methods:
+        if type(run_method).trains_like is None:
+            return run_method
+    base = methods.get(type(group_methods[0]).trains_like)
+    hyperparameters = {**dict(specs[0].hyperparameters), **budget}
+    return base(**{k: v for k, v in hyperparameters.items() if k in base.settings})
+
+
+def evaluation_rows(dataset, spec: RunSpec, test_per_class: int | None) -> tuple:
+    """``(test sets, rows used, their features)`` of a run. Every test set is a subset of the
+    held-out split and they overlap heavily, so the model predicts each held-out row they use
+    once (predictions are per row), and each test set's metrics index into those predictions."""
+    test_sets = {ratio: test_set(dataset, ratio, spec.seed) for ratio in spec.test_ratios}
+    if test_per_class:
+        test_sets = {r: capped(idx, dataset.y_test, test_per_class) for r, idx in test_sets.items()}
+    used = np.unique(np.concatenate(list(test_sets.values())))
+    return test_sets, used, dataset.x_test[used]  # one array: a model may keep its preprocessing
 
 
 def make_record(spec: RunSpec, dataset, metrics: dict, log: dict, seconds: float) -> dict:
