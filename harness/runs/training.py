@@ -173,8 +173,17 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     training_s = time.perf_counter() - started
     training_log = dict(getattr(model, "log", {}))
 
+    # Model-specific measurements of the trained model (decision margins, Hessian spectra),
+    # with each run's settings, made once per distinct settings and before anything else
+    # touches the model (as when the run trains alone: the same numbers, bit for bit).
     measured = models.measurements(spec.model)
-    extras: dict[tuple, dict] = {}  # measurement settings -> the model's extra metrics
+    extras: dict[tuple, tuple[dict, float]] = {}  # settings -> (extra metrics, their seconds)
+    if hasattr(model, "extra_metrics"):
+        for run in specs:
+            settings = {k: v for k, v in {**dict(run.hyperparameters), **budget}.items() if k in measured}
+            if (which := tuple(sorted(settings.items()))) not in extras:
+                began = time.perf_counter()
+                extras[which] = model.extra_metrics(**settings), time.perf_counter() - began
     evaluations: dict[tuple, tuple] = {}  # test ratios -> (test sets, rows used, their features)
     has_own_stage = [run_method is not trainer and type(run_method).finish is not type(trainer).finish
                      for run_method in group_methods]
@@ -190,14 +199,10 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
             model.method = run_method
         metrics = {"train": classification_metrics(y_train, model.predict(x_train),
                                                    dataset.num_classes), "test": {}}
-        if hasattr(model, "extra_metrics"):
-            # Model-specific measurements of the trained model (decision margins, Hessian
-            # spectra), with this run's settings; made once per distinct settings.
-            settings = {k: v for k, v in {**dict(run.hyperparameters), **budget}.items() if k in measured}
-            which = tuple(sorted(settings.items()))
-            if which not in extras:
-                extras[which] = model.extra_metrics(**settings)
-            metrics["extra"] = extras[which]
+        measuring_s = 0.0
+        if extras:
+            metrics["extra"], measuring_s = extras[tuple(sorted(
+                (k, v) for k, v in {**dict(run.hyperparameters), **budget}.items() if k in measured))]
         if run.test_ratios not in evaluations:
             evaluations[run.test_ratios] = evaluation_rows(dataset, run, test_per_class)
         test_sets, used, x_used = evaluations[run.test_ratios]
@@ -213,7 +218,8 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
                 metrics.setdefault("variants", {}).setdefault(name, {"test": {}})["test"][
                     ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred[at],
                                                                dataset.num_classes)
-        records[i] = make_record(run, dataset, metrics, log, training_s + time.perf_counter() - began)
+        records[i] = make_record(run, dataset, metrics, log,
+                                 training_s + measuring_s + time.perf_counter() - began)
         if budget or test_per_class:
             records[i]["dry_run"] = {**budget, "test_per_class": test_per_class}
     return records
