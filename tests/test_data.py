@@ -95,6 +95,36 @@ def fake_cifar_zip(path):
                     archive.writestr(f"{split}/{name}/{i:04d}.jpg", buffer.getvalue())
 
 
+def test_zip_members_read_stored_and_compressed_members_as_zipfile_does(tmp_path):
+    """The CIFAR-10 pack's members are sliced out of the archive by their header offsets; a
+    compressed member (or one with an extra field) reads through zipfile."""
+    path = tmp_path / "mixed.zip"
+    payloads = {"b/stored.bin": bytes(range(256)) * 3, "a/deflated.bin": b"x" * 1000, "c/empty": b""}
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("b/stored.bin", payloads["b/stored.bin"])
+        archive.writestr("a/deflated.bin", payloads["a/deflated.bin"], zipfile.ZIP_DEFLATED)
+        info = zipfile.ZipInfo("c/empty")
+        info.extra = b"\x99\x99\x02\x00ab"  # an extra field shifts where the data starts
+        archive.writestr(info, b"")
+        archive.mkdir("d")
+    members = [(name, bytes(blob)) for name, blob in data.zip_members(path)]
+    assert members == sorted(payloads.items())
+
+
+def test_a_grayscale_jpeg_in_the_pack_decodes_to_rgb(isolated, monkeypatch):
+    from PIL import Image
+
+    path = isolated / "gray.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for split in ("train", "test"):
+            buffer = io.BytesIO()
+            Image.new("L", (32, 32), 120).save(buffer, "JPEG")
+            archive.writestr(f"{split}/cat/0000.jpg", buffer.getvalue())
+    x_train, y_train, x_test, _ = data.decode_cifar_zip(path)
+    assert x_train.shape == (1, 32, 32, 3) and (x_train == x_train[..., :1]).all()
+    assert y_train.tolist() == [data.CIFAR10_CLASSES.index("cat")]
+
+
 def test_cifar_zip_decodes_to_uint8_and_is_cached(isolated, monkeypatch):
     folder = isolated / "mine" / "cifar10"
     folder.mkdir(parents=True)

@@ -47,6 +47,7 @@ import gzip
 import hashlib
 import io
 import os
+import struct
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -314,22 +315,41 @@ def read_torchvision_cifar(folder: Path) -> tuple[np.ndarray, ...]:
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), x_test, y_test)
 
 
+def zip_members(path: Path):
+    """``(name, bytes)`` of a zip's files in name order. Stored (uncompressed) members are sliced
+    out of one read of the archive, without ``zipfile``'s per-member open (a third of the time
+    of 60,000 tiny JPEGs); the archive's checksum is verified by the caller."""
+    with zipfile.ZipFile(path) as archive:
+        infos = sorted((i for i in archive.infolist() if not i.is_dir()), key=lambda i: i.filename)
+        raw = memoryview(path.read_bytes())
+        for info in infos:
+            if info.compress_type != zipfile.ZIP_STORED:
+                yield info.filename, archive.read(info)
+                continue
+            # A local file header is 30 bytes, then the name and an extra field (their lengths
+            # are the header's last two little-endian uint16s), then the data.
+            name_len, extra_len = struct.unpack_from("<HH", raw, info.header_offset + 26)
+            start = info.header_offset + 30 + name_len + extra_len
+            yield info.filename, raw[start:start + info.file_size]
+
+
 def decode_cifar_zip(path: Path) -> tuple[np.ndarray, ...]:
     """Decode ``train/<class>/<n>.jpg`` and ``test/<class>/<n>.jpg`` into uint8 NHWC arrays."""
     from PIL import Image
 
     splits = {"train": ([], []), "test": ([], [])}
-    with zipfile.ZipFile(path) as archive:
-        for name in sorted(archive.namelist()):
-            parts = name.split("/")
-            if len(parts) != 3 or not parts[2].endswith(".jpg"):
-                continue
-            split, label_name, _ = parts
-            if split not in splits or label_name not in CIFAR10_CLASSES:
-                raise DataError(f"{path}: unexpected entry {name!r}")
-            image = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
-            splits[split][0].append(np.asarray(image, dtype=np.uint8))
-            splits[split][1].append(CIFAR10_CLASSES.index(label_name))
+    for name, blob in zip_members(path):
+        parts = name.split("/")
+        if len(parts) != 3 or not parts[2].endswith(".jpg"):
+            continue
+        split, label_name, _ = parts
+        if split not in splits or label_name not in CIFAR10_CLASSES:
+            raise DataError(f"{path}: unexpected entry {name!r}")
+        image = Image.open(io.BytesIO(blob))
+        if image.mode != "RGB":  # converting an RGB image would only copy it
+            image = image.convert("RGB")
+        splits[split][0].append(np.asarray(image, dtype=np.uint8))
+        splits[split][1].append(CIFAR10_CLASSES.index(label_name))
     arrays = []
     for split in ("train", "test"):
         images, labels = splits[split]

@@ -106,6 +106,11 @@ def render_all(figures: list[dict]) -> list[str]:
     workers = min(os.cpu_count() or 1, len(figures) // 4)
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [render_svg(f) for f in figures]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401  (imported once here, not once per forked process)
+
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         return pool.map(render_svg, figures, chunksize=1)
 
