@@ -101,6 +101,20 @@ def test_overfit_method_stops_once_the_training_set_is_fit():
     assert (model.predict(x) == y).all()
 
 
+def test_the_fit_check_agrees_with_predicting_everything_and_stops_at_the_first_error():
+    x, y = tiny_images()
+    model = small(epochs=1).fit(x, y)
+    images, labels = model.train_images, model.train_labels
+    predicted = batches.predict_logits(model.net, images, batch_size=8).argmax(1)
+    calls = []
+    hook = model.net.register_forward_hook(lambda *a: calls.append(1))
+    for wanted in (labels, predicted, 1 - predicted, torch.cat([predicted[:8], 1 - predicted[8:]])):
+        calls.clear()
+        assert batches.classifies_all(model.net, images, wanted, batch_size=8) == bool((predicted == wanted).all())
+    assert len(calls) == 2  # the last labels are wrong from the second batch on: two batches run
+    hook.remove()
+
+
 def test_images_must_be_uint8_nhwc():
     with pytest.raises(ValueError, match="uint8 NHWC"):
         small().fit(np.zeros((4, 5), dtype=np.float32), np.array([0, 1, 0, 1]))

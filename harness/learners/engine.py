@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.images import downsample
-from ..nn.batches import (crop_flip, network_inputs, normalize, predict_logits, resolve_device,
+from ..nn.batches import (classifies_all, crop_flip, network_inputs, normalize, resolve_device,
                           to_model_layout)
 from ..methods.base import Method, TrainingState
 from ..methods.standard import ERM
@@ -68,7 +68,7 @@ def run_loop(state: TrainingState, method: Method, epoch_size: int | None = None
             scheduler.step()
         method.epoch_end(state, epoch)
         epochs_run += 1
-        if state.stop_when_fit and (predict_logits(net, images_u8).argmax(1) == labels).all():
+        if state.stop_when_fit and classifies_all(net, images_u8, labels):
             break
     seconds = time.perf_counter() - started
     return {"epochs_run": epochs_run, "images_seen": epochs_run * n, "train_seconds": seconds,

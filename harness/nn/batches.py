@@ -90,6 +90,20 @@ def predict_logits(net, images_u8: torch.Tensor, batch_size: int = 1024) -> torc
         return map_batches(lambda x: net(x).float(), images_u8, batch_size)
 
 
+@torch.no_grad()
+def classifies_all(net, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> bool:
+    """Whether ``net`` predicts every label right: :func:`predict_logits`' batches and numerics,
+    stopping at the first batch with an error (a network that is not yet fit is found there,
+    at a fraction of a pass over the training set)."""
+    net.eval()
+    for start in range(0, len(images_u8), batch_size):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images_u8.is_cuda):
+            logits = net(to_model_layout(normalize(images_u8[start:start + batch_size]))).float()
+        if not bool((logits.argmax(1) == labels[start:start + batch_size]).all()):
+            return False
+    return True
+
+
 def network_inputs(images_u8: torch.Tensor) -> torch.Tensor:
     """Un-augmented uint8 NHWC images as the network takes them (normalized, model layout)."""
     return to_model_layout(normalize(images_u8))
