@@ -175,15 +175,18 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
 
     # Model-specific measurements of the trained model (decision margins, Hessian spectra),
     # with each run's settings, made once per distinct settings and before anything else
-    # touches the model (as when the run trains alone: the same numbers, bit for bit).
+    # touches the model, as when the run trains alone.
     measured = models.measurements(spec.model)
+
+    def measurement_settings(run: RunSpec) -> tuple:
+        return tuple(sorted((k, v) for k, v in {**dict(run.hyperparameters), **budget}.items()
+                            if k in measured))
+
     extras: dict[tuple, tuple[dict, float]] = {}  # settings -> (extra metrics, their seconds)
     if hasattr(model, "extra_metrics"):
-        for run in specs:
-            settings = {k: v for k, v in {**dict(run.hyperparameters), **budget}.items() if k in measured}
-            if (which := tuple(sorted(settings.items()))) not in extras:
-                began = time.perf_counter()
-                extras[which] = model.extra_metrics(**settings), time.perf_counter() - began
+        for which in dict.fromkeys(measurement_settings(run) for run in specs):
+            began = time.perf_counter()
+            extras[which] = model.extra_metrics(**dict(which)), time.perf_counter() - began
     evaluations: dict[tuple, tuple] = {}  # test ratios -> (test sets, rows used, their features)
     has_own_stage = [run_method is not trainer and type(run_method).finish is not type(trainer).finish
                      for run_method in group_methods]
@@ -201,8 +204,7 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
                                                    dataset.num_classes), "test": {}}
         measuring_s = 0.0
         if extras:
-            metrics["extra"], measuring_s = extras[tuple(sorted(
-                (k, v) for k, v in {**dict(run.hyperparameters), **budget}.items() if k in measured))]
+            metrics["extra"], measuring_s = extras[measurement_settings(run)]
         if run.test_ratios not in evaluations:
             evaluations[run.test_ratios] = evaluation_rows(dataset, run, test_per_class)
         test_sets, used, x_used = evaluations[run.test_ratios]
