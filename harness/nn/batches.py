@@ -60,14 +60,19 @@ def crop_flip(batch: torch.Tensor, padding: int, generator: torch.Generator) -> 
 def crop_flip_at(batch: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor,
                  flip: torch.Tensor) -> torch.Tensor:
     """Crop image ``i`` of the zero-padded batch at row ``dy[i]``, column ``dx[i]``; mirror it
-    when ``flip[i]``. One gather for the whole batch."""
-    n, h, w, _ = batch.shape
+    when ``flip[i]``. One gather of whole pixels for the whole batch: ``index_select`` of the
+    padded pixels by one linear index (2x faster on the CPU than indexing by three broadcast
+    index tensors, and the same pixels; ``tests/test_engine.py``)."""
+    n, h, w, c = batch.shape
     device = batch.device
-    padded = F.pad(batch, (0, 0, padding, padding, padding, padding))
+    height, width = h + 2 * padding, w + 2 * padding
+    pixels = F.pad(batch, (0, 0, padding, padding, padding, padding)).reshape(n * height * width, c)
     rows = dy[:, None] + torch.arange(h, device=device)
     cols = dx[:, None] + torch.arange(w, device=device)
     cols = torch.where(flip[:, None], cols.flip(1), cols)  # a flip reverses the column order
-    return padded[torch.arange(n, device=device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    index = (torch.arange(n, device=device)[:, None, None] * (height * width)
+             + rows[:, :, None] * width + cols[:, None, :])
+    return pixels.index_select(0, index.reshape(-1)).view(n, h, w, c)
 
 
 def to_model_layout(batch_nhwc: torch.Tensor) -> torch.Tensor:
