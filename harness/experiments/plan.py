@@ -92,16 +92,7 @@ def image_passes(spec: RunSpec, trains: bool = True) -> float:
     without the training itself when ``trains`` is False (its model is trained by another run)."""
     hp = dict(spec.hyperparameters)
     n = sum(spec.train_counts)
-    epochs = hp["epochs"]
-    work = n * epochs
-    if spec.method in ("sam", "asymmetric_sam"):
-        work *= 2  # an ascent step and a descent step
-    if spec.method == "overfit":
-        work *= hp["overfit_epoch_scale"]  # an upper bound: it stops once the training set is fit
-    if spec.method == "simclr":
-        work += 2 * n * hp["simclr_epochs"]  # two views per image
-    if not trains:
-        work = 0
+    work = training_passes(spec.method, n, hp) if trains else 0.0
     if spec.method == "laplace":
         work += n  # the GGN diagonal: one pass
     if hp.get("hessian_top_k"):
@@ -109,6 +100,18 @@ def image_passes(spec: RunSpec, trains: bool = True) -> float:
         work += 4 * 30 * samples  # ~30 Lanczos Hessian-vector products, each ~4 passes
         work += hp["loss_directions"] * 11 * samples / 3
     return work + EVAL_PASSES
+
+
+def training_passes(method: str, n: int, hp: dict) -> float:
+    """Image passes of training a network on ``n`` images with ``method``."""
+    work = n * hp["epochs"]
+    if method in ("sam", "asymmetric_sam"):
+        work *= 2  # an ascent step and a descent step
+    if method == "overfit":
+        work *= hp["overfit_epoch_scale"]  # an upper bound: it stops once the training set is fit
+    if method == "simclr":
+        work += 2 * n * hp["simclr_epochs"]  # two views per image
+    return work
 
 
 def estimate_seconds(spec: RunSpec, figures: dict, trains: bool = True) -> tuple[float, str]:

@@ -187,8 +187,8 @@ class TorchClassifier:
                                          "losses": curves}}
 
     def use_method(self, method: Method) -> dict:
-        """Predict with ``method`` from now on: a post-hoc method sharing this trained network
-        (one that ``trains_like`` the method it trained with). Its post-training stage
+        """Predict with ``method`` from now on: the method it trained with, or a post-hoc method
+        sharing this trained network (one that ``trains_like`` it). Its post-training stage
         (``finish``, e.g. Laplace's posterior) runs here unless it is the trained method's own,
         which already ran; returns the stage's training-log entries."""
         trained_with, self.method = self.trained_with, method
