@@ -80,12 +80,18 @@ def to_model_layout(batch_nhwc: torch.Tensor) -> torch.Tensor:
     return batch_nhwc.permute(0, 3, 1, 2)
 
 
+def each_batch(fn, images_u8: torch.Tensor, batch_size: int = 1024):
+    """``fn`` applied to network-ready batches (normalized, model layout) of uint8 NHWC
+    images, one result per batch, lazily (a caller may stop early)."""
+    for start in range(0, len(images_u8), batch_size):
+        yield fn(to_model_layout(normalize(images_u8[start:start + batch_size])))
+
+
 @torch.no_grad()
 def map_batches(fn, images_u8: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """``fn`` applied to network-ready batches (normalized, model layout) of uint8 NHWC
-    images, results concatenated; bounds memory for any predictor (network, posterior, probe)."""
-    outs = [fn(to_model_layout(normalize(images_u8[start:start + batch_size])))
-            for start in range(0, len(images_u8), batch_size)]
+    """:func:`each_batch`'s results concatenated; bounds memory for any predictor (network,
+    posterior, probe)."""
+    outs = list(each_batch(fn, images_u8, batch_size))
     return torch.cat(outs) if outs else torch.empty(0)
 
 
@@ -101,12 +107,10 @@ def classifies_all(net, images_u8: torch.Tensor, labels: torch.Tensor, batch_siz
     stopping at the first batch with an error (a network that is not yet fit is found there,
     at a fraction of a pass over the training set)."""
     net.eval()
-    for start in range(0, len(images_u8), batch_size):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images_u8.is_cuda):
-            logits = net(to_model_layout(normalize(images_u8[start:start + batch_size]))).float()
-        if not bool((logits.argmax(1) == labels[start:start + batch_size]).all()):
-            return False
-    return True
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images_u8.is_cuda):
+        predictions = each_batch(lambda x: net(x).float().argmax(1), images_u8, batch_size)
+        return all(bool((predicted == labels[i * batch_size:(i + 1) * batch_size]).all())
+                   for i, predicted in enumerate(predictions))
 
 
 def network_inputs(images_u8: torch.Tensor) -> torch.Tensor:
