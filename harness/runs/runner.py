@@ -25,7 +25,7 @@ from functools import partial
 from .. import data, methods
 from ..learners import models
 from . import training
-from ..runs.executors import Heartbeat, InProcessExecutor
+from ..runs.executors import Heartbeat, InProcessExecutor, keep_freed_memory
 from ..runs.spec import RunSpec, training_key
 from ..runs.store import ReadOnlyStoreError, ResultStore
 
@@ -121,6 +121,7 @@ def execute_spec(group, data_dir=None, n_jobs: int = 1):
     1.9x with it)."""
     from threadpoolctl import threadpool_limits
 
+    keep_freed_memory()
     with threadpool_limits(limits=n_jobs):
         if isinstance(group, RunGroup):
             return training.execute_group(list(group.specs), data_dir=data_dir, n_jobs=n_jobs)
