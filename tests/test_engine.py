@@ -115,6 +115,31 @@ def test_the_fit_check_agrees_with_predicting_everything_and_stops_at_the_first_
     hook.remove()
 
 
+def test_runs_sharing_a_network_compute_its_logits_once_per_images_until_a_stage_changes_it():
+    """ERM, a post-hoc correction and Laplace's MAP variant predict the same rows with one
+    trained network: one forward pass per rows, the same predictions as computing each afresh,
+    and a post-training stage (which may change the network) makes them be computed again."""
+    x, y = tiny_images()
+    model = small(epochs=1).fit(x, y)
+    calls = []
+    hook = model.net.register_forward_hook(lambda *a: calls.append(1))
+    fresh = batches.predict_logits(model.net, model.images(x)).argmax(1).numpy()
+    calls.clear()
+    erm = model.predict(x)
+    assert len(calls) == 1 and (erm == fresh).all()
+    model.use_method(methods.create("logit_adjustment", logit_adjustment_tau=1.0))
+    model.predict(x)
+    assert len(calls) == 1  # the same rows: the ERM run's logits, adjusted
+    model.use_method(methods.create("erm"))
+    assert (model.predict(x) == erm).all() and len(calls) == 1  # the adjustment was made on a copy
+    model.use_method(methods.create("laplace"))  # a stage of its own: logits computed again
+    calls.clear()
+    assert (model.predict_variants(x)["map"] == erm).all() and len(calls) == 1
+    model.predict_variants(x)
+    assert len(calls) == 1
+    hook.remove()
+
+
 def test_images_must_be_uint8_nhwc():
     with pytest.raises(ValueError, match="uint8 NHWC"):
         small().fit(np.zeros((4, 5), dtype=np.float32), np.array([0, 1, 0, 1]))

@@ -194,6 +194,7 @@ class TorchClassifier:
         trained_with, self.method = self.trained_with, method
         if type(method).finish is type(trained_with).finish:
             return {}
+        self.state.forget_logits()  # the stage may change the network (Laplace: its memory layout)
         return dict(method.finish(self.state))
 
     def probabilities(self, images_u8: torch.Tensor) -> torch.Tensor:
@@ -203,14 +204,18 @@ class TorchClassifier:
         return self.method.probabilities(self.state, images_u8)
 
     def images(self, x: np.ndarray) -> torch.Tensor:
-        """``x`` at the network's input size, on its device. The last array asked for is kept,
-        so that predicting and recording variants on the same test rows convert them once. (The
-        runner hands networks their dataset already at ``image_size``, downsampled once per
-        process; arrays at another size are downsampled here.)"""
-        if getattr(self, "_last_x", None) is not x:
-            self._last_x = x  # held, so that its id cannot be reused by another array
-            self._last_images = torch.from_numpy(downsample(x, self.hp["image_size"])).to(self.device)
-        return self._last_images
+        """``x`` at the network's input size, on its device. The arrays asked for are kept (the
+        last few), so that the runs sharing this network, which predict the same training and
+        test rows, get the same tensors: converted once, and their logits computed once
+        (:meth:`~harness.methods.TrainingState.network_logits`). (The runner hands networks their
+        dataset already at ``image_size``, downsampled once per process; arrays at another size
+        are downsampled here.)"""
+        seen = self.__dict__.setdefault("_images_seen", {})  # id(x) -> (x, images)
+        if id(x) not in seen:  # x is held in the entry, so that its id cannot be reused
+            if len(seen) >= 4:  # a run asks for its training rows and its test rows
+                seen.pop(next(iter(seen)))
+            seen[id(x)] = (x, torch.from_numpy(downsample(x, self.hp["image_size"])).to(self.device))
+        return seen[id(x)][1]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.probabilities(self.images(x)).argmax(1).cpu().numpy().astype(np.int64)

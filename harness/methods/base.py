@@ -101,6 +101,28 @@ class TrainingState:
     stop_when_fit: bool = False
     device: Any = None
     extra: dict = field(default_factory=dict)
+    # id(images) -> (images, logits): see network_logits; the engine clears it (forget_logits)
+    logits_seen: dict = field(default_factory=dict, repr=False)
+
+    def network_logits(self, images_u8):
+        """The trained network's logits for network-ready uint8 images, computed once per
+        images tensor while the network stays as it is, and handed out as a copy (a caller may
+        change it in place).
+
+        Runs that share one trained network predict the same images with it: an ERM run and its
+        twin with other measurements, a post-hoc correction (``adjust_logits``), Laplace's MAP
+        variant. The engine forgets the logits whenever the network may change (a
+        post-training stage)."""
+        from ..nn.batches import predict_logits
+
+        key = id(images_u8)
+        if key not in self.logits_seen:  # the images are held in the entry: the id stays theirs
+            self.logits_seen[key] = (images_u8, predict_logits(self.net, images_u8))
+        return self.logits_seen[key][1].clone()
+
+    def forget_logits(self) -> None:
+        """The network may have changed: recompute logits from now on."""
+        self.logits_seen.clear()
 
 
 class Method:
@@ -191,9 +213,7 @@ class Method:
 
     def probabilities(self, state: TrainingState, images_u8):
         """Class probabilities for network-ready uint8 images (the model's predictive)."""
-        from ..nn.batches import predict_logits
-
-        return self.adjust_logits(predict_logits(state.net, images_u8), state).softmax(1)
+        return self.adjust_logits(state.network_logits(images_u8), state).softmax(1)
 
     def variants(self, state: TrainingState, images_u8) -> dict:
         """Other predictors' labels for ``images_u8`` (name -> int64 array), recorded beside."""

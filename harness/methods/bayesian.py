@@ -39,9 +39,7 @@ class Laplace(Method):
         return map_batches(lambda x: la(x, pred_type="glm", link_approx="probit"), images_u8)
 
     def variants(self, state: TrainingState, images_u8) -> dict:
-        from ..nn.batches import predict_logits
-
-        return {"map": predict_logits(state.net, images_u8).argmax(1).cpu().numpy().astype("int64")}
+        return {"map": state.network_logits(images_u8).argmax(1).cpu().numpy().astype("int64")}
 
 
 @register
