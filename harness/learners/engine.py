@@ -106,6 +106,7 @@ class TorchClassifier:
     def __init__(self, seed: int = 0, n_jobs: int = 1, **params):
         self.seed, self.n_jobs, self.hp = seed, n_jobs, dict(params)
         self.log: dict = {}
+        self.images_seen: dict = {}  # id(x) -> (x, x as network-ready images): see images()
 
     def fit(self, x: np.ndarray, y: np.ndarray, sample_weight=None, method: Method | None = None,
             epoch_size: int | None = None):
@@ -210,7 +211,7 @@ class TorchClassifier:
         (:meth:`~harness.methods.TrainingState.network_logits`). (The runner hands networks their
         dataset already at ``image_size``, downsampled once per process; arrays at another size
         are downsampled here.)"""
-        seen = self.__dict__.setdefault("_images_seen", {})  # id(x) -> (x, images)
+        seen = self.images_seen
         if id(x) not in seen:  # x is held in the entry, so that its id cannot be reused
             if len(seen) >= 4:  # a run asks for its training rows and its test rows
                 seen.pop(next(iter(seen)))
