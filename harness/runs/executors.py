@@ -134,11 +134,9 @@ def keep_freed_memory() -> bool:
     (:func:`~harness.runs.runner.execute_spec`); it changes where memory comes from, never a
     result (the quick suite's records are identical with and without it)."""
     import ctypes
-    import ctypes.util
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+    try:  # the running program's own symbols: its C library's, without searching for the library
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (macOS, musl): keep the platform's policy
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, KEEP_FREED_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
