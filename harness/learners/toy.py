@@ -26,6 +26,7 @@ RAYS = 360            # directions searched from each point (1 degree apart)
 RAY_STEP = 0.05       # marching step along a ray, in input units
 RAY_REACH = 8.0       # farthest distance searched; a point with no crossing gets this margin
 BISECTIONS = 22       # halvings of a bracketing step: 0.05 / 2**22 ~ 1e-8
+MARCH_CHUNK = 8       # marching steps evaluated at once (the march stops at a point's first crossing)
 
 TOY_MLP = {
     "width": 64,               # hidden units per layer (two layers)
@@ -48,6 +49,13 @@ def boundary_distances(logit_gap, points: np.ndarray) -> np.ndarray:
     Rays from each point are marched until the sign of the gap differs from its sign at the
     point; the bracketing step is bisected and the nearest crossing over all rays returned.
     Points with no crossing within ``RAY_REACH`` get ``RAY_REACH``.
+
+    The march stops, per point, at the first step where any of its rays has crossed: a ray that
+    crosses only at a later step ``k`` ends its bisection beyond step ``k - 1``'s radius, so it
+    can never be the nearest crossing. Only the rays crossing at that first step are bisected.
+    Marching every ray to ``RAY_REACH`` cost ~7x more (1.3-2.5 s vs 0.2-1.0 s for 20 points) for
+    the same distances up to float32 rounding (a bisection batch of 1-3 rows takes another GEMM
+    kernel); the 15 stored toy runs' margins came out bit-identical.
     """
     import torch
 
@@ -57,19 +65,34 @@ def boundary_distances(logit_gap, points: np.ndarray) -> np.ndarray:
         directions = torch.stack([torch.cos(angles), torch.sin(angles)], 1)       # (R, 2)
         radii = torch.arange(1, int(RAY_REACH / RAY_STEP) + 1, dtype=torch.float32) * RAY_STEP
         side = logit_gap(origin) > 0                                              # (P,)
-        along = origin[:, None, None, :] + radii[None, None, :, None] * directions[None, :, None, :]
-        flipped = (logit_gap(along.reshape(-1, 2)).reshape(along.shape[:3]) > 0) != side[:, None, None]
-        crossed = flipped.any(2)                                                  # (P, R)
-        first = flipped.float().argmax(2)                                         # first flipped step
-        hi = radii[first]
-        lo = torch.where(first > 0, radii[(first - 1).clamp(min=0)], torch.zeros_like(hi))
-        for _ in range(BISECTIONS):
-            mid = (lo + hi) / 2
-            probe = origin[:, None, :] + mid[..., None] * directions[None]
-            moved = (logit_gap(probe.reshape(-1, 2)).reshape(mid.shape) > 0) != side[:, None]
-            hi, lo = torch.where(moved, mid, hi), torch.where(moved, lo, mid)
-        distance = torch.where(crossed, hi, torch.full_like(hi, RAY_REACH))
-        return distance.min(1).values.double().numpy()
+        distance = torch.full((len(origin),), float(RAY_REACH))
+        waiting = torch.arange(len(origin))            # points whose rays have not crossed yet
+        for start in range(0, len(radii), MARCH_CHUNK):
+            if len(waiting) == 0:
+                break
+            steps = radii[start:start + MARCH_CHUNK]                                # (S,)
+            along = origin[waiting, None, None, :] + steps[None, None, :, None] * directions[None, :, None, :]
+            flipped = (logit_gap(along.reshape(-1, 2)).reshape(along.shape[:3]) > 0) != side[waiting, None, None]
+            hit = flipped.flatten(1).any(1)                                       # (W,) crossed here
+            if not hit.any():
+                continue
+            # The earliest step at which any ray of the point crossed, and the rays crossing there.
+            first = flipped.any(1).float().argmax(1)                              # (H,) within the chunk
+            points_hit, first = waiting[hit], first[hit]
+            which, ray = torch.nonzero(flipped[hit, :, :].gather(
+                2, first[:, None, None].expand(-1, RAYS, 1)).squeeze(2), as_tuple=True)
+            step = start + first[which]
+            hi = radii[step]
+            lo = torch.where(step > 0, radii[(step - 1).clamp(min=0)], torch.zeros_like(hi))
+            p, d = origin[points_hit[which]], directions[ray]
+            for _ in range(BISECTIONS):
+                mid = (lo + hi) / 2
+                moved = (logit_gap(p + mid[:, None] * d) > 0) != side[points_hit[which]]
+                hi, lo = torch.where(moved, mid, hi), torch.where(moved, lo, mid)
+            distance[points_hit] = torch.full((len(points_hit),), float("inf")).scatter_reduce(
+                0, which, hi, reduce="amin")
+            waiting = waiting[~hit]
+        return distance.double().numpy()
 
 
 class ToyMLP:
