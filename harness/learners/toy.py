@@ -79,15 +79,16 @@ def boundary_distances(logit_gap, points: np.ndarray) -> np.ndarray:
             # The earliest step at which any ray of the point crossed, and the rays crossing there.
             first = flipped.any(1).float().argmax(1)                              # (H,) within the chunk
             points_hit, first = waiting[hit], first[hit]
-            which, ray = torch.nonzero(flipped[hit, :, :].gather(
+            which, ray = torch.nonzero(flipped[hit].gather(
                 2, first[:, None, None].expand(-1, RAYS, 1)).squeeze(2), as_tuple=True)
             step = start + first[which]
             hi = radii[step]
             lo = torch.where(step > 0, radii[(step - 1).clamp(min=0)], torch.zeros_like(hi))
-            p, d = origin[points_hit[which]], directions[ray]
+            owner = points_hit[which]                                             # a point per ray
+            p, d, own_side = origin[owner], directions[ray], side[owner]
             for _ in range(BISECTIONS):
                 mid = (lo + hi) / 2
-                moved = (logit_gap(p + mid[:, None] * d) > 0) != side[points_hit[which]]
+                moved = (logit_gap(p + mid[:, None] * d) > 0) != own_side
                 hi, lo = torch.where(moved, mid, hi), torch.where(moved, lo, mid)
             distance[points_hit] = torch.full((len(points_hit),), float("inf")).scatter_reduce(
                 0, which, hi, reduce="amin")
