@@ -73,11 +73,12 @@ def boundary_distances(logit_gap, points: np.ndarray) -> np.ndarray:
             steps = radii[start:start + MARCH_CHUNK]                                # (S,)
             along = origin[waiting, None, None, :] + steps[None, None, :, None] * directions[None, :, None, :]
             flipped = (logit_gap(along.reshape(-1, 2)).reshape(along.shape[:3]) > 0) != side[waiting, None, None]
-            hit = flipped.flatten(1).any(1)                                       # (W,) crossed here
+            crossed_at = flipped.any(1)                        # (W, S) some ray crossed at this step
+            hit = crossed_at.any(1)                                               # (W,) crossed here
             if not hit.any():
                 continue
             # The earliest step at which any ray of the point crossed, and the rays crossing there.
-            first = flipped.any(1).float().argmax(1)                              # (H,) within the chunk
+            first = crossed_at.float().argmax(1)                                  # (W,) within the chunk
             points_hit, first = waiting[hit], first[hit]
             which, ray = torch.nonzero(flipped[hit].gather(
                 2, first[:, None, None].expand(-1, RAYS, 1)).squeeze(2), as_tuple=True)
