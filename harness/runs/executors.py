@@ -126,10 +126,11 @@ def keep_freed_memory() -> bool:
     returns whether it could (False off glibc, where nothing changes).
 
     Why: a run allocates and frees the same large buffers over and over (the activations of a
-    Hessian-vector product over 500 images, the toy's 1.2-million-point ray march). glibc serves
-    blocks over its mmap threshold (at most 32 MB unless set) with fresh pages and unmaps them
-    when freed, so each allocation faulted its pages in again: ~25 s of kernel time per worker in
-    the quick suite (0.5-1 M page faults per Hessian run, 0.3 M per toy run). With both
+    Hessian-vector product over 500 images). glibc serves blocks over its mmap threshold (at most
+    32 MB unless set) with fresh pages and unmaps them when freed, so each allocation faulted its
+    pages in again: ~25 s of kernel time per worker in the quick suite, measured before the toy's
+    ray march stopped at first crossings (0.5-1 M page faults per Hessian run, 0.3 M per toy
+    run). With both
     thresholds at 1 GiB those blocks are reused. Called by every process that trains
     (:func:`~harness.runs.runner.execute_spec`); it changes where memory comes from, never a
     result (the quick suite's records are identical with and without it)."""
