@@ -31,7 +31,8 @@ from fixtures.plugin import METHODS_KEY
 from harness import methods
 from harness.learners import models
 from harness.judging import stats
-from harness.experiments.protocols import METHOD_ARMS, balanced_test_error, per_seed
+from harness.judging.stats import Rule, declare_outcomes
+from harness.experiments.protocols import METHOD_ARMS, ZOO_LEFT_OUT, balanced_test_error, per_seed
 from harness.judging.report import line_figure, mean_series
 
 TAKEAWAY = "M"
@@ -42,31 +43,36 @@ ZOO_REPORT_ONLY = ("a zoo baseline measured for the report (no --method given): 
                    "--method=NAME to assert it")
 
 
+PROFILE_MARKS = {"quick": pytest.mark.quick, "full": pytest.mark.full}
+
+
 def pytest_generate_tests(metafunc):
-    """(arm, method) pairs: each method under test on each methods arm whose model it applies
-    to; a method that applies to no arm gets one skipped item saying why."""
+    """(profile, arm, method) triples: in each profile, each method under test on each methods
+    arm of that profile whose model it applies to (without --method: each zoo member on the
+    arms that run it). A method that applies to no arm of a profile gets one skipped item
+    saying why. Parametrizing ``profile`` here replaces the plugin's profile fixture, since the
+    arms differ by profile (the full zoo has members the quick one leaves out)."""
     if "method_under_test" not in metafunc.fixturenames:
         return
     under_test = metafunc.config.stash.get(METHODS_KEY, None) or []
-    arms = METHOD_ARMS["quick"]
-    pairs, ids = [], []
-    for name in under_test or methods.ZOO:
-        cls = methods.get(name)
-        fitting = [arm for arm, cfg in arms.items()
-                   if not (cls.requires - models.capabilities(cfg.model))
-                   and (under_test or name in cfg.methods)]
-        for arm in fitting:
-            pairs.append((arm, name))
-            ids.append(f"{arm}-{name}")
-        if not fitting:
-            pairs.append(pytest.param(
-                sorted(arms)[0], name, marks=pytest.mark.skip(
-                    reason=f"method {name!r} applies to no methods arm: it needs "
-                           f"{sorted(cls.requires)}, and the arms' models have "
-                           + "; ".join(f"{c.model}: {sorted(models.capabilities(c.model))}"
-                                       for c in arms.values()))))
-            ids.append(f"none-{name}")
-    metafunc.parametrize("arm,method_under_test", pairs, ids=ids)
+    triples = []
+    for profile, arms in METHOD_ARMS.items():
+        mark = PROFILE_MARKS[profile]
+        for name in under_test or methods.ZOO:
+            cls = methods.get(name)
+            fitting = [arm for arm, cfg in arms.items()
+                       if not (cls.requires - models.capabilities(cfg.model))
+                       and (under_test or name in cfg.methods)]
+            triples += [pytest.param(profile, arm, name, marks=mark, id=f"{arm}-{name}-{profile}")
+                        for arm in fitting]
+            if not fitting:
+                why = ZOO_LEFT_OUT.get(profile, {}).get(name) or (
+                    f"method {name!r} applies to no methods arm of the {profile} profile: it needs "
+                    f"{sorted(cls.requires)}, and the arms' models have " + "; ".join(
+                        f"{c.model}: {sorted(models.capabilities(c.model))}" for c in arms.values()))
+                triples.append(pytest.param(profile, sorted(arms)[0], name, id=f"none-{name}-{profile}",
+                                            marks=[mark, pytest.mark.skip(reason=why)]))
+    metafunc.parametrize("profile,arm,method_under_test", triples)
 
 
 def imbalanced(cfg) -> list[float]:
@@ -123,6 +129,8 @@ def conclude(claim, arm, cfg, records, seeds, method, verdict):
     claim.assert_supported()
 
 
+@declare_outcomes(Rule("balanced test error(ERM) - balanced test error(method), each imbalanced r"),
+                  alpha=ALPHA)
 def test_method_beats_erm_under_imbalance(profile, arm, method_under_test, suite, claim):
     """Methods under test, claim 1: the method lowers balanced test error below ERM's when the
     training set is imbalanced (the claim every long-tail method makes; the paper's Figure 5
@@ -130,21 +138,22 @@ def test_method_beats_erm_under_imbalance(profile, arm, method_under_test, suite
 
     Statistic: for every imbalanced train ratio of the arm, a paired one-sided t-test over seeds
     of H1: balanced test error(ERM) - balanced test error(method) > 0. Holm over ratios,
-    alpha = 0.05; supported when every comparison rejects. Refuted when at some ratio the method
-    is significantly worse than ERM; inconclusive when neither.
+    alpha = 0.05.
     """
     cfg, records = judged(claim, suite, arm, method_under_test)
     verdict = lower_error_family(records, suite.seeds, imbalanced(cfg), "erm", method_under_test, "ERM")
     conclude(claim, arm, cfg, records, suite.seeds, method_under_test, verdict)
 
 
+@declare_outcomes(Rule("balanced test error(oversampling) - balanced test error(method), each "
+                       "imbalanced r"), alpha=ALPHA)
 def test_method_beats_oversampling(profile, arm, method_under_test, suite, claim):
     """Methods under test, claim 2: the method lowers balanced test error below random
     oversampling's, the paper's main baseline (Figure 5), under imbalance.
 
     Statistic: for every imbalanced train ratio of the arm, a paired one-sided t-test over seeds
     of H1: balanced test error(oversampling) - balanced test error(method) > 0. Holm over ratios,
-    alpha = 0.05; supported when every comparison rejects.
+    alpha = 0.05.
     """
     cfg, records = judged(claim, suite, arm, method_under_test)
     verdict = lower_error_family(records, suite.seeds, imbalanced(cfg), "oversample",
@@ -152,6 +161,8 @@ def test_method_beats_oversampling(profile, arm, method_under_test, suite, claim
     conclude(claim, arm, cfg, records, suite.seeds, method_under_test, verdict)
 
 
+@declare_outcomes(Rule("balanced test error(strongest zoo baseline) - balanced test error(method), "
+                       "each imbalanced r"), alpha=ALPHA)
 def test_method_beats_the_strongest_baseline(profile, arm, method_under_test, suite, claim):
     """Methods under test, claim 3: the method lowers balanced test error below the strongest
     baseline of the zoo under imbalance.
@@ -171,14 +182,15 @@ def test_method_beats_the_strongest_baseline(profile, arm, method_under_test, su
     conclude(claim, arm, cfg, records, suite.seeds, method_under_test, verdict)
 
 
+@declare_outcomes(Rule("balanced test error(method) - balanced test error(ERM) at r = 1", "less",
+                       NON_INFERIORITY_MARGIN), alpha=ALPHA)
 def test_method_is_non_inferior_at_balance(profile, arm, method_under_test, suite, claim):
     """Methods under test, claim 4: on a balanced training set (r = 1) the method is no worse
     than ERM (an imbalance method should not cost accuracy where there is no imbalance).
 
     Statistic: a paired one-sided t-test over seeds of H1: balanced test error(method) -
     balanced test error(ERM) < 0.02 (non-inferiority margin 2 points), alpha = 0.05 (one test,
-    no correction). Refuted when the method is significantly more than 2 points worse.
-    Only for methods given with --method (the zoo runs at the imbalanced ratios only).
+    no correction). Only for methods given with --method (the zoo runs at the imbalanced ratios only).
     """
     if not suite.methods_under_test:
         pytest.skip("the zoo runs at the imbalanced ratios only; --method=NAME runs it at r = 1")

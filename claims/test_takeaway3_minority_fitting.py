@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from harness.judging import stats
+from harness.judging.stats import Rule, declare_outcomes
 from harness.experiments.protocols import (balanced_test_error, group_train_error, method_lowers_metric,
                                per_seed)
 from harness.judging.report import line_figure, mean_series
@@ -22,7 +23,9 @@ from harness.judging.report import line_figure, mean_series
 TAKEAWAY = "3"
 ALPHA = 0.05
 IMBALANCED_TRAIN_RATIO = 0.3  # train ratios at or below this form each claim's family
-NO_IMPROVEMENT_MARGIN = 0.03  # TOST margin on balanced test error: 3 percentage points
+# Non-superiority margin on balanced test error (1 percentage point), declared in version 0.5
+# before any run at the new statistic: see test_fitting_the_minority_does_not_improve_nn_generalization.
+NO_IMPROVEMENT_MARGIN = 0.01
 NN_ARM = "t3-cifar10-nn"
 
 # Why two quick arms are expected not to hold (the live numbers are in each verdict). Scales
@@ -85,6 +88,8 @@ def conclude(claim, arm, cfg, records, seeds, verdict):
 
 
 @pytest.mark.parametrize("arm", ["t3-adult-xgboost", NN_ARM])
+@declare_outcomes(Rule("training error(minority half) - training error(majority half) under ERM, "
+                       f"each train r <= {IMBALANCED_TRAIN_RATIO}"), alpha=ALPHA)
 def test_minority_training_error_exceeds_majority(profile, arm, suite, claim):
     """Section 4.3, Figure 4: "In imbalanced training, the vast majority of the gradient signal
     during training comes from majority class samples since they are seen much more often, making
@@ -92,8 +97,7 @@ def test_minority_training_error_exceeds_majority(profile, arm, suite, claim):
 
     Statistic: under standard training, for every train ratio r <= 0.3 in the grid, a paired
     one-sided t-test over seeds of H1: training error on minority samples - training error on
-    majority samples > 0. Holm over train ratios, alpha = 0.05; supported when every comparison
-    rejects. Refuted when at some imbalanced ratio the minority is not fit significantly worse.
+    majority samples > 0. Holm over train ratios, alpha = 0.05.
     """
     cfg, records = claim.grid(arm)
     values = {r: {"minority": per_seed(records, ("erm", r), suite.seeds, minority_error),
@@ -112,15 +116,15 @@ def test_minority_training_error_exceeds_majority(profile, arm, suite, claim):
 
 
 @pytest.mark.parametrize("arm", ["t3-adult-xgboost"])
+@declare_outcomes(Rule("balanced test error(ERM) - balanced test error(oversampling), each train "
+                       f"r <= {IMBALANCED_TRAIN_RATIO}"), alpha=ALPHA)
 def test_oversampling_improves_xgboost_balanced_error(profile, arm, suite, claim):
     """Section 4.3, Figure 5: "Nonetheless, they fail to improve neural network test performance
     in contrast to XGBoost which benefits from oversampling, as seen in Figure 5."
 
     Statistic: for every train ratio r <= 0.3 in the grid, a paired one-sided t-test over seeds
     (same training subset per seed) of H1: balanced test error(ERM) - balanced test
-    error(oversampling) > 0. Holm over train ratios, alpha = 0.05; supported when every
-    comparison rejects. Refuted when at some imbalanced ratio oversampling does not significantly
-    lower XGBoost's balanced test error.
+    error(oversampling) > 0. Holm over train ratios, alpha = 0.05.
     """
     cfg, records = claim.grid(arm)
     verdict = method_lowers_metric(
@@ -131,6 +135,8 @@ def test_oversampling_improves_xgboost_balanced_error(profile, arm, suite, claim
 
 
 @pytest.mark.parametrize("arm", [NN_ARM])
+@declare_outcomes(Rule("minority training error(ERM) - minority training error(method), each "
+                       f"method and train r <= {IMBALANCED_TRAIN_RATIO}"), alpha=ALPHA)
 def test_oversampling_and_overfitting_fit_the_minority(profile, arm, suite, claim):
     """Section 4.3: "To answer the above question, we train our model using two additional
     methods: (1) oversampling the minority class, and (2) overfitting the training examples using
@@ -140,8 +146,7 @@ def test_oversampling_and_overfitting_fit_the_minority(profile, arm, suite, clai
     Statistic: for each method in {oversampling, overfitting} and every train ratio r <= 0.3 in
     the grid, a paired one-sided t-test over seeds (same training subset per seed) of H1:
     minority training error(ERM) - minority training error(method) > 0. Holm over the
-    methods x ratios family, alpha = 0.05; supported when every comparison rejects. Refuted when
-    a method does not significantly lower the minority training error at some imbalanced ratio.
+    methods x ratios family, alpha = 0.05.
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_OVERFIT)
     cfg, records = claim.grid(arm)
@@ -158,29 +163,52 @@ def test_oversampling_and_overfitting_fit_the_minority(profile, arm, suite, clai
 
 
 @pytest.mark.parametrize("arm", [NN_ARM])
+@declare_outcomes(Rule("balanced test error(ERM) - balanced test error(method), i.e. the method's "
+                       f"improvement, each method and train r <= {IMBALANCED_TRAIN_RATIO}",
+                       "less", NO_IMPROVEMENT_MARGIN), alpha=ALPHA)
 def test_fitting_the_minority_does_not_improve_nn_generalization(profile, arm, suite, claim):
     """Section 4.3, Figure 5: "Nonetheless, they fail to improve neural network test
     performance" and the takeaway "strategies such as oversampling which fit these samples do not
     improve generalization."
 
     Statistic: for each method in {oversampling, overfitting} and every train ratio r <= 0.3 in
-    the grid, a paired TOST over seeds on balanced test error with margin 0.03 (3 percentage
-    points): H1: |error(method) - error(ERM)| < 0.03. Holm over the methods x ratios family,
-    alpha = 0.05; supported when every comparison shows equivalence. Refuted when a method's
-    balanced test error cannot be shown within 3 points of ERM's: an improvement beyond the
-    margin refutes the claim, and so does a large degradation or too much seed noise to decide.
+    the grid, a paired one-sided non-superiority t-test over seeds on balanced test error with
+    margin 0.01 (1 percentage point): H1: error(ERM) - error(method) < 0.01, i.e. the method's
+    improvement over ERM is below one point. Holm over the methods x ratios family, alpha =
+    0.05. The paper asserts no improvement and allows a degradation, so a method that is worse
+    than ERM never counts against the claim; an improvement of a point or more does. The margin:
+    one point of balanced error is the smallest gain the long-tail literature reports as an
+    improvement on CIFAR-10 (methods in Cao et al. 2019 and Menon et al. 2021 are separated by
+    about a point), and the margin of takeaway 1's "near optimal"; the old 3-point margin let a
+    2-3 point gain pass as "no improvement".
+
+    EXPLORATORY: until version 0.4 this was a two-sided TOST with a 3-point margin, which stayed
+    green under a 2-3 point improvement and failed on a degradation. The new statistic and
+    margin were fixed in version 0.5 (issue 19) before any run at them, but after this arm's
+    quick-scale results on seeds 0-4 were seen under the old one.
     """
+    claim.mark_exploratory(
+        "the statistic went from a two-sided TOST (margin 3 points) to one-sided non-superiority "
+        "(margin 1 point) in version 0.5, after the quick arm was seen on seeds 0-4 under the old "
+        "statistic; a degradation no longer counts against the claim", looked_at_seeds=range(5))
     claim.expect_failure_at_quick_scale(QUICK_SCALE_OVERSAMPLING)
     cfg, records = claim.grid(arm)
     per = fitting_methods_vs_erm(cfg, records, suite.seeds, balanced_test_error)
-    tests = {f"{k}: {k.split(',')[0]} minus ERM": stats.tost_paired(
-        v["method"], v["erm"], NO_IMPROVEMENT_MARGIN, ALPHA) for k, v in per.items()}
-    verdict = stats.family_verdict(
-        tests, ALPHA, f"paired TOST on balanced test error (method minus ERM), margin "
-        f"{NO_IMPROVEMENT_MARGIN}, Holm over methods x train ratios <= {IMBALANCED_TRAIN_RATIO}",
-        suite.seeds, per,
+    verdict = no_improvement_verdict(per, suite.seeds)
+    conclude(claim, arm, cfg, records, suite.seeds, verdict)
+
+
+def no_improvement_verdict(per: dict[str, dict[str, list[float]]], seeds) -> stats.Verdict:
+    """The non-superiority family of the claim above, from per-seed balanced test errors of ERM
+    and of each method, keyed ``"<method>, r=<ratio>"``."""
+    tests = {f"{k}: improvement of {k.split(',')[0]} over ERM < {NO_IMPROVEMENT_MARGIN:g}":
+             stats.paired_less(v["erm"], v["method"], ALPHA, margin=NO_IMPROVEMENT_MARGIN)
+             for k, v in per.items()}
+    return stats.family_verdict(
+        tests, ALPHA, f"paired one-sided non-superiority t on balanced test error (ERM minus "
+        f"method) < {NO_IMPROVEMENT_MARGIN}, Holm over methods x train ratios <= "
+        f"{IMBALANCED_TRAIN_RATIO}", seeds, per,
         summary="mean balanced test error ERM vs method: " + ", ".join(
             f"{k}: {np.mean(v['erm']):.3f} vs {np.mean(v['method']):.3f}" for k, v in per.items()),
-        effect_unit=f"balanced test error, method minus ERM (inside +-{NO_IMPROVEMENT_MARGIN} "
-                    "supports; below it, an improvement, refutes)")
-    conclude(claim, arm, cfg, records, suite.seeds, verdict)
+        effect_unit=f"balanced test error, ERM minus the method: its improvement (< "
+                    f"{NO_IMPROVEMENT_MARGIN} supports)")

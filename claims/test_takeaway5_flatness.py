@@ -3,9 +3,10 @@ Bayesian inference helps, more so under imbalance.
 
 Protocol (Figure 7): CIFAR-10 at a fixed training size, standard training on a balanced and on a
 highly imbalanced training set, five seeds. After training, the ten largest eigenvalues of the
-Hessian of the mean cross-entropy on the model's own training data (1,000 un-augmented training
-images, BatchNorm in eval mode; Lanczos on Hessian-vector products, :mod:`harness.nn.flatness`), and
-the loss along filter-normalized random directions (Figure 7b).
+Hessian of the mean cross-entropy on the model's own training data (``hessian_samples``
+un-augmented training images: 1,000 in the full profile, 500 in quick; BatchNorm in eval mode;
+Lanczos on Hessian-vector products, :mod:`harness.nn.flatness`), and the loss along
+filter-normalized random directions (Figure 7b).
 
 Protocol (Figure 8): CIFAR-10 at the same training size, balanced and imbalanced training sets,
 five seeds; balanced test error of two Bayesian procedures (:mod:`harness.nn.bayesian`), each
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 
 from harness.judging import stats
+from harness.judging.stats import Rule, declare_outcomes
 from harness.experiments.protocols import balanced_test_error, per_seed, variant_balanced_test_error
 from harness.judging.report import line_figure, mean_series
 
@@ -80,6 +82,8 @@ def balanced_exceeds_imbalanced(cfg, records, seeds, metric, statistic: str, lab
 
 
 @pytest.mark.parametrize("arm", ["t5-cifar10-flatness"])
+@declare_outcomes(Rule("mean top-10 Hessian eigenvalue(trained at r = 1) - the same trained at r, "
+                       "each imbalanced r"), alpha=ALPHA)
 def test_imbalanced_training_gives_lower_top_hessian_eigenvalues(profile, arm, suite, claim):
     """Section 7, Figure 7a: "We thus measure the 10 leading singular values of the Hessian on
     models trained on balanced or highly imbalanced CIFAR-10 data, where the loss function is
@@ -89,8 +93,6 @@ def test_imbalanced_training_gives_lower_top_hessian_eigenvalues(profile, arm, s
     Statistic: per seed, the mean of the ten largest Hessian eigenvalues; for every imbalanced
     train ratio r in the grid, a one-sided t-test over seeds (paired by seed index) of H1:
     mean top-10 eigenvalue(balanced) - mean top-10 eigenvalue(r) > 0, Holm, alpha = 0.05.
-    Supported when every comparison rejects. Refuted when the imbalanced model's top eigenvalues
-    are not significantly lower.
     """
     cfg, records = claim.grid(arm)
     verdict = balanced_exceeds_imbalanced(cfg, records, suite.seeds, mean_top,
@@ -108,17 +110,18 @@ def loss_rise(record) -> float:
 
 
 @pytest.mark.parametrize("arm", ["t5-cifar10-flatness"])
+@declare_outcomes(Rule("loss rise one filter-normalized step away(trained at r = 1) - the same "
+                       "trained at r, each imbalanced r"), alpha=ALPHA)
 def test_loss_rises_more_slowly_around_imbalanced_minima(profile, arm, suite, claim):
     """Section 7, Figure 7b: "We also perturb the parameter vector in random directions in
     Figure 7b using filter-normalization (Huang et al., 2019b) to normalize distance
     measurements, and we see that the loss increases slightly slower on imbalanced data."
 
-    Statistic: per seed, the rise of the training loss (mean cross-entropy on 1,000 of the
-    model's own un-augmented training images) one filter-normalized step from the minimum,
-    (loss(-1) + loss(+1)) / 2 - loss(0), averaged over the recorded random directions; for every
-    imbalanced train ratio r a one-sided t-test over seeds (paired by seed index) of H1:
-    rise(balanced) - rise(r) > 0, Holm, alpha = 0.05. Refuted when the loss around the
-    imbalanced minimum rises significantly faster; inconclusive when not significantly slower.
+    Statistic: per seed, the rise of the training loss (mean cross-entropy on ``hessian_samples``
+    of the model's own un-augmented training images: 1,000 in the full profile, 500 in quick)
+    one filter-normalized step from the minimum, (loss(-1) + loss(+1)) / 2 - loss(0), averaged
+    over the recorded random directions; for every imbalanced train ratio r a one-sided t-test
+    over seeds (paired by seed index) of H1: rise(balanced) - rise(r) > 0, Holm, alpha = 0.05.
 
     EXPLORATORY: the number of random directions (now 5) was raised from 1 after this claim
     failed on seeds 0-4. The report labels runs on seeds 0-4 exploratory; a run on seeds never
@@ -188,7 +191,12 @@ def bayesian_verdict(tests, gains, statistic, seeds, effect_unit):
         effect_unit=effect_unit)
 
 
+GAIN = Rule("balanced test error(baseline) - balanced test error(Bayesian), the gain, each method "
+            "and imbalanced r")
+
+
 @pytest.mark.parametrize("arm", ["t5-cifar10-bayesian"])
+@declare_outcomes(GAIN, alpha=ALPHA)
 def test_bayesian_inference_improves_imbalanced_training(profile, arm, suite, claim):
     """Section 6, Figure 8: "We see in Figure 8 that such methods confer especially large boosts
     in accuracy on class-imbalanced training data with virtually no additional training cost."
@@ -196,15 +204,12 @@ def test_bayesian_inference_improves_imbalanced_training(profile, arm, suite, cl
     Statistic: per seed, the gain in balanced test error (baseline minus Bayesian; the baseline
     is Laplace's own MAP network, and the ERM run for SGHMC); for each method and every
     imbalanced train ratio a one-sided paired t-test of H1: gain > 0, Holm over methods and
-    ratios, alpha = 0.05. Supported when every comparison rejects. Refuted when either method
-    does not significantly lower the balanced error at some imbalanced ratio.
+    ratios, alpha = 0.05.
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_BAYES)
     cfg, records = claim.grid(arm)
     gains = bayesian_gains(records, cfg, suite.seeds)
-    zero = [0.0] * len(suite.seeds)
-    tests = {f"{BAYESIAN[m]}, train r={r:g}: gain": stats.paired_greater(v, zero, ALPHA)
-             for (m, r), v in gains.items() if r < 1}
+    tests = gain_tests(gains)
     verdict = bayesian_verdict(tests, gains, "one-sided t over seeds on the gain in balanced "
                                "test error, Holm over methods and imbalanced ratios", suite.seeds,
                                "gain in balanced test error, baseline minus Bayesian (> 0 supports)")
@@ -212,26 +217,45 @@ def test_bayesian_inference_improves_imbalanced_training(profile, arm, suite, cl
     claim.assert_supported()
 
 
+def gain_tests(gains) -> dict[str, stats.TestResult]:
+    """One-sided t over seeds of H1: gain > 0, for each method and imbalanced train ratio."""
+    zero = [0.0] * len(next(iter(gains.values())))
+    return {f"{BAYESIAN[m]}, train r={r:g}: gain": stats.paired_greater(v, zero, ALPHA)
+            for (m, r), v in gains.items() if r < 1}
+
+
+def helps_more_tests(gains) -> dict[str, stats.TestResult]:
+    """The family of the claim below: each method's gain under imbalance is positive, and larger
+    than its gain on balanced data (paired by seed index)."""
+    return gain_tests(gains) | {
+        f"{BAYESIAN[m]}, train r={r:g}: gain minus balanced-data gain": stats.paired_greater(
+            v, gains[(m, 1.0)], ALPHA) for (m, r), v in gains.items() if r < 1}
+
+
 @pytest.mark.parametrize("arm", ["t5-cifar10-bayesian"])
+@declare_outcomes(GAIN, Rule("the gain at r - the gain at r = 1, each method and imbalanced r"),
+                  alpha=ALPHA)
 def test_bayesian_inference_helps_more_under_imbalance(profile, arm, suite, claim):
     """Section 6, Figure 8: "Bayesian inference improves performance, especially on imblanced
     training data" (caption), "we find that this capability of BNNs is especially advantageous
     in the class-imbalanced regime" (Section 1).
 
-    Statistic: per seed, the gain in balanced test error (as in the test above) at an imbalanced
-    train ratio r minus the gain on balanced training data (r = 1), paired by seed index; for
-    each method and every imbalanced r a one-sided t-test of H1: difference > 0, Holm over
-    methods and ratios, alpha = 0.05. Refuted when some method's gain under imbalance is not
-    significantly larger than on balanced data.
+    Statistic: per seed, the gain in balanced test error (as in the test above). For each method
+    and every imbalanced train ratio r, two one-sided t-tests over seeds (paired by seed index):
+    H1: gain(r) > 0 (the method helps under imbalance) and H1: gain(r) - gain(1) > 0 (more than
+    on balanced data). Holm over methods x ratios x both, alpha = 0.05. The first test was added
+    in version 0.5 (issue 19), before any run of the new family: a method that predicts at chance has
+    a constant error, so the difference of gains alone reduces to ERM's own imbalance penalty
+    and held with no Bayesian gain at all. Adding a test to a family that must hold whole can
+    only turn a supported verdict into an unsupported one.
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_BAYES)
     cfg, records = claim.grid(arm)
     gains = bayesian_gains(records, cfg, suite.seeds)
-    tests = {f"{BAYESIAN[m]}, train r={r:g}: gain minus balanced-data gain": stats.paired_greater(
-        v, gains[(m, 1.0)], ALPHA) for (m, r), v in gains.items() if r < 1}
-    verdict = bayesian_verdict(tests, gains, "one-sided t over seeds on (gain at r) - (gain at "
-                               "r = 1), Holm over methods and imbalanced ratios", suite.seeds,
-                               "Bayesian gain in balanced test error at r minus the gain at r = 1 "
-                               "(> 0 supports)")
+    verdict = bayesian_verdict(helps_more_tests(gains), gains, "one-sided t over seeds on the gain "
+                               "at r and on (gain at r) - (gain at r = 1), Holm over methods x "
+                               "imbalanced ratios x both", suite.seeds,
+                               "Bayesian gain in balanced test error at r, or that gain minus the "
+                               "gain at r = 1 (> 0 supports)")
     claim.conclude(TAKEAWAY, arm, verdict, [figure8(arm, cfg, records, suite.seeds)], records.values())
     claim.assert_supported()

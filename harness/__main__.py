@@ -5,6 +5,7 @@ Examples:
     python -m harness plan -m full                   # runs, stored, cost of the full profile
     python -m harness plan -m full -k adult --json   # same selection options as pytest
     python -m harness dryrun                         # every full-profile training path, shrunk
+    python -m harness evidence 'claims/test_takeaway1_train_test_ratio.py::test_training_at_test_ratio_is_near_optimal[quick-t1-adult-xgboost]' --scale "full 9-ratio grid" --from-profile full
     python -m harness merge /mnt/a/store /mnt/b/store --into .cache/store-v2
     python -m harness compare reports/base reports/latest   # regression gate (exit 1 on a flip)
     python -m harness report                         # default store and reports/ directory
@@ -109,6 +110,24 @@ def plan_command(args, pytest_args: list[str]) -> int:
     return 0
 
 
+def evidence_command(args) -> int:
+    """Run one quick claim at a scale and record its numbers in claims/evidence/."""
+    from .experiments.evidence import EvidenceError, collect, parse_settings
+
+    import json
+
+    command = "python -m harness evidence " + " ".join(
+        a if " " not in a and "[" not in a else repr(a) for a in sys.argv[2:])
+    try:
+        entry = collect(args.nodeid, args.scale, args.from_profile, parse_settings(args.set),
+                        args.seeds, args.seed_offset, args.store, args.workers, command)
+    except EvidenceError as err:
+        print(f"evidence: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(entry, indent=1))
+    return 0
+
+
 def merge_command(args) -> int:
     from .runs.merge import MergeError, merge_stores
     from .runs.store import IncompatibleStoreError, ReadOnlyStoreError
@@ -186,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                     help="plan, dryrun, merge, compare, report, throughput or gpucheck; "
+                                     help="plan, dryrun, evidence, merge, compare, report, throughput or "
+                                          "gpucheck; "
                                       "COMMAND --help for its options")
     planner = commands.add_parser(
         "plan", help="unique runs, runs stored and estimated cost of a pytest selection",
@@ -211,6 +231,25 @@ def build_parser() -> argparse.ArgumentParser:
     dry.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1)")
     dry.add_argument("--data-dir", default=None, help="directory searched first for the datasets")
     dry.set_defaults(func=dryrun_command)
+    evidence = commands.add_parser(
+        "evidence", help="run a quick claim at a searched scale and record its numbers",
+        description="Run one quick-profile claim test (path::test[quick-<arm>]) in a child pytest "
+                    "with its arm changed to a scale searched for one where it could hold, and "
+                    "write the verdict, effect, CI, Holm p, seeds and commit to "
+                    "claims/evidence/<test>--<arm>.json (replacing an entry of the same --scale).")
+    evidence.add_argument("nodeid", help="the claim test, e.g. "
+                          "'claims/test_takeaway1_train_test_ratio.py::test_x[quick-t1-adult-xgboost]'")
+    evidence.add_argument("--scale", required=True, help="name of the scale, e.g. '15 epochs'")
+    evidence.add_argument("--from-profile", default=None, choices=("quick", "full"),
+                          help="take the arm's config from this profile (default: quick)")
+    evidence.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="a model hyperparameter over the arm's (repeatable), e.g. epochs=15")
+    evidence.add_argument("--seeds", type=int, default=5, help="seeds (default: 5)")
+    evidence.add_argument("--seed-offset", type=int, default=0, help="first seed (default: 0)")
+    evidence.add_argument("--store", default=None,
+                          help="result store (default: a fresh temporary one)")
+    evidence.add_argument("--workers", default="auto", help="training processes (default: auto)")
+    evidence.set_defaults(func=evidence_command)
     merger = commands.add_parser(
         "merge", help="combine result stores from several machines",
         description="Copy every run of the STOREs into --into. A key present in both with "

@@ -10,18 +10,38 @@ Each sabotage removes the effect a claim asserts (or crashes its runs), so the c
 * ``oversample_is_erm``: the ``oversample`` method trains like ERM;
 * ``sam_is_sgd``: the ``sam`` method trains with the base optimizer;
 * ``crash_nn``: building a neural network raises (a crash inside an xfailed claim);
-* ``no_adult``: the Adult data cannot be found.
+* ``no_adult``: the Adult data cannot be found;
+* ``seed_never_reaches_run``: every run is executed with seed 0 (its subset, test sets, draws
+  and initialization), while its record keeps its own seed (needs ``--workers=1``: the run
+  path is patched in this process);
+* ``ratios_reversed``: training at ratio r gets the class counts of ratio 0.02 / r (the quick
+  grid's order reversed: 0.02 <-> 1, 0.05 <-> 0.4, 0.1 <-> 0.2), so far train ratios beat the
+  matched one;
+* ``prior_when_imbalanced``: XGBoost trained on an imbalanced set (minority share < 40%)
+  predicts its majority class for every row: it learned only the prior there, and learns for
+  real on balanced sets (so the learned-something gate passes);
+* ``laplace_uniform``: Laplace's predictive is uniform (no Bayesian gain at all);
+* ``sam_hurts``: SAM ascends with radius 1.0 (20x its own), so that asymmetric SAM beats it
+  without beating standard training;
+* ``no_improvement`` / ``injected_improvement``: the balanced test error of every oversampling
+  and overfitting run is set to its ERM twin's (same cell and seed) plus a small seed jitter
+  (+-0.002), minus 0.02 for the injected improvement (twice takeaway 3's non-superiority
+  margin); the records are edited as the claims read them, not in the store.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+from dataclasses import replace
 
 import numpy as np
 
 from harness import data, methods
 from harness.data import imbalance
+from harness.experiments import protocols
 from harness.learners import models
+from harness.runs import training
 
 
 def shuffled_labels(factory):
@@ -70,6 +90,75 @@ class SAMIsSGD(methods.get("sam")):
     step = methods.Method.step
 
 
+def prior_when_imbalanced(factory):
+    def build(seed=0, n_jobs=1, **params):
+        model = factory(seed=seed, n_jobs=n_jobs, **params)
+        fit, predict = model.fit, model.predict
+
+        def fit_or_learn_the_prior(x, y, *args, **kwargs):
+            counts = np.bincount(y)
+            model.prior_only = counts.min() / counts.sum() < 0.4
+            model.majority = int(counts.argmax())
+            return fit(x, y, *args, **kwargs)
+
+        def predict_the_prior(x):
+            return np.full(len(x), model.majority, dtype=np.int64) if model.prior_only else predict(x)
+
+        model.fit, model.predict = fit_or_learn_the_prior, predict_the_prior
+        return model
+
+    build.CAPABILITIES = factory.CAPABILITIES
+    return build
+
+
+def reversed_counts(total, num_classes, ratio):
+    return REAL_COUNTS_FOR_TOTAL(total, num_classes, min(1.0, 0.02 / ratio))
+
+
+def with_seed_zero(execute_group):
+    def execute_at_seed_zero(specs, *args, **kwargs):
+        records = execute_group([replace(s, seed=0) for s in specs], *args, **kwargs)
+        for spec, record in zip(specs, records):  # each record keeps its own spec and key
+            record["key"], record["spec"] = spec.key, spec.to_dict()
+        return records
+
+    return execute_at_seed_zero
+
+
+class UniformLaplace(methods.get("laplace")):
+    """Laplace's name and training, a uniform predictive."""
+
+    def probabilities(self, state, images_u8):
+        import torch
+
+        return torch.full((len(images_u8), state.num_classes), 1.0 / state.num_classes)
+
+
+class SAMThatHurts(methods.get("sam")):
+    """SAM with an ascent radius of 1.0: regularized far past helping."""
+
+    settings = {"sam_rho": 1.0}
+
+
+def edited_errors(delta: float, run_grid):
+    """``run_grid`` whose oversampling and overfitting records report their ERM twin's balanced
+    test error, plus a seed jitter, minus ``delta``."""
+    def run_grid_with_edited_errors(runner, specs):
+        records = run_grid(runner, specs)
+        edited = {}
+        for key, record in records.items():
+            method, *cell = key
+            if method in ("oversample", "overfit") and ("erm", *cell) in records:
+                record = copy.deepcopy(record)  # the store and the runner keep the real one
+                twin = records[("erm", *cell)]["metrics"]["test"]["1"]["balanced_accuracy"]
+                jitter = 0.002 * (cell[-1] % 3 - 1)
+                record["metrics"]["test"]["1"]["balanced_accuracy"] = twin + delta - jitter
+            edited[key] = record
+        return edited
+
+    return run_grid_with_edited_errors
+
+
 def pytest_configure(config):
     sabotage = os.environ.get("IMBALANCE_SABOTAGE", "")
     if sabotage == "shuffled_labels":
@@ -86,5 +175,18 @@ def pytest_configure(config):
             models.MODELS[name] = crashing(models.MODELS[name])
     elif sabotage == "no_adult":
         data.DATASETS["adult"] = missing_adult
+    elif sabotage == "seed_never_reaches_run":
+        training.execute_group = with_seed_zero(training.execute_group)
+    elif sabotage == "ratios_reversed":
+        imbalance.counts_for_total = reversed_counts
+    elif sabotage == "prior_when_imbalanced":
+        models.MODELS["xgboost"] = prior_when_imbalanced(models.MODELS["xgboost"])
+    elif sabotage == "laplace_uniform":
+        methods.METHODS["laplace"] = UniformLaplace
+    elif sabotage == "sam_hurts":
+        methods.METHODS["sam"] = SAMThatHurts
+    elif sabotage in ("no_improvement", "injected_improvement"):
+        protocols.run_grid = edited_errors(0.0 if sabotage == "no_improvement" else 0.02,
+                                           protocols.run_grid)
     elif sabotage:
         raise ValueError(f"unknown sabotage {sabotage!r}")

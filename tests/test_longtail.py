@@ -1,5 +1,7 @@
 """The long-tail baselines against their formulas, and the identities between them."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -64,25 +66,66 @@ def test_ldam_margins_follow_the_inverse_fourth_root_of_counts():
     assert float(margins.max()) == pytest.approx(0.5) and int(margins.argmax()) == 3
     ratio = (COUNTS.float() ** -0.25) / (COUNTS.float() ** -0.25).max()
     assert torch.allclose(margins, 0.5 * ratio)
-    logits, labels = batch()
-    shifted = logits.clone()
+    cosines = torch.rand(64, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    labels = torch.arange(64) % 4
+    shifted = cosines.clone()
     shifted[torch.arange(len(labels)), labels] -= margins[labels]
-    assert torch.allclose(method.loss(logits, labels, state()),
-                          F.cross_entropy(shifted, labels, reduction="none"))
-    # Zero margin is plain cross-entropy.
+    assert torch.allclose(method.loss(cosines, labels, state()),
+                          F.cross_entropy(30 * shifted, labels, reduction="none"))
+    # Zero margin is the cross-entropy of the scaled cosines.
     zero = methods.create("ldam_drw", ldam_max_margin=0.0)
-    assert torch.allclose(zero.loss(logits, labels, state()), F.cross_entropy(logits, labels, reduction="none"))
+    assert torch.allclose(zero.loss(cosines, labels, state()),
+                          F.cross_entropy(30 * cosines, labels, reduction="none"))
 
 
-def test_ldam_defers_re_weighting_to_the_late_epochs():
+def test_ldam_loss_by_hand():
+    """Two classes with 16 and 1 rows: margins 0.5 / 16^(1/4) = 0.25 and 0.5. A class-1 row whose
+    cosines are (0.2, 0.6): logits 30 * (0.2, 0.6 - 0.5) = (6, 3), loss log(1 + e^3)."""
+    method = methods.create("ldam_drw")
+    s = state(torch.tensor([16, 1]))
+    assert torch.allclose(method.margins(s), torch.tensor([0.25, 0.5]))
+    loss = method.loss(torch.tensor([[0.2, 0.6], [0.3, 0.1]]), torch.tensor([1, 0]), s)
+    # the class-0 row: logits 30 * (0.3 - 0.25, 0.1) = (1.5, 3), loss log(1 + e^1.5)
+    assert loss.tolist() == pytest.approx([math.log(1 + math.exp(3)), math.log(1 + math.exp(1.5))],
+                                          rel=1e-5)
+
+
+def test_ldam_uses_a_cosine_classifier_scaled_by_30():
+    from harness.nn.networks import CosineClassifier, small_cnn
+
+    torch.manual_seed(0)
+    net = small_cnn(4, width=4)
+    s = TrainingState(net=net, labels=torch.tensor([0, 1, 2, 3]), num_classes=4,
+                      class_counts=COUNTS, hp={}, seed=0)
+    assert methods.create("ldam_drw").prepare(s) == {"classifier": "cosine"}
+    head = net[-1]
+    assert isinstance(head, CosineClassifier) and head.weight.shape == (4, 16)
+    logits = net(torch.randn(3, 3, 8, 8))
+    features = net[:-1](torch.randn(3, 3, 8, 8))
+    assert logits.abs().max() <= 1 + 1e-6  # cosines
+    by_hand = (features / features.norm(dim=1, keepdim=True)) @ (head.weight / head.weight.norm(dim=1, keepdim=True)).T
+    assert torch.allclose(head(features), by_hand, atol=1e-6)
+    assert methods.get("ldam_drw").settings["ldam_scale"] == 30.0
+
+
+def test_ldam_defers_re_weighting_and_normalizes_by_the_batch_weight_sum():
+    """From floor(0.8 * epochs) on, a batch's loss is sum(w_i l_i) / sum(w_i) with Cui et al.'s
+    weights: what F.cross_entropy(weight=...) computes in Cao et al.'s code. Before, plain LDAM."""
     method, s = methods.create("ldam_drw"), state(epochs=10)
+    cosines = torch.rand(64, 4, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    labels = torch.tensor([0] * 40 + [1] * 14 + [2] * 8 + [3] * 2)
+    plain = method.loss(cosines, labels, s)
     for epoch in range(8):
         method.epoch_start(s, epoch)
-        assert s.weights is None
+        assert torch.equal(method.loss(cosines, labels, s), plain)
     method.epoch_start(s, 8)  # floor(0.8 * 10)
-    per_class = effective_number_weights(COUNTS.numpy(), 0.9999)
-    assert torch.allclose(s.weights, torch.as_tensor(per_class, dtype=torch.float32)[s.labels])
-    assert float(s.weights[s.labels == 3][0]) > float(s.weights[s.labels == 0][0])
+    per_class = torch.as_tensor(effective_number_weights(COUNTS.numpy(), 0.9999), dtype=torch.float32)
+    shifted = cosines - F.one_hot(labels, 4) * method.margins(s)[labels, None]
+    expected = F.cross_entropy(30 * shifted, labels, weight=per_class)  # reduction "mean"
+    assert method.loss(cosines, labels, s).mean() == pytest.approx(float(expected), rel=1e-5)
+    w = per_class[labels]
+    assert float(expected) == pytest.approx(float((w * plain).sum() / w.sum()), rel=1e-5)
+    assert s.weights is None  # the row weights are not touched: no double weighting
 
 
 def test_focal_loss_formula_and_gamma_zero_is_cross_entropy():
@@ -125,3 +168,56 @@ def test_smote_and_undersampling_come_from_imbalanced_learn():
     assert (yu == 1).sum() == 12 and {tuple(r) for r in xu[yu == 1]} == {tuple(r) for r in x[y == 1]}
     with pytest.raises(ValueError, match="at least 2 rows"):
         methods.create("smote").resample(x[:81], y[:81], np.random.default_rng(1))
+
+
+def mixed_rows(seed=0):
+    """Two continuous columns, then a 3-level and a 2-level categorical variable one-hot encoded
+    (columns 2-4 and 5-6): 80 majority rows, 12 minority rows."""
+    rng = np.random.default_rng(seed)
+    y = np.array([0] * 80 + [1] * 12)
+    first, second = rng.integers(0, 3, len(y)), rng.integers(0, 2, len(y))
+    x = np.column_stack([rng.normal(size=(len(y), 2)) + 4 * y[:, None],
+                         np.eye(3)[first], np.eye(2)[second]]).astype(np.float32)
+    return x, y, ((2, 3, 4), (5, 6))
+
+
+def test_smote_keeps_categorical_columns_one_hot():
+    """With one-hot blocks declared (Adult's categorical variables), SMOTE is SMOTE-NC: every
+    synthetic row has exactly one 1 per block and no fractional category; its continuous
+    columns are interpolated inside the minority's hull."""
+    x, y, blocks = mixed_rows()
+    xs, ys, weights, _ = methods.create("smote").resample(x, y, np.random.default_rng(1), categorical=blocks)
+    assert np.bincount(ys).tolist() == [80, 80] and weights is None and xs.dtype == x.dtype
+    assert np.array_equal(xs[:len(x)], x)  # the real rows, unchanged
+    new = xs[len(x):]
+    for block in blocks:
+        assert set(np.unique(new[:, list(block)])) <= {0.0, 1.0}
+        assert (new[:, list(block)].sum(1) == 1).all()
+    low, high = x[y == 1, :2].min(0), x[y == 1, :2].max(0)
+    assert ((new[:, :2] >= low - 1e-6) & (new[:, :2] <= high + 1e-6)).all()
+    # Plain SMOTE on the same rows interpolates the one-hot columns: fractional categories.
+    plain, _, _, _ = methods.create("smote").resample(x, y, np.random.default_rng(1))
+    assert not set(np.unique(plain[len(x):, 2:])) <= {0.0, 1.0}
+
+
+def test_one_hot_coding_round_trips():
+    from harness.methods.resampling import from_one_hot, to_one_hot
+
+    x, _, blocks = mixed_rows(3)
+    x[0, 2:5] = 0  # a level unseen in training encodes as all zeros, and stays so
+    coded, continuous = from_one_hot(x, blocks)
+    assert continuous == [0, 1] and coded.shape == (len(x), 4) and coded[0, 2] == -1
+    assert np.array_equal(to_one_hot(coded, x.shape[1], x.dtype, blocks, continuous), x)
+
+
+def test_adult_and_covtype_declare_their_one_hot_blocks():
+    from harness import data
+
+    for name, relative in (("adult", "adult/adult.data"), ("covtype", "covtype/covtype-sample.csv.gz")):
+        if data.locate(relative) is None:
+            continue
+        dataset = data.load(name)
+        assert dataset.categorical, name
+        for block in dataset.categorical:  # every training row has exactly one level per block
+            assert (dataset.x_train[:, list(block)].sum(1) == 1).all(), (name, block)
+    assert data.load("toy2d").categorical == ()

@@ -60,15 +60,37 @@ def test_report_writes_three_files_and_latest(tmp_path):
     assert (tmp_path / "latest").resolve() == out.resolve()
 
 
+EVIDENCE = {"path": "claims/evidence/test_c--toy.json", "entries": [
+    {"scale": "quick", "seeds": [0, 1, 2, 3, 4], "verdict": "inconclusive", "effect": 0.001,
+     "ci": [-0.002, 0.004], "p_holm": 0.2, "commit": "abc123", "date": "2026-11-30"},
+    {"scale": "80 seeds", "seeds": list(range(80)), "verdict": "supported", "effect": 0.0011,
+     "ci": [0.0006, 0.0016], "p_holm": 1e-7, "commit": "abc123", "date": "2026-11-30"}]}
+
+
 def test_header_counts_every_kind_of_outcome(tmp_path):
+    """Expected failures are counted apart from the claims asserted: refuted or inconclusive at
+    quick scale (with the evidence of the scales searched), or zoo measurements."""
+    refuted = stats.paired_greater([0.0, 0.12, 0.05], [1.0, 1.1, 1.06])
+    refuted = stats.gated(stats.family_verdict({"r": refuted}, 0.05, "t", [0, 1, 2], {}), GATE)
     entries = [claim_entry(), claim_entry("full", False, nodeid="claims/t.py::b[full]"),
-               claim_entry(outcome="xfailed", supported=False, nodeid="claims/t.py::c[quick]"),
+               dict(claim_entry(outcome="xfailed", supported=False, nodeid="claims/t.py::c[quick]"),
+                    xfail_kind="quick scale", evidence=EVIDENCE),
+               dict(claim_entry(outcome="xfailed", nodeid="claims/t.py::d[quick]"),
+                    verdict=refuted.to_dict(), xfail_kind="quick scale", evidence=EVIDENCE),
+               dict(claim_entry(outcome="xfailed", supported=False, nodeid="claims/t.py::z[quick]"),
+                    xfail_kind="report only"),
                error_entry(), dict(error_entry(), nodeid="claims/t.py::s[quick]", outcome="skipped")]
-    page = (report.write_report(entries, [], {}, tmp_path, run_id="r2") / "index.html").read_text()
+    out = report.write_report(entries, [], {}, tmp_path, run_id="r2")
+    page = (out / "index.html").read_text()
     heading = re.search(r"<h1>(.*?)</h1>", page, re.S).group(1)
-    for part in ("5 claim tests", "1 supported", "1 inconclusive", "1 expected at this scale",
-                 "1 error", "1 skipped"):
+    for part in ("7 claim tests", "1 supported", "1 inconclusive", "1 refuted at quick scale",
+                 "1 inconclusive at quick scale", "1 zoo: inconclusive", "1 error", "1 skipped"):
         assert part in heading, heading
+    assert page.count("claims/evidence/test_c--toy.json") >= 4  # a link and its text, per claim
+    assert "80 seeds" in page and "abc123" in page
+    rows = {r["nodeid"]: r for r in json.loads((out / "claims.json").read_text())}
+    assert rows["claims/t.py::c[quick]"]["evidence"] == EVIDENCE
+    assert rows["claims/t.py::z[quick]"]["xfail_kind"] == "report only"
 
 
 def test_inline_svg_ids_are_unique_on_the_page(tmp_path):

@@ -36,11 +36,30 @@ def test_paired_less_with_margin_is_non_inferiority():
     assert stats.paired_less(a + 0.02, b, margin=0.01).p_value > 0.99  # 2 points worse
 
 
-def test_identical_differences_decide_exactly():
-    zeros = [0.0] * 5
-    assert stats.paired_less(zeros, zeros, margin=0.01).p_value == 0.0
-    assert stats.paired_greater(zeros, zeros).p_value == 1.0
-    assert stats.paired_greater([1.0] * 5, zeros).p_value == 0.0
+def test_zero_spread_is_never_evidence():
+    """Identical paired differences (one observation repeated) are degenerate: p = 1 for the
+    claim and for its refutation, whatever the direction or margin, and the verdict says why."""
+    zeros, ones = [0.0] * 5, [1.0] * 5
+    for test in (stats.paired_less(zeros, zeros, margin=0.01), stats.paired_greater(zeros, zeros),
+                 stats.paired_greater(ones, zeros), stats.paired_less(zeros, ones),
+                 stats.tost_paired(zeros, zeros, margin=0.03),
+                 stats.paired_greater([0.3] * 5, [0.1] * 5, margin=0.5)):
+        assert test.degenerate and test.p_value == 1.0 and test.refute_p == 1.0, test
+    # Floating-point noise of equal differences is still zero spread.
+    noisy = [1 - 3 / 7, 1 - 3 / 7 + 1e-16, 1 - 3 / 7, 1 - 3 / 7 - 1e-16, 1 - 3 / 7]
+    assert stats.paired_greater(noisy, [0.2] * 5).degenerate
+    v = stats.family_verdict({"a > b": stats.paired_greater(ones, zeros),
+                              "b > a": stats.paired_greater(zeros, ones)}, 0.05, "t", range(5), {})
+    assert v.outcome == "inconclusive" and "degenerate" in v.reason and "zero spread" in v.reason
+    assert math.isnan(v.mde) and v.seeds_needed is None
+    assert [c["degenerate"] for c in v.comparisons] == [True, True]
+
+
+def test_a_degenerate_comparison_leaves_a_real_refutation_standing():
+    against = stats.paired_greater([0.0, 0.1, 0.05, 0.08, 0.02], [1.0, 1.1, 1.05, 1.1, 1.0])
+    v = stats.family_verdict({"against": against, "tie": stats.paired_greater([0.5] * 5, [0.5] * 5)},
+                             0.05, "t", range(5), {})
+    assert v.outcome == "refuted"
 
 
 def test_tost_declares_equivalence_only_inside_the_margin():
@@ -109,6 +128,7 @@ def test_identical_arms_are_never_supported_nor_refuted():
     same = [0.2, 0.3, 0.25, 0.22, 0.28]
     v = stats.family_verdict({"self": stats.paired_greater(same, same)}, 0.05, "t", range(5), {})
     assert v.outcome == "inconclusive" and v.comparisons[0]["p_value"] == 1.0
+    assert v.comparisons[0]["degenerate"] and "degenerate" in v.reason
 
 
 def test_margin_tests_are_refuted_beyond_the_margin():
@@ -121,17 +141,58 @@ def test_margin_tests_are_refuted_beyond_the_margin():
     assert stats.family_verdict({"ni": ni}, 0.05, "t", range(5), {}).outcome == "refuted"
 
 
-def test_minimal_detectable_effect_matches_the_power_formula_and_shrinks_with_seeds():
+def test_minimal_detectable_effect_matches_the_noncentral_t_and_shrinks_with_seeds():
     diff = np.array([0.3, -0.2, 0.1, -0.1, 0.05])
     test = stats.paired_greater(diff, np.zeros(5))
-    expected = (sps.t.ppf(0.95, 4) + sps.t.ppf(0.8, 4)) * diff.std(ddof=1) / math.sqrt(5)
-    assert stats.minimal_detectable_effect(test, 1) == pytest.approx(expected)
-    assert stats.minimal_detectable_effect(test, 2) > expected  # alpha split over a family
+    se = diff.std(ddof=1) / math.sqrt(5)
+    mde = stats.minimal_detectable_effect(test, 1)
+    assert sps.nct.sf(sps.t.ppf(0.95, 4), 4, mde / se) == pytest.approx(0.80, abs=1e-5)
+    assert stats.minimal_detectable_effect(test, 2) > mde  # alpha split over a family
     bigger = stats.paired_greater(np.tile(diff, 4), np.zeros(20))
-    assert stats.minimal_detectable_effect(bigger, 1) < expected
+    assert stats.minimal_detectable_effect(bigger, 1) < mde
     needed = stats.seeds_needed(test, 1)
     assert needed is not None and needed > 5
+    reach = lambda n: stats.detectable_factor(n, 0.05) * diff.std(ddof=1) / math.sqrt(n)  # noqa: E731
+    assert reach(needed) <= test.effect < reach(needed - 1)  # the fewest seeds that are enough
     assert stats.seeds_needed(stats.paired_greater(-diff - 1, np.zeros(5)), 1) is None
+
+
+def test_tost_needs_both_halves_so_its_detectable_effect_is_larger():
+    """TOST must reject on both sides: about t(1 - alpha) + t(1 - beta / 2) standard errors at
+    many seeds, not t(1 - alpha) + t(1 - beta)."""
+    assert stats.detectable_factor(200, 0.05, 0.8, "equivalence") == pytest.approx(
+        sps.t.ppf(0.95, 199) + sps.t.ppf(0.9, 199), rel=0.01)
+    assert stats.detectable_factor(5, 0.05, 0.8, "equivalence") > stats.detectable_factor(5, 0.05)
+
+
+def simulated_power(test: stats.TestResult, tests_in_family: int, runs: int, rng) -> float:
+    """Share of ``runs`` simulated seed sets, with the spread ``test`` observed and the true
+    effect at its reported minimal detectable effect, in which the test rejects at the
+    family's Bonferroni level (the level the detectable effect is computed at)."""
+    mde = stats.minimal_detectable_effect(test, tests_in_family)
+    alpha = test.alpha / tests_in_family
+    diffs = rng.normal(0.0, test.sd, size=(runs, test.n))
+    if test.alternative == "equivalence":  # true effect 0, margin at the detectable effect
+        results = [stats.tost_paired(d, np.zeros(test.n), margin=mde, alpha=alpha) for d in diffs]
+    elif test.alternative == "greater":   # true effect at the margin plus the detectable effect
+        results = [stats.paired_greater(d + test.margin + mde, np.zeros(test.n), alpha, test.margin)
+                   for d in diffs]
+    else:
+        results = [stats.paired_less(d + test.margin - mde, np.zeros(test.n), alpha, test.margin)
+                   for d in diffs]
+    return float(np.mean([r.p_value < alpha for r in results]))
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "equivalence"])
+@pytest.mark.parametrize("seeds,family", [(3, 1), (5, 1), (5, 6), (10, 3)])
+def test_every_minimal_detectable_effect_has_80_percent_power_by_simulation(alternative, seeds, family):
+    """2,000 simulated seed sets at the reported detectable effect reject 80% +- 5% of the time."""
+    rng = np.random.default_rng([seeds, family, len(alternative)])
+    observed = rng.normal(0.0, 0.02, size=seeds)
+    make = {"greater": lambda: stats.paired_greater(observed, np.zeros(seeds), margin=0.0),
+            "less": lambda: stats.paired_less(observed, np.zeros(seeds), margin=0.01),
+            "equivalence": lambda: stats.tost_paired(observed, np.zeros(seeds), margin=0.03)}
+    assert simulated_power(make[alternative](), family, 2000, rng) == pytest.approx(0.80, abs=0.05)
 
 
 def test_a_failed_gate_makes_any_verdict_inconclusive():

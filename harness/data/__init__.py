@@ -105,6 +105,11 @@ class Dataset:
     source : dict
         Where the data came from: ``kind`` (data-dir, env, shared, download), ``variant``,
         ``path`` and ``sha256`` where known. Every run record carries it.
+    categorical : tuple of tuple of int
+        The one-hot blocks of a tabular dataset's categorical columns, each the column indices
+        of one categorical variable (exactly one of them is 1 on a training row). Resamplers
+        that make synthetic rows treat each block as one categorical value (SMOTENC); empty for
+        data with no categorical columns.
     """
 
     name: str
@@ -114,6 +119,7 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     source: dict = field(default_factory=dict)
+    categorical: tuple[tuple[int, ...], ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -248,7 +254,14 @@ def load_adult(data_dir=None) -> Dataset:
     source = {"variant": "uci-original", "kind": train_src["kind"],
               "path": str(train_path.parent), "sha256": {"adult.data": train_src["sha256"],
                                                          "adult.test": test_src["sha256"]}}
-    return Dataset("adult", x_train, y_train, x_test, y_test, ("<=50K", ">50K"), source)
+    return Dataset("adult", x_train, y_train, x_test, y_test, ("<=50K", ">50K"), source,
+                   one_hot_blocks(len(ADULT_NUMERIC), [len(col) for col in levels]))
+
+
+def one_hot_blocks(first: int, sizes) -> tuple[tuple[int, ...], ...]:
+    """Column indices of consecutive one-hot blocks of ``sizes`` columns, from column ``first``."""
+    starts = first + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+    return tuple(tuple(range(int(s), int(s) + int(n))) for s, n in zip(starts, sizes))
 
 
 # -------------------------------------------------------------------------------- Forest Cover
@@ -266,8 +279,9 @@ def covtype_binary(features: np.ndarray, cover: np.ndarray, source: dict) -> Dat
         test_mask[rng.choice(members, int(round(COVTYPE_TEST_FRACTION * len(members))), replace=False)] = True
     names = {1: "Spruce/Fir", 2: "Lodgepole Pine"}
     class_names = (names[3 - minority_cover], names[minority_cover])
+    # 10 quantitative columns, then one-hot wilderness area (4) and soil type (40).
     return Dataset("covtype", features[~test_mask], labels[~test_mask], features[test_mask],
-                   labels[test_mask], class_names, source)
+                   labels[test_mask], class_names, source, one_hot_blocks(10, (4, 40)))
 
 
 @lru_cache(maxsize=4)

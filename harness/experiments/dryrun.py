@@ -53,7 +53,7 @@ class DryRun:
 
 
 def measurement(cfg) -> str:
-    hp = dict(cfg.hyperparameters) if hasattr(cfg, "hyperparameters") else {}
+    hp = dict(cfg.hyperparameters)
     return "+hessian" if hp.get("hessian_top_k") else ""
 
 
@@ -82,7 +82,7 @@ def dry_runs(data_dir=None, device: str = "cpu", profile: str = "full",
 def dry_spec(cfg, method: str, data_dir, device: str, neural: bool, train_images=TRAIN_IMAGES,
              test_per_class=TEST_PER_CLASS, network_budget=NETWORK_BUDGET) -> tuple[RunSpec, tuple]:
     """The arm's spec for ``method`` at its most imbalanced training ratio, shrunk in size."""
-    hyperparameters = dict(getattr(cfg, "hyperparameters", ()))
+    hyperparameters = dict(cfg.hyperparameters)
     if neural:
         hyperparameters["device"] = device
     if isinstance(cfg, protocols.RatioGrid):

@@ -51,6 +51,7 @@ class MajorityGrid:
     claim_minority: int = 500           # the minority size the paper's Figure 3b fixes
     test_ratios: tuple[float, ...] = (1.0,)  # balanced test error, as in Figure 3
     method: str = "erm"
+    hyperparameters: tuple[tuple[str, object], ...] = ()  # model settings beyond the defaults
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class MethodGrid:
     train_counts: tuple[int, ...]       # samples per class, head first
     methods: tuple[str, ...]
     test_ratios: tuple[float, ...] = (1.0,)
+    hyperparameters: tuple[tuple[str, object], ...] = ()  # model settings beyond the defaults
 
 
 FULL_RATIOS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -147,9 +149,7 @@ METHOD_ARMS = {
         "m-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, (0.02, 0.1, 1.0), QUICK_RATIOS,
                                      ("erm", "oversample", "class_balanced", "smote", "undersample"),
                                      ("oversample", "class_balanced", "smote", "undersample")),
-        # Without balanced_softmax: it is the logit-adjusted loss at tau = 1 (the same loss up to a
-        # constant shift of the logits; tests/test_longtail.py), so the quick zoo trains one of
-        # the two; --method=balanced_softmax adds it, and the full profile runs both.
+        # Without balanced_softmax (ZOO_LEFT_OUT says why).
         "m-cifar10-nn": RatioGrid("cifar10", "small_cnn", 2_500, (0.05, 1.0), QUICK_NN_RATIOS,
                                   ("erm", "oversample", "logit_adjustment", "logit_adjusted_loss",
                                    "ldam_drw", "focal", "class_balanced"),
@@ -166,6 +166,13 @@ METHOD_ARMS = {
                                   ("oversample", "logit_adjustment", "logit_adjusted_loss",
                                    "balanced_softmax", "ldam_drw", "focal", "class_balanced")),
     },
+}
+# Zoo members a profile's methods arms leave out, and why (the claims module's skip reason).
+ZOO_LEFT_OUT = {
+    "quick": {"balanced_softmax": (
+        "balanced_softmax is left out of the quick zoo: it is the logit-adjusted loss at tau = 1 "
+        "(the same loss up to a constant shift of the logits; tests/test_longtail.py), so quick "
+        "trains one of the two; -m full judges both, and --method=balanced_softmax adds it here")},
 }
 for _profile, _arms in METHOD_ARMS.items():
     PROFILES[_profile].update(_arms)
@@ -203,6 +210,7 @@ def majority_grid_specs(cfg: MajorityGrid, seeds: Sequence[int], data_dir=None,
                         **hyperparameters) -> dict[tuple, RunSpec]:
     """Specs keyed by ``(minority, majority, seed)``; class 1 (the minority label) is fixed."""
     dataset = data.load(cfg.dataset, data_dir)
+    hyperparameters = {**dict(cfg.hyperparameters), **hyperparameters}
     available_majority = imbalance.class_counts(dataset.y_train, dataset.num_classes)[0]
     specs = {}
     for minority in cfg.minority_counts:
@@ -218,6 +226,7 @@ def majority_grid_specs(cfg: MajorityGrid, seeds: Sequence[int], data_dir=None,
 def method_grid_specs(cfg: MethodGrid, seeds: Sequence[int], data_dir=None,
                       **hyperparameters) -> dict[tuple, RunSpec]:
     """Specs keyed by ``(method, seed)``."""
+    hyperparameters = {**dict(cfg.hyperparameters), **hyperparameters}
     return {(method, seed): make_spec(cfg.dataset, cfg.model, method, cfg.train_counts,
                                       cfg.test_ratios, seed, data_dir, **hyperparameters)
             for method in cfg.methods for seed in seeds}
@@ -243,6 +252,13 @@ def run_grid(runner, specs: dict[tuple, RunSpec]) -> dict[tuple, dict]:
 def error_at_ratio(record: dict, ratio: float) -> float:
     """Plain error (1 - accuracy) on the test set at ``ratio``."""
     return 1.0 - record["metrics"]["test"][f"{float(ratio):g}"]["accuracy"]
+
+
+def majority_class_error(record: dict, ratio: float) -> float:
+    """Error on the record's test set at ``ratio`` of the constant predictor of that test set's
+    most frequent class: the best a model that learned only the class prior can do there."""
+    counts = record["metrics"]["test"][f"{float(ratio):g}"]["counts"]
+    return 1.0 - max(counts) / sum(counts)
 
 
 def balanced_test_error(record: dict) -> float:
@@ -332,6 +348,65 @@ def learned_something(cfg, records: dict[tuple, dict], seeds: Sequence[int]) -> 
             "summary": f"balanced accuracy of the reference runs ({label}) {np.mean(values):.3f} "
                        f"vs chance {1.0 / classes:.3f} + {GATE_MARGIN}: p = {test.p_value:.3g}, "
                        f"{'passed' if passed else 'FAILED'}"}
+
+
+# ------------------------------------------------------------------ the seeds-reach-the-runs check
+
+def seed_span(seeds: Sequence[int]) -> str:
+    seeds = sorted(seeds)
+    contiguous = seeds == list(range(seeds[0], seeds[-1] + 1))
+    return f"{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 2 else ", ".join(map(str, seeds))
+
+
+def fractional_errors(metrics: dict) -> bool:
+    """Whether some test set has a per-class error strictly between 0 and 1: the predictions
+    depend on the inputs (a constant or a perfect predictor may rightly score the same at
+    every seed; such a model does not trip the identical-metrics check)."""
+    return any(e is not None and 0 < e < 1 for t in metrics["test"].values() for e in t["per_class_error"])
+
+
+def seeds_reach_the_runs(records: dict[tuple, dict], seeds: Sequence[int]) -> dict:
+    """The check beside the learned-something gate: each cell's runs at different seeds must be
+    different runs.
+
+    Records are keyed ``cell + (seed,)``. For every cell with two or more seeds, it is a
+    failure when (a) a fingerprint the seed must change (``varies_with_seed`` in the record's
+    ``fingerprints``, :func:`harness.runs.training.fingerprints`: the training subset, each
+    test set that does not hold its whole split, and the model's initialization or seed) is the
+    same at every seed, or (b) the runs' metrics are identical to the last digit at every seed
+    while their predictions depend on the inputs (:func:`fractional_errors`). Either means that
+    the seed does not reach the run: the seeds would be one observation counted n times.
+    Returns ``passed``, the ``problems`` (one line each) and a one-line ``summary``.
+    """
+    import json
+
+    cells: dict[tuple, list] = {}
+    for key in records:
+        if key[-1] in seeds:
+            cells.setdefault(key[:-1], []).append(key)
+    problems = []
+    for cell, keys in cells.items():
+        if len(keys) < 2:
+            continue
+        runs = [records[k] for k in sorted(keys, key=lambda k: k[-1])]
+        where = f"cell {', '.join(str(c) for c in cell)}, seeds {seed_span([k[-1] for k in keys])}"
+        lacking = [r["key"] for r in runs if "fingerprints" not in r]
+        if lacking:
+            problems.append(f"runs {', '.join(lacking[:3])} ({where}) carry no fingerprints: they "
+                            "were made by an older harness; delete them from the store to retrain")
+            continue
+        for name, entry in runs[0]["fingerprints"].items():
+            if entry.get("varies_with_seed") and len({r["fingerprints"].get(name, {}).get("digest")
+                                                       for r in runs}) == 1:
+                what = entry.get("of", name) if name == "model" else name.replace("_", " ")
+                problems.append(f"identical {what} for {where}")
+        same_metrics = len({json.dumps(r["metrics"], sort_keys=True) for r in runs}) == 1
+        if same_metrics and fractional_errors(runs[0]["metrics"]):
+            problems.append(f"identical metrics to the last digit for {where}")
+    summary = ("the seeds reach the runs" if not problems else
+               f"the seed does not reach the run: {problems[0]}"
+               + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return {"passed": not problems, "problems": problems, "summary": summary}
 
 
 def method_lowers_metric(records: dict[tuple, dict], seeds: Sequence[int], ratios: Sequence[float],

@@ -145,9 +145,11 @@ under Class Imbalance</em>. Each row is one claim test. A claim is <b>supported<
 statistic, computed from the runs below, clears the threshold declared in the test before any
 result was seen; <b>refuted</b> when the data show the opposite (or an effect beyond the declared
 margin); <b>inconclusive</b> when neither: the row then gives the smallest effect these seeds could
-detect. <b>error</b> means the claim produced no verdict (a crash, missing data); <b>expected at
-this scale</b> marks claims declared unable to hold at the quick scale (xfail), and XPASS one that
-held anyway. Every arm first passes a <b>gate</b>: its reference models must beat the class prior.</p>
+detect. <b>error</b> means the claim produced no verdict (a crash, missing data, seeds that do not
+reach the runs); <b>refuted / inconclusive at quick scale</b> counts claims declared unable to
+hold at the quick scale (xfail, each with the numbers of the scales searched), and XPASS one that
+held anyway; <b>zoo</b> counts the long-tail baselines measured for the report, not asserted.
+Every arm first passes a <b>gate</b>: its reference models must beat the class prior.</p>
 {% if comparison %}<h2>Against the baseline</h2>
 <p>Compared with <code>{{ comparison.baseline }}</code> (fail on {{ comparison.fail_on }}):
 <b>{{ 'FAILED' if comparison.failed else 'passed' }}</b>.</p>
@@ -184,7 +186,12 @@ ratios. Zoo baselines run without <code>--method</code> are measurements, not cl
 <p>{{ v.summary }}</p><p><b>Statistic:</b> {{ v.statistic }} (alpha = {{ v.alpha }}).
 <b>Effect:</b> {{ v.effect_unit }}.</p>
 {% if v.gate %}<p><b>Gate:</b> {{ v.gate.summary }}</p>{% endif %}
-{% if c.xfail_reason %}<p><b>Expected not to hold at this scale:</b> {{ c.xfail_reason }}</p>{% endif %}
+{% if c.xfail_reason %}<p><b>{{ 'Measured for the report' if c.xfail_kind == 'report only' else 'Expected not to hold at quick scale' }}:</b> {{ c.xfail_reason }}</p>{% endif %}
+{% if c.evidence %}<p><b>Evidence</b> of the scales searched (<a href="../../{{ c.evidence.path }}"><code>{{ c.evidence.path }}</code></a>):</p>
+<table><tr><th>scale</th><th>seeds</th><th>verdict</th><th>effect [CI]</th><th>p (Holm)</th><th>commit, date</th></tr>
+{% for e in c.evidence.entries %}<tr class="{{ e.verdict }}"><td>{{ e.scale }}</td><td>{{ e.seeds|length }} ({{ e.seeds[0] }}-{{ e.seeds[-1] }})</td>
+<td>{{ e.verdict }}</td><td>{{ fmt(e.effect) }} [{{ fmt(e.ci[0]) }}, {{ fmt(e.ci[1]) }}]</td><td>{{ fmt(e.p_holm) }}</td>
+<td>{{ e.commit }}, {{ e.date }}</td></tr>{% endfor %}</table>{% endif %}
 <table><tr><th>comparison</th><th>effect</th><th>CI</th><th>p</th><th>p (Holm)</th><th>holds</th><th>refuted (Holm p)</th></tr>
 {% for row in v.comparisons %}<tr><td>{{ row.label }}</td><td>{{ fmt(row.effect) }}</td>
 <td>[{{ fmt(row.ci[0]) }}, {{ fmt(row.ci[1]) }}]</td><td>{{ fmt(row.p_value) }}</td>
@@ -198,7 +205,8 @@ ratios. Zoo baselines run without <code>--method</code> are measurements, not cl
 </body></html>
 """
 
-VERDICT_ORDER = ("supported", "refuted", "inconclusive", "expected at this scale", "error", "skipped")
+VERDICT_ORDER = ("supported", "refuted", "inconclusive", "refuted at quick scale",
+                 "inconclusive at quick scale", "zoo: refuted", "zoo: inconclusive", "error", "skipped")
 
 
 def verdict_label(claim: dict) -> str:
@@ -209,19 +217,32 @@ def verdict_label(claim: dict) -> str:
     return verdict.get("outcome") or ("supported" if verdict["supported"] else "not supported")
 
 
+def count_label(claim: dict) -> str:
+    """The verdict a claim is counted under: an expected failure (xfailed) is counted apart from
+    the claims asserted, as refuted or inconclusive *at quick scale* (a claim declared unable to
+    hold there), or as a zoo measurement (a baseline shown for the report, not asserted)."""
+    label = verdict_label(claim)
+    if claim["outcome"] != "xfailed":
+        return label
+    return f"zoo: {label}" if claim.get("xfail_kind") == "report only" else f"{label} at quick scale"
+
+
 def verdict_counts(claims: list[dict]) -> dict[str, int]:
-    """How many claims are supported, refuted, inconclusive, expected not to hold at this scale
-    (xfailed: counted here, not as refuted or inconclusive), errored and skipped."""
+    """How many claims are supported, refuted, inconclusive, refuted or inconclusive at quick
+    scale (expected failures), zoo measurements that did not hold, errored and skipped."""
     counts = dict.fromkeys(VERDICT_ORDER, 0)
     for c in claims:
-        key = "expected at this scale" if c["outcome"] == "xfailed" else verdict_label(c)
+        key = count_label(c)
         counts[key] = counts.get(key, 0) + 1
     return counts
 
 
-def pytest_label(outcome: str) -> str:
-    return {"xfailed": "XFAIL (expected at this scale)", "xpassed": "XPASS (held although "
-            "expected not to at this scale)"}.get(outcome, outcome)
+def pytest_label(claim: dict) -> str:
+    zoo = claim.get("xfail_kind") == "report only"
+    return {"xfailed": "XFAIL (zoo measurement, not asserted)" if zoo else
+            "XFAIL (expected not to hold at quick scale)",
+            "xpassed": "XPASS (zoo measurement held)" if zoo else
+            "XPASS (held although expected not to at this scale)"}.get(claim["outcome"], claim["outcome"])
 
 
 def fmt(value) -> str:
@@ -273,7 +294,7 @@ def write_report(claims: list[dict], records: list[dict], session: dict, report_
     for c in claims:
         exploratory = c.get("exploratory")
         c = dict(c, anchor=c["nodeid"].replace("/", "-").replace(":", "-").replace("[", "-").rstrip("]"),
-                 verdict_label=verdict_label(c), pytest_label=pytest_label(c["outcome"]),
+                 verdict_label=verdict_label(c), pytest_label=pytest_label(c),
                  css=verdict_label(c).replace(" ", "-"),
                  badge=exploratory["label"] if exploratory else "")
         group = sections.setdefault(str(c["takeaway"]), {"claims": [], "figures": {}})
@@ -335,7 +356,8 @@ def summary_of(claim: dict) -> dict:
     base = {"nodeid": claim["nodeid"], "takeaway": claim["takeaway"], "arm": claim["arm"],
             "profile": claim["profile"], "title": claim["title"], "verdict": verdict_label(claim),
             "outcome": claim["outcome"], "exploratory": claim.get("exploratory"),
-            "xfail_reason": claim.get("xfail_reason", ""), "record_keys": claim.get("record_keys", []),
+            "xfail_reason": claim.get("xfail_reason", ""), "xfail_kind": claim.get("xfail_kind", ""),
+            "evidence": claim.get("evidence"), "record_keys": claim.get("record_keys", []),
             "method": claim.get("method", "")}
     if v is None:
         return dict(base, error=claim.get("error", ""))

@@ -2,12 +2,16 @@
 
 Conventions: values are per-seed numbers (one per seed, in seed order), so arms that share seeds
 are paired. Standard errors use ``ddof=1``. One-sided tests state their alternative in their name.
-When all paired differences are identical the t statistic is undefined; the test then decides
-exactly (p = 0 if the alternative holds *strictly* for every seed, p = 1 otherwise, so two
-identical arms never show an effect), which is what any t-test would approach as the spread goes
-to zero.
 
-A claim's verdict has three values (:class:`Verdict`):
+Zero spread is never evidence. When the paired differences of a comparison are all the same
+(to :data:`SPREAD_TOLERANCE`), the t statistic is undefined and the seeds carry one observation,
+not certainty: the comparison is **degenerate**. Its p-value and its refuting p-value are both 1,
+so it can neither support a claim nor refute one, and the verdict names it. (Identical arms,
+and arms whose seeds never reached the run, look like this.)
+
+A claim's verdict has three values (:class:`Verdict`), decided by :func:`family_verdict` and
+described in words by :func:`outcome_rules` (which generates the "Outcomes" paragraph of every
+claim's docstring, so that the documentation cannot drift from the rule):
 
 * **supported**: every comparison of its family rejects its null after Holm correction;
 * **refuted**: not supported, and some failing comparison's *refuting* test (the opposite
@@ -23,12 +27,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats as sps
 
 POWER = 0.80            # power at which the minimal detectable effect is computed
 MAX_SEEDS_PLANNED = 1000  # seeds_needed is reported as None beyond this
+# Paired differences whose spread is at most this (relative to their size, at least 1) are
+# identical: floating-point noise of equal metrics, e.g. (1 - a/n) - (1 - b/n) for the same a, b.
+SPREAD_TOLERANCE = 1e-9
 
 
 class ClaimNotSupported(AssertionError):
@@ -73,6 +81,7 @@ class TestResult:
     margin: float = 0.0
     refute_p: float = 1.0
     sd: float = math.nan
+    degenerate: bool = False
 
     __test__ = False  # not a pytest test class
 
@@ -94,13 +103,19 @@ def confidence_interval(diff: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(mean - half), float(mean + half)
 
 
+def is_degenerate(diff: np.ndarray) -> bool:
+    """Whether paired differences have zero spread (to :data:`SPREAD_TOLERANCE`): every seed
+    gives the same difference, so the seeds are one observation and no test can be made."""
+    return float(diff.std(ddof=1)) <= SPREAD_TOLERANCE * max(1.0, float(np.abs(diff).max()))
+
+
 def one_sided_t(diff: np.ndarray, shift: float, greater: bool) -> tuple[float, float]:
-    """t statistic and p-value for H1: mean(diff) > shift (greater) or < shift."""
+    """t statistic and p-value for H1: mean(diff) > shift (greater) or < shift. Degenerate
+    differences (zero spread) give ``(nan, 1.0)`` in either direction: no evidence."""
+    if is_degenerate(diff):
+        return math.nan, 1.0
     centred = diff - shift
     se = centred.std(ddof=1) / math.sqrt(diff.size)
-    if se == 0:
-        holds = centred.mean() > 0 if greater else centred.mean() < 0
-        return (math.inf if greater else -math.inf) if holds else 0.0, 0.0 if holds else 1.0
     t = centred.mean() / se
     p = sps.t.sf(t, diff.size - 1) if greater else sps.t.cdf(t, diff.size - 1)
     return float(t), float(p)
@@ -116,16 +131,17 @@ def paired_greater(a, b, alpha: float = 0.05, margin: float = 0.0) -> TestResult
     t, p = one_sided_t(diff, margin, greater=True)
     return TestResult("paired t, a - b > margin", t, p, float(diff.mean()),
                       confidence_interval(diff, alpha), diff.size, alpha, "greater", margin,
-                      one_sided_t(diff, margin, greater=False)[1], spread(diff))
+                      one_sided_t(diff, margin, greater=False)[1], spread(diff), is_degenerate(diff))
 
 
 def paired_less(a, b, alpha: float = 0.05, margin: float = 0.0) -> TestResult:
-    """One-sided paired t-test of H1: mean(a - b) < margin (non-inferiority when margin > 0)."""
+    """One-sided paired t-test of H1: mean(a - b) < margin (non-inferiority or non-superiority
+    when margin > 0)."""
     diff = paired_differences(a, b)
     t, p = one_sided_t(diff, margin, greater=False)
     return TestResult("paired t, a - b < margin", t, p, float(diff.mean()),
                       confidence_interval(diff, alpha), diff.size, alpha, "less", margin,
-                      one_sided_t(diff, margin, greater=True)[1], spread(diff))
+                      one_sided_t(diff, margin, greater=True)[1], spread(diff), is_degenerate(diff))
 
 
 def tost_paired(a, b, margin: float, alpha: float = 0.05) -> TestResult:
@@ -143,7 +159,7 @@ def tost_paired(a, b, margin: float, alpha: float = 0.05) -> TestResult:
     beyond = min(one_sided_t(diff, margin, greater=True)[1], one_sided_t(diff, -margin, greater=False)[1])
     return TestResult(f"paired TOST, |a - b| < {margin:g}", worst[0], worst[1], float(diff.mean()),
                       confidence_interval(diff, alpha), diff.size, alpha, "equivalence", margin,
-                      min(1.0, 2 * beyond), spread(diff))
+                      min(1.0, 2 * beyond), spread(diff), is_degenerate(diff))
 
 
 def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[list[float], list[bool]]:
@@ -159,23 +175,55 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[list[float], l
     return adjusted.tolist(), (adjusted < alpha).tolist()
 
 
-def detectable_factor(n: int, alpha: float, power: float = POWER) -> float:
-    """``(t_{1-alpha} + t_{power})`` with ``n - 1`` degrees of freedom: the minimal detectable
-    effect of a one-sided paired t-test in units of the standard error."""
-    return float(sps.t.ppf(1 - alpha, n - 1) + sps.t.ppf(power, n - 1))
+def power(n: int, alpha: float, factor: float, alternative: str = "greater") -> float:
+    """Power of a paired test over ``n`` seeds at level ``alpha``, for an effect ``factor``
+    standard errors (``sd / sqrt(n)``, the true spread) from its null value.
 
-
-def minimal_detectable_effect(test: TestResult, tests_in_family: int, power: float = POWER) -> float:
-    """Smallest distance from the test's null value (0 or its margin) that ``test.n`` seeds would
-    detect with ``power``, at the claim's alpha split over the family (Bonferroni, which is Holm's
-    first step and so conservative), from the observed spread of the paired differences.
-
-    The usual normal-shift approximation of the non-central t; for TOST it is the distance each
-    one-sided half needs inside the margin.
+    One-sided tests (``greater``, ``less``): exact, from the noncentral t distribution. TOST
+    (``equivalence``): for a true effect of 0 and a margin ``factor`` standard errors wide on
+    either side; both one-sided halves must reject with the same estimated spread, so the power
+    is ``E[max(0, 2 Phi(factor - t_crit * s / sd) - 1)]`` over the chi distribution of ``s``,
+    integrated numerically.
     """
-    if not test.n or math.isnan(test.sd):
+    df = n - 1
+    critical = sps.t.ppf(1 - alpha, df)
+    if alternative != "equivalence":
+        return float(sps.nct.sf(critical, df, factor))
+    from scipy import integrate
+
+    def both_halves(u):  # u ~ chi2(df); s / sd = sqrt(u / df)
+        inside = factor - critical * math.sqrt(u / df)
+        return max(0.0, 2 * sps.norm.cdf(inside) - 1) * sps.chi2.pdf(u, df)
+
+    # Beyond (factor / critical)^2 df the integrand is 0; past chi2's 1e-12 tails it is nothing.
+    upper = min((factor / critical) ** 2 * df, sps.chi2.isf(1e-12, df))
+    return float(integrate.quad(both_halves, 0, upper, limit=200)[0]) if upper > 0 else 0.0
+
+
+@lru_cache(maxsize=4096)
+def detectable_factor(n: int, alpha: float, power_wanted: float = POWER,
+                      alternative: str = "greater") -> float:
+    """The effect, in standard errors, that ``n`` seeds detect with ``power_wanted`` at level
+    ``alpha`` (:func:`power` solved for its ``factor``): the minimal detectable effect of a
+    paired test in units of ``sd / sqrt(n)``. For TOST it is the margin at which a true
+    effect of 0 is shown equivalent with that power, about ``t(1 - alpha) + t(1 - beta / 2)``,
+    since both one-sided halves must reject."""
+    from scipy.optimize import brentq
+
+    return float(brentq(lambda f: power(n, alpha, f, alternative) - power_wanted, 0.0, 200.0,
+                        xtol=1e-6))
+
+
+def minimal_detectable_effect(test: TestResult, tests_in_family: int, power_wanted: float = POWER) -> float:
+    """Smallest distance from the test's null value (0 or its margin) that ``test.n`` seeds would
+    detect with ``power_wanted``, at the claim's alpha split over the family (Bonferroni, which
+    is Holm's first step and so conservative), from the observed spread of the paired
+    differences. For TOST: the margin within which these seeds would show a true effect of 0
+    equivalent. nan for a degenerate test (zero spread: no spread to plan from)."""
+    if not test.n or math.isnan(test.sd) or test.degenerate:
         return math.nan
-    return detectable_factor(test.n, test.alpha / tests_in_family, power) * test.sd / math.sqrt(test.n)
+    return detectable_factor(test.n, test.alpha / tests_in_family, power_wanted,
+                             test.alternative) * test.sd / math.sqrt(test.n)
 
 
 def distance_from_null(test: TestResult) -> float:
@@ -188,18 +236,25 @@ def distance_from_null(test: TestResult) -> float:
     return test.margin - abs(test.effect)
 
 
-def seeds_needed(test: TestResult, tests_in_family: int, power: float = POWER) -> int | None:
-    """Seeds at which the observed effect and spread would reach ``power``; None when the estimate
-    points against the claim or more than ``MAX_SEEDS_PLANNED`` would be needed."""
+def seeds_needed(test: TestResult, tests_in_family: int, power_wanted: float = POWER) -> int | None:
+    """Seeds at which the observed effect and spread would reach ``power_wanted`` (roughly: the
+    observed spread is taken as the true one); None when the estimate points against the claim,
+    when the comparison is degenerate, or when more than ``MAX_SEEDS_PLANNED`` would be needed."""
     distance = distance_from_null(test)
-    if not distance > 0:
+    if not distance > 0 or test.degenerate:
         return None
-    if test.sd == 0:
-        return test.n
-    for n in range(max(2, test.n), MAX_SEEDS_PLANNED + 1):
-        if detectable_factor(n, test.alpha / tests_in_family, power) * test.sd / math.sqrt(n) <= distance:
-            return n
-    return None
+
+    def enough(n: int) -> bool:
+        factor = detectable_factor(n, test.alpha / tests_in_family, power_wanted, test.alternative)
+        return factor * test.sd / math.sqrt(n) <= distance
+
+    low, high = max(2, test.n), MAX_SEEDS_PLANNED
+    if not enough(high):
+        return None
+    while low < high:  # the detectable effect shrinks as seeds grow: bisect on n
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle + 1, high)
+    return low
 
 
 @dataclass
@@ -271,6 +326,8 @@ def family_verdict(tests: dict[str, TestResult], alpha: float, statistic: str, s
     A claim that fails is *refuted* when the refuting test of some failing comparison rejects
     after Holm correction over the family's refuting tests, else *inconclusive*, with the
     deciding comparison's minimal detectable effect and the seeds its observed effect needs.
+    A degenerate comparison (zero spread) never rejects either way; an inconclusive verdict
+    with one names it first, since no number of such seeds can decide it.
     """
     if not tests:
         raise ValueError(f"a claim needs at least one comparison; {statistic!r} has none "
@@ -281,7 +338,8 @@ def family_verdict(tests: dict[str, TestResult], alpha: float, statistic: str, s
     comparisons = [{"label": k, "effect": tests[k].effect, "ci": list(tests[k].ci),
                     "statistic": tests[k].statistic, "p_value": tests[k].p_value,
                     "p_adjusted": adj, "rejected": rej, "alternative": tests[k].alternative,
-                    "margin": tests[k].margin, "p_refute_adjusted": r_adj, "refuted": ref}
+                    "margin": tests[k].margin, "p_refute_adjusted": r_adj, "refuted": ref,
+                    "degenerate": tests[k].degenerate}
                    for k, adj, rej, r_adj, ref in zip(labels, adjusted, rejected,
                                                       refute_adjusted, refuted)]
     weakest = max(range(len(labels)), key=lambda i: (adjusted[i], -i))
@@ -295,16 +353,100 @@ def family_verdict(tests: dict[str, TestResult], alpha: float, statistic: str, s
     verdict.outcome = "refuted" if against else "inconclusive"
     verdict.mde = minimal_detectable_effect(worst, len(labels))
     verdict.seeds_needed = seeds_needed(worst, len(labels))
+    degenerate = [c for c in comparisons if c["degenerate"]]
     if against:
         verdict.reason = (f"refuted: {against[0]['label']} shows the opposite of the claim "
                           f"(refuting test p_holm = {against[0]['p_refute_adjusted']:.3g})")
+    elif degenerate:
+        verdict.reason = (f"inconclusive: {len(degenerate)} of {len(comparisons)} comparisons are "
+                          f"degenerate: the paired differences of {degenerate[0]['label']} are "
+                          f"{degenerate[0]['effect']:.6g} at every one of the {worst.n} seeds (zero "
+                          "spread: identical arms, or seeds that do not vary); zero spread is "
+                          "no evidence either way")
     else:
         needed = (f"about {verdict.seeds_needed} seeds would detect the observed effect"
-                  if verdict.seeds_needed else "the observed effect points against the claim")
+                  if verdict.seeds_needed else "the observed effect points against the claim"
+                  if distance_from_null(worst) <= 0 else
+                  f"more than {MAX_SEEDS_PLANNED} seeds would be needed to detect it")
         verdict.reason = (f"inconclusive: {labels[weakest]} is not significant "
                           f"(p_holm = {adjusted[weakest]:.3g}); with {worst.n} seeds the smallest "
                           f"detectable effect is {verdict.mde:.3g} at 80% power; {needed}")
     return verdict
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One kind of comparison in a claim's family, as the claim declares it before any run.
+
+    ``effect`` says what the paired difference measures (e.g. "error(balanced-trained) -
+    error(matched-trained) at each test ratio <= 0.3"), ``alternative`` and ``margin`` are those
+    of the :class:`TestResult` that tests it (``greater``: effect > margin; ``less``: effect <
+    margin; ``equivalence``: |effect| < margin).
+    """
+
+    effect: str
+    alternative: str = "greater"
+    margin: float = 0.0
+
+    def holds(self) -> str:
+        return {"greater": f"{self.effect} > {self.margin:g}",
+                "less": f"{self.effect} < {self.margin:g}",
+                "equivalence": f"|{self.effect}| < {self.margin:g}"}[self.alternative]
+
+    def refutes(self) -> str:
+        return {"greater": f"{self.effect} significantly < {self.margin:g}",
+                "less": f"{self.effect} significantly > {self.margin:g}",
+                "equivalence": f"{self.effect} significantly outside +-{self.margin:g}"}[self.alternative]
+
+    def matches(self, comparison: dict) -> bool:
+        return (comparison["alternative"] == self.alternative
+                and math.isclose(comparison["margin"], self.margin, abs_tol=1e-12))
+
+
+def outcome_rules(rules: Sequence[Rule], alpha: float) -> str:
+    """The "supported when / refuted when / inconclusive when" sentences of a claim, written from
+    the rule :func:`family_verdict` and :func:`gated` apply, for the comparisons in ``rules``."""
+    return (f"Outcomes (generated from the verdict rule, harness.judging.stats): supported when "
+            f"every comparison holds after Holm correction over the family at alpha = {alpha:g}: "
+            + "; ".join(r.holds() for r in rules) + ". Refuted when it is not supported and some "
+            "comparison that does not hold has its refuting test reject after Holm correction: "
+            + "; ".join(r.refutes() for r in rules) + ". Inconclusive otherwise. A comparison "
+            "whose paired differences have zero spread over the seeds is degenerate and counts "
+            "for neither; a claim whose arm fails the learned-something gate is inconclusive, "
+            "and one whose seeds do not vary is an error.")
+
+
+def declare_outcomes(*rules: Rule, alpha: float):
+    """Decorator for a claim test: appends :func:`outcome_rules` to its docstring and keeps the
+    rules on it (``outcome_rules``), so that each verdict can be checked against what the
+    docstring says (:func:`check_declared`)."""
+    import textwrap
+
+    if not rules:
+        raise ValueError("a claim declares at least one kind of comparison")
+
+    def decorate(fn):
+        text = textwrap.fill(outcome_rules(rules, alpha), 96, initial_indent="    ",
+                             subsequent_indent="    ")
+        fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n\n" + text + "\n    "
+        fn.outcome_rules = (tuple(rules), alpha)
+        return fn
+
+    return decorate
+
+
+def check_declared(verdict: Verdict, declared) -> None:
+    """Raise when ``verdict`` was reached by a comparison or an alpha its claim's docstring does
+    not declare (``declared`` is ``(rules, alpha)`` from :func:`declare_outcomes`): the claim's
+    words and its code have drifted apart."""
+    rules, alpha = declared
+    if not math.isclose(verdict.alpha, alpha):
+        raise ValueError(f"the claim declares alpha = {alpha:g} but its verdict used {verdict.alpha:g}")
+    for c in verdict.comparisons:
+        if not any(r.matches(c) for r in rules):
+            raise ValueError(f"comparison {c['label']!r} ({c['alternative']}, margin {c['margin']:g}) "
+                             "is not among the comparisons the claim's docstring declares: "
+                             + "; ".join(r.holds() for r in rules))
 
 
 def gated(verdict: Verdict, gate: dict) -> Verdict:

@@ -22,7 +22,7 @@ from ..nn.batches import (classifies_all, crop_flip, network_inputs, normalize, 
                           to_model_layout)
 from ..methods.base import Method, TrainingState
 from ..methods.standard import ERM
-from ..nn.networks import build_network
+from ..nn.networks import build_network, parameters_digest
 
 
 
@@ -122,6 +122,7 @@ class TorchClassifier:
         num_classes = int(max(self.hp.get("num_classes", 0), y.max() + 1))
         net = build_network(self.hp["arch"], num_classes, self.hp.get("width"))
         net = net.to(device, memory_format=torch.channels_last)
+        self.init_digest = parameters_digest(net)  # the run record's fingerprint of the seed
         images = torch.from_numpy(downsample(x, self.hp["image_size"])).to(device)
         labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
         weights = (torch.as_tensor(sample_weight, dtype=torch.float32, device=device)

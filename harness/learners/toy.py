@@ -112,6 +112,7 @@ class ToyMLP:
 
         from ..methods.base import TrainingState
         from ..methods.standard import ERM
+        from ..nn.networks import parameters_digest
 
         method = method or ERM()
         torch.manual_seed(self.seed)
@@ -120,6 +121,7 @@ class ToyMLP:
         self.net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], width), torch.nn.ReLU(),
                                        torch.nn.Linear(width, width), torch.nn.ReLU(),
                                        torch.nn.Linear(width, 2))
+        self.init_digest = parameters_digest(self.net)  # the run record's fingerprint of the seed
         xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
         yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
         weights = torch.as_tensor(sample_weight, dtype=torch.float32) if sample_weight is not None else None

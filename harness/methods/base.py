@@ -163,8 +163,11 @@ class Method:
         """Every sample once, unweighted."""
         return TrainPlan(np.arange(len(y)))
 
-    def resample(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator):
-        """``(x, y, sample_weight, epoch_size)`` to train on; by default the rows of :meth:`rows`."""
+    def resample(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, categorical=()):
+        """``(x, y, sample_weight, epoch_size)`` to train on; by default the rows of :meth:`rows`.
+
+        ``categorical`` is the dataset's one-hot blocks (``harness.data.Dataset.categorical``):
+        a method that makes synthetic rows keeps each block one-hot."""
         plan = self.rows(y, rng)
         return x[plan.indices], y[plan.indices], plan.sample_weight, plan.epoch_size
 
@@ -244,6 +247,10 @@ def check_method_class(obj, where: str) -> None:
     if unknown:
         raise MethodError(f"method {obj.name!r} requires unknown capabilities {sorted(unknown)}; "
                           f"known: {sorted(CAPABILITIES)}")
+    if "categorical" not in inspect.signature(obj.resample).parameters:
+        raise MethodError(f"method {obj.name!r} overrides resample(x, y, rng) without the "
+                          "categorical parameter: define resample(self, x, y, rng, "
+                          "categorical=()) (the dataset's one-hot column blocks)")
     base = METHODS.get(obj.trains_like) if obj.trains_like is not None else None
     changed = [hook for hook in TRAINING_HOOKS if base and getattr(obj, hook) is not getattr(base, hook)]
     if changed:  # its runs would share a model trained with hooks it does not have

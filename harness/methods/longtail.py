@@ -8,10 +8,11 @@
 * ``logit_adjusted_loss`` (Menon et al. 2021): cross-entropy of ``f(x) + tau * log pi``;
 * ``balanced_softmax`` (Ren et al. 2020): cross-entropy of ``f(x) + log n`` (the logit-adjusted
   loss at ``tau = 1``: ``log pi`` and ``log n`` differ by a constant, which softmax ignores);
-* ``ldam_drw`` (Cao et al. 2019): cross-entropy of ``s * (f(x) - m_y e_y)`` with margins
-  ``m_c = C / n_c^(1/4)`` scaled so the largest is ``ldam_max_margin``; from the epoch at
-  ``drw_start`` of training on, rows are weighted by their class's effective-number weight
-  (deferred re-weighting);
+* ``ldam_drw`` (Cao et al. 2019): a cosine classifier ``f_c(x) = cos(features, w_c)`` and the
+  cross-entropy of ``s * (f(x) - m_y e_y)``, ``s = 30``, with margins ``m_c = C / n_c^(1/4)``
+  scaled so the largest is ``ldam_max_margin``; from the epoch at ``drw_start`` of training on,
+  each row's loss is weighted by its class's effective-number weight and a batch's loss is
+  ``sum(w_i l_i) / sum(w_i)`` (deferred re-weighting);
 * ``focal`` (Lin et al. 2017): ``(1 - p_y)^gamma * CE``;
 * ``class_balanced`` (Cui et al. 2019): rows weighted by ``w_c = (1 - beta) / (1 - beta^n_c)``,
   scaled so that the weights sum to the number of classes over the classes (cross-entropy;
@@ -90,20 +91,26 @@ class BalancedSoftmax(Method):
 
 @register
 class LDAMDRW(Method):
-    """LDAM loss with deferred re-weighting (Cao et al. 2019).
+    """LDAM loss with deferred re-weighting (Cao et al. 2019), as their code trains CIFAR.
 
-    Cao et al. scale the logits of a cosine classifier by ``s = 30``; our networks keep their
-    linear classifier, whose logits are not normalized, so ``s = 1`` and the margins are in
-    logit units (largest 0.5, as theirs). Re-weighting starts at 80% of training (their epoch
-    160 of 200) with effective-number weights at ``beta = 0.9999``.
+    The network's final layer becomes a cosine classifier (:class:`harness.nn.networks.CosineClassifier`,
+    their ``NormedLinear``): logits are cosines in [-1, 1], the true class's margin is subtracted
+    and the result scaled by ``s = 30`` before the cross-entropy, so that a margin of 0.5 is a
+    large share of the logit range (on an unnormalized linear head a fixed margin in logit units
+    fades as the logits grow). From 80% of training on (their epoch 160 of 200), rows are
+    weighted by effective-number weights at ``beta = 0.9999``, and a batch's loss is divided by
+    the batch's sum of weights, as ``F.cross_entropy(weight=...)`` does: re-weighting shifts the
+    balance between classes, not the effective learning rate (a mean of ``w * loss`` shrinks it
+    to the batch's mean weight, 0.17x at r = 0.01 on CIFAR-10).
     """
 
     name = "ldam_drw"
-    requires = frozenset({"rows", "loss", "loop"})
+    version = "2"  # 2: cosine classifier with s = 30; DRW normalized by the batch's weight sum
+    requires = frozenset({"rows", "loss", "loop", "encoder"})  # encoder: its classifier is replaced
     reference = "Cao et al. 2019"
     settings = {
-        "ldam_max_margin": 0.5,   # margin of the rarest class, in logit units
-        "ldam_scale": 1.0,        # s: logits multiplied by this (30 in Cao et al., cosine classifier)
+        "ldam_max_margin": 0.5,   # margin of the rarest class, in cosine units
+        "ldam_scale": 30.0,       # s: cosine logits multiplied by this (Cao et al.)
         "drw_start": 0.8,         # re-weighting from this fraction of the epochs on
         "drw_beta": 0.9999,       # effective-number beta of the deferred weights
     }
@@ -114,8 +121,11 @@ class LDAMDRW(Method):
         return margins * (self.settings["ldam_max_margin"] / margins.max())
 
     def prepare(self, state: TrainingState) -> dict:
+        from ..nn.networks import use_cosine_classifier
+
+        use_cosine_classifier(state.net)
         state.extra["margins"] = self.margins(state)
-        return {}
+        return {"classifier": "cosine"}
 
     def epoch_start(self, state: TrainingState, epoch: int) -> None:
         import torch
@@ -123,18 +133,24 @@ class LDAMDRW(Method):
         if epoch == math.floor(self.settings["drw_start"] * state.epochs) and epoch > 0:
             weights = effective_number_weights(state.class_counts.cpu().numpy(),
                                                self.settings["drw_beta"])
-            per_class = torch.as_tensor(weights, dtype=torch.float32, device=state.labels.device)
-            base = state.weights if state.weights is not None else 1.0
-            state.weights = per_class[state.labels] * base
+            state.extra["drw_weights"] = torch.as_tensor(weights, dtype=torch.float32,
+                                                         device=state.labels.device)
 
     def loss(self, logits, labels, state: TrainingState):
+        """Per-row LDAM loss; in the re-weighting phase ``w_y * loss / mean(w_y)`` over the
+        batch, whose mean (what a step minimizes) is ``sum(w l) / sum(w)``."""
         import torch.nn.functional as F
 
         margins = state.extra.get("margins")
         if margins is None:
             margins = self.margins(state)
         shifted = logits - F.one_hot(labels, logits.shape[1]) * margins.to(logits.device)[labels, None]
-        return F.cross_entropy(self.settings["ldam_scale"] * shifted, labels, reduction="none")
+        loss = F.cross_entropy(self.settings["ldam_scale"] * shifted, labels, reduction="none")
+        weights = state.extra.get("drw_weights")
+        if weights is None:
+            return loss
+        w = weights.to(logits.device)[labels]
+        return w * loss / w.mean()
 
 
 @register

@@ -51,16 +51,58 @@ def replace_classifier(net: nn.Module, num_classes: int) -> None:
     """A freshly initialized final linear layer (for fine-tuning a pre-trained encoder)."""
     _, name = split_classifier(net)
     old = net.get_submodule(name)
-    new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+    set_classifier(net, name, nn.Linear(old.in_features, num_classes).to(old.weight.device))
+
+
+class CosineClassifier(nn.Module):
+    """A cosine classifier: the logit of class c is the cosine between the features and the
+    class's weight vector (both L2-normalized), so logits lie in [-1, 1] (Cao et al. 2019's
+    ``NormedLinear``). A loss scales them (LDAM: by s = 30). No bias; ``weight`` is
+    ``(classes, features)`` as in :class:`torch.nn.Linear`."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        # nn.Linear's initialization: only the directions of the rows matter here.
+        self.weight = nn.Parameter(nn.Linear(in_features, out_features, bias=False).weight.detach().clone())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        # In fp32 even under bf16 autocast: LDAM scales these cosines by 30.
+        with torch.autocast(features.device.type, enabled=False):
+            return F.linear(F.normalize(features.float(), dim=1), F.normalize(self.weight.float(), dim=1))
+
+
+def use_cosine_classifier(net: nn.Module) -> None:
+    """Replace the network's final linear layer with a :class:`CosineClassifier` of the same
+    shape, on the same device (initialized from the global torch generator: a run's seed)."""
+    _, name = split_classifier(net)
+    old = net.get_submodule(name)
+    set_classifier(net, name, CosineClassifier(old.in_features, old.out_features).to(old.weight.device))
+
+
+def set_classifier(net: nn.Module, name: str, layer: nn.Module) -> None:
     if isinstance(net, nn.Sequential):
-        net[int(name)] = new
+        net[int(name)] = layer
     else:
-        setattr(net, name, new)
+        setattr(net, name, layer)
+
+
+def parameters_digest(net: nn.Module) -> str:
+    """A short sha256 of a network's parameters and buffers, in order: the fingerprint of its
+    initialization (a run record's ``fingerprints``; another seed must give another digest)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for tensor in net.state_dict().values():
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-__all__ = ["build_network", "count_parameters", "replace_classifier", "resnet34_cifar", "small_cnn",
+__all__ = ["CosineClassifier", "build_network", "use_cosine_classifier", "count_parameters", "parameters_digest", "replace_classifier", "resnet34_cifar", "small_cnn",
            "split_classifier", "torch"]

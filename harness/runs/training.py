@@ -13,6 +13,7 @@ smaller one: adding majority data really adds it.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import platform
 import time
@@ -81,6 +82,43 @@ def train_subset(dataset: data.Dataset, spec: RunSpec) -> np.ndarray:
     ``train_counts[c]`` samples of that class's fixed order at this seed (nested across counts)."""
     return imbalance.nested_indices(dataset.y_train, spec.train_counts,
                                     lambda c: np.random.default_rng([spec.seed, TRAIN_STREAM, c]))
+
+
+def digest(values) -> str:
+    """A short sha256 of an array's values (its dtype and bytes), for fingerprints."""
+    array = np.ascontiguousarray(values)
+    return hashlib.sha256(array.dtype.str.encode() + array.tobytes()).hexdigest()[:16]
+
+
+def fingerprints(dataset: data.Dataset, train_idx: np.ndarray, test_sets: dict, model, seed: int) -> dict:
+    """What a run drew from its seed, as short digests, and whether the seed must change each.
+
+    ``train_subset`` (the training indices as a set) and ``test set r=<ratio>`` (each test set's
+    held-out indices) vary with the seed unless they hold every sample of each of their classes
+    (then there is nothing to draw: a balanced binary test set is often the whole split).
+    ``model`` is the digest of the initial parameters of a model that reports them
+    (``init_digest``: the networks) or of the seed the model was built with (the tabular
+    models, which draw inside their own libraries); it must always vary.
+
+    Not fingerprinted: a method's own draws (oversampling's repeats, SMOTE's neighbours). A
+    method may be deterministic on purpose (re-weighting, or ERM itself), and its draws come
+    from the same run seed as the training subset, which is checked.
+    """
+    def drawn(idx, labels, pool) -> bool:  # fewer than all of some class's samples were taken
+        taken = np.bincount(labels[idx], minlength=len(pool))
+        return bool(np.any((taken > 0) & (taken < pool)))
+
+    train_pool = np.bincount(dataset.y_train, minlength=dataset.num_classes)
+    test_pool = np.bincount(dataset.y_test, minlength=dataset.num_classes)
+    prints = {"train_subset": {"digest": digest(np.sort(train_idx)),
+                               "varies_with_seed": drawn(train_idx, dataset.y_train, train_pool)}}
+    for ratio, idx in test_sets.items():
+        prints[f"test set r={ratio_key(ratio)}"] = {
+            "digest": digest(np.sort(idx)), "varies_with_seed": drawn(idx, dataset.y_test, test_pool)}
+    init = getattr(model, "init_digest", None)
+    prints["model"] = {"digest": init or digest(np.array([seed], dtype=np.int64)),
+                       "of": "initial parameters" if init else "model seed", "varies_with_seed": True}
+    return prints
 
 
 def no_variants(x) -> dict:
@@ -167,7 +205,8 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
 
     x_fit, y_fit, weights, epoch_size = trainer.resample(
-        x_train, y_train, np.random.default_rng([spec.seed, METHOD_STREAM]))
+        x_train, y_train, np.random.default_rng([spec.seed, METHOD_STREAM]),
+        categorical=dataset.categorical)
     model = models.build(spec.model, seed=spec.seed, n_jobs=n_jobs, **model_hp)
     model.fit(x_fit, y_fit, sample_weight=weights, method=trainer, epoch_size=epoch_size)
     training_s = time.perf_counter() - started
@@ -222,6 +261,7 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
                                                                dataset.num_classes)
         records[i] = make_record(run, dataset, metrics, log,
                                  training_s + measuring_s + time.perf_counter() - began)
+        records[i]["fingerprints"] = fingerprints(dataset, train_idx, test_sets, model, spec.seed)
         if budget or test_per_class:
             records[i]["dry_run"] = {**budget, "test_per_class": test_per_class}
     return records

@@ -1,0 +1,138 @@
+"""The evidence behind an expected failure at quick scale: the claim's numbers at each scale searched.
+
+A quick-profile claim marked as expected not to hold (``expect_failure_at_quick_scale`` in
+``fixtures/claims.py``) says in words which scales were searched for one where it could hold.
+The numbers of those searches are data in the repository, one file per claim and arm,
+``claims/evidence/<test>--<arm>.json``: a list of entries, one per scale, each with the seeds,
+the three-way verdict, the headline effect and its CI, the Holm p-value, the reason, the
+statistic, the commit it ran at and the command that reproduces it. The report shows them under
+the claim; a quick-scale expected failure without its file is an error.
+
+``python -m harness evidence NODEID --scale NAME`` runs one claim test in a child pytest (quick
+profile; this module never imports pytest) with the arm's config changed as asked, and writes
+the entry, replacing an earlier one of the same scale name:
+
+* ``--from-profile full``: the arm's config from the full profile (e.g. the 9-ratio grid);
+* ``--set key=value`` (repeatable): model hyperparameters over the arm's (e.g. ``epochs=15``);
+* ``--seeds N`` / ``--seed-offset K``: the seeds, as for pytest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from ..data import REPO_ROOT
+
+EVIDENCE_DIR = REPO_ROOT / "claims" / "evidence"
+SCALE_ENV = "IMBALANCE_SCALE"  # JSON scale a child pytest applies (fixtures/evidence.py)
+FIELDS = ("scale", "seeds", "verdict", "effect", "ci", "p_holm", "effect_unit", "statistic",
+          "reason", "from_profile", "hyperparameters", "commit", "date", "command")
+
+
+class EvidenceError(RuntimeError):
+    """An evidence file that is missing or malformed, or a search run that reached no verdict."""
+
+
+def evidence_path(test: str, arm: str) -> Path:
+    return EVIDENCE_DIR / f"{test}--{arm}.json"
+
+
+def read_evidence(test: str, arm: str) -> list[dict]:
+    """The entries of a claim's evidence file; :class:`EvidenceError` naming the fix when the
+    file is missing or not a list of entries."""
+    path = evidence_path(test, arm)
+    if not path.is_file():
+        raise EvidenceError(f"{path.relative_to(REPO_ROOT)} is missing: an expected failure at quick "
+                            "scale keeps the numbers of the scales searched. Run python -m harness "
+                            f"evidence 'claims/...::{test}[quick-{arm}]' --scale quick (and once per "
+                            "scale searched)")
+    try:
+        entries = json.loads(path.read_text())
+    except ValueError as err:
+        raise EvidenceError(f"{path}: not JSON ({err})") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "scale" in e for e in entries):
+        raise EvidenceError(f"{path}: expected a list of entries, each with a 'scale'")
+    return entries
+
+
+def apply_scale(scale: dict) -> None:
+    """Change the quick profile's config of ``scale["arm"]`` as the scale says (called in the
+    child pytest by ``fixtures/evidence.py`` before anything is collected)."""
+    from . import protocols
+
+    arm = scale["arm"]
+    cfg = protocols.arm_config(scale.get("from_profile") or "quick", arm)
+    hyperparameters = {**dict(cfg.hyperparameters), **scale.get("hyperparameters", {})}
+    protocols.PROFILES["quick"][arm] = replace(cfg, hyperparameters=tuple(sorted(hyperparameters.items())))
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """``["epochs=15", "lr=0.1"]`` -> ``{"epochs": 15, "lr": 0.1}`` (values read as JSON when
+    they parse, else kept as strings)."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EvidenceError(f"--set {pair!r}: expected key=value, e.g. epochs=15")
+        try:
+            settings[key] = json.loads(value)
+        except ValueError:
+            settings[key] = value
+    return settings
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (head + (" (uncommitted changes)" if dirty else "")) or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def collect(nodeid: str, scale: str, from_profile: str | None = None, hyperparameters=None,
+            seeds: int = 5, seed_offset: int = 0, store: str | None = None, workers: str = "auto",
+            command: str = "") -> dict:
+    """Run the claim test ``nodeid`` (``path::test[quick-<arm>]``) at ``scale`` and add its entry
+    to the claim's evidence file; return the entry."""
+    test, _, params = nodeid.split("::")[-1].partition("[")
+    profile, _, arm = params.rstrip("]").partition("-")
+    if profile != "quick" or not arm:
+        raise EvidenceError(f"{nodeid}: give a quick-profile claim test, path::test[quick-<arm>]")
+    spec = {"arm": arm, "from_profile": from_profile, "hyperparameters": dict(hyperparameters or {})}
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [sys.executable, "-m", "pytest", nodeid, "-q", "-p", "no:cacheprovider",
+                "-p", "fixtures.evidence", "-m", "quick", f"--seeds={seeds}",
+                f"--seed-offset={seed_offset}", f"--store={store or Path(tmp) / 'store'}",
+                f"--report-dir={Path(tmp) / 'reports'}", f"--workers={workers}"]
+        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True,
+                              env=dict(os.environ, **{SCALE_ENV: json.dumps(spec)}))
+        claims_file = Path(tmp) / "reports" / "latest" / "claims.json"
+        rows = json.loads(claims_file.read_text()) if claims_file.is_file() else []
+    row = next((r for r in rows if r["nodeid"].endswith(nodeid.split("/")[-1])), None)
+    if row is None or row.get("error") or "effect" not in row:
+        raise EvidenceError(f"{nodeid} at scale {scale!r} reached no verdict: "
+                            + (row.get("error", "") if row else done.stdout[-3000:] + done.stderr[-2000:]))
+    entry = {"scale": scale, "seeds": row["seeds"], "verdict": row["verdict"],
+             "effect": row["effect"], "ci": row["ci"], "p_holm": row["p_value"],
+             "effect_unit": row["effect_unit"], "statistic": row["statistic"],
+             "reason": row.get("reason", ""), "from_profile": from_profile or "quick",
+             "hyperparameters": spec["hyperparameters"], "commit": git_commit(),
+             "date": dt.datetime.now(dt.timezone.utc).date().isoformat(), "command": command}
+    path = evidence_path(test, arm)
+    entries = read_evidence(test, arm) if path.is_file() else []
+    entries = [e for e in entries if e["scale"] != scale] + [entry]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # written whole or not at all
+    tmp_path.write_text(json.dumps(entries, indent=1) + "\n")
+    os.replace(tmp_path, path)
+    return entry
