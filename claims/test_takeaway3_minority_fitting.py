@@ -28,15 +28,16 @@ IMBALANCED_TRAIN_RATIO = 0.3  # train ratios at or below this form each claim's 
 NO_IMPROVEMENT_MARGIN = 0.01
 NN_ARM = "t3-cifar10-nn"
 
-# Why two quick arms are expected not to hold (the live numbers are in each verdict). Scales
-# searched: the quick CNN (width 16, 16 px, 2,500 images; 8 epochs since version 0.3, 15 before) and a 4x larger one (width
-# 32, 30 epochs, 2 seeds). At both, the under-trained CPU network still gains from oversampling,
-# and the "overfit" regime (lr x0.1, 3x epochs) never fits the training set. The full profile
+# Why two quick arms are expected not to hold (the live numbers are in each verdict; the numbers of
+# every scale searched are in claims/evidence/). Scales searched: the quick CNN (width 16, 16 px,
+# 2,500 images; 8 epochs since version 0.3, 15 before) and a 4x larger one (width 32, 30 epochs,
+# 2 seeds). At both, the under-trained CPU network still gains from oversampling, and the
+# "overfit" regime (lr x0.1, 3x epochs) never fits the training set. The full profile
 # (ResNet-34, 200 epochs, GPU) is where these arms are tested.
 QUICK_SCALE_OVERFIT = (
     "not expected at CPU quick scale: the overfit regime (lr x0.1, 3x epochs) does not fit the "
-    "minority of the under-trained quick CNN. Searched: width 16 at 8 epochs (this arm) and 15 epochs and width "
-    "32 / 30 epochs (2 seeds); the full ResNet-34 profile is where it is tested.")
+    "minority of the under-trained quick CNN. Searched: width 16 at 8 epochs (this arm) and 15 "
+    "epochs and width 32 / 30 epochs (2 seeds); the full ResNet-34 profile is where it is tested.")
 QUICK_SCALE_OVERSAMPLING = (
     "not expected at CPU quick scale: oversampling still improves the under-trained quick CNN. "
     "Searched: width 16 at 8 epochs (this arm) and 15 epochs and width 32 / 30 epochs (2 seeds); the full "

@@ -64,3 +64,21 @@ def test_unknown_model_and_hyperparameter_errors():
         models.build("svm", seed=0)
     with pytest.raises(ValueError, match="no hyperparameter"):
         models.build("xgboost", seed=0, depth=3)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_contract_an_initialization_digest_follows_the_seed(name):
+    """A model that reports ``init_digest`` (the networks) gives another one for another seed
+    and the same one for the same seed: the fingerprint that the seed reached it."""
+    if name in models.NEURAL:
+        x = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
+        y, params = np.arange(16) % 2, {"epochs": 1, "image_size": 16}
+    else:
+        (x, y), params = blobs(), {}
+        if name == "mlp2d":
+            x, params = x[:, :2], {"steps": 2}
+    digests = [getattr(models.build(name, seed=s, **params).fit(x, y), "init_digest", None) for s in (0, 0, 1)]
+    if digests[0] is None:
+        assert name not in models.NEURAL and name != "mlp2d", f"{name} reports no init_digest"
+        return
+    assert digests[0] == digests[1] != digests[2]

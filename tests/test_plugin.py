@@ -103,7 +103,7 @@ def test_baseline_gate_fails_a_session_whose_verdict_flipped_and_marks_the_repor
     import json
 
     args = ("claims/test_takeaway1_train_test_ratio.py", "-m", "quick", "-k",
-            "covtype and beats_balanced", "--seeds=3")
+            "covtype and near_optimal", "--seeds=3")
     first = child_pytest(*args, tmp_path=tmp_path)
     assert first.returncode == 0, first.stdout[-2000:]
     rows = json.loads((tmp_path / "reports" / "latest" / "claims.json").read_text())
@@ -138,3 +138,18 @@ def test_full_gpu_arm_without_a_gpu_is_judged_from_the_store_or_skipped_with_the
     assert out.returncode == 0, out.stdout[-2000:]
     assert "10 of 10 runs are not in the store" in out.stdout and "--executor=gpus" in out.stdout
     assert not (tmp_path / "store" / "runs").exists()  # nothing trained on the CPU
+
+
+def test_each_profile_judges_its_own_zoo(tmp_path):
+    """The methods-under-test module reads each profile's methods arms: balanced_softmax, left
+    out of the quick zoo, is judged in the full one (a GPU arm), and its quick items skip with
+    the true reason, not "applies to no arm"."""
+    full = child_pytest("claims/test_methods_under_test.py", "--collect-only", "-q", "-m", "full and gpu",
+                        "-k", "balanced_softmax", tmp_path=tmp_path)
+    items = [line for line in full.stdout.splitlines() if "::" in line]
+    assert items and all(line.endswith("m-cifar10-nn-balanced_softmax-full]") for line in items), full.stdout
+    assert len(items) == 4  # its four claims (two skip when run: the zoo is not judged against itself)
+    quick = child_pytest("claims/test_methods_under_test.py", "-m", "quick", "-k", "balanced_softmax",
+                         "-rs", tmp_path=tmp_path)
+    assert quick.returncode == 0 and "4 skipped" in quick.stdout, quick.stdout[-2000:]
+    assert "left out of the quick zoo" in quick.stdout and "applies to no" not in quick.stdout

@@ -33,3 +33,51 @@ def test_gate_passes_models_that_learned_and_fails_the_class_prior():
     ten = protocols.learned_something(cfg, fake_records(("erm", 1.0), [0.3, 0.31, 0.29, 0.3, 0.32], 10),
                                       range(5))
     assert ten["passed"] and ten["chance"] == 0.1
+
+
+def fingerprinted(cells, seeds=range(3), same=(), metrics=None):
+    """Records of ``cells`` at ``seeds`` whose fingerprints differ by seed, except the names in
+    ``same`` (shared by every seed); ``metrics(seed)`` gives each record's metrics."""
+    def prints(seed):
+        return {name: {"digest": "same" if name in same else f"d{seed}", "varies_with_seed": True}
+                for name in ("train_subset", "test set r=1", "model")}
+
+    metrics = metrics or (lambda seed: {"test": {"1": {"per_class_error": [0.1 + seed / 100, 0.3]}}})
+    return {cell + (seed,): {"key": f"k{cell}{seed}", "fingerprints": prints(seed), "metrics": metrics(seed)}
+            for cell in cells for seed in seeds}
+
+
+def test_seeds_that_reach_the_runs_pass():
+    check = protocols.seeds_reach_the_runs(fingerprinted([("erm", 0.1), ("erm", 1.0)]), range(3))
+    assert check["passed"] and not check["problems"]
+
+
+def test_a_fingerprint_shared_by_every_seed_names_the_cause():
+    check = protocols.seeds_reach_the_runs(fingerprinted([("erm", 0.1)], range(5), same=("train_subset",)),
+                                           range(5))
+    assert not check["passed"]
+    assert check["summary"] == ("the seed does not reach the run: identical train subset for cell "
+                                "erm, 0.1, seeds 0-4")
+
+
+def test_a_fingerprint_the_seed_cannot_change_is_not_checked():
+    records = fingerprinted([("erm", 1.0)], same=("test set r=1",))
+    for record in records.values():
+        record["fingerprints"]["test set r=1"]["varies_with_seed"] = False  # the whole split
+    assert protocols.seeds_reach_the_runs(records, range(3))["passed"]
+
+
+def test_identical_metrics_are_caught_unless_the_predictions_are_constant_or_perfect():
+    fractional = {"test": {"1": {"per_class_error": [0.12, 0.31]}}}
+    check = protocols.seeds_reach_the_runs(fingerprinted([("erm",)], metrics=lambda s: fractional), range(3))
+    assert not check["passed"] and "identical metrics to the last digit" in check["summary"]
+    for errors in ([0.0, 1.0], [0.0, 0.0]):  # the class prior, or every sample right: may repeat
+        same = {"test": {"1": {"per_class_error": errors}}}
+        assert protocols.seeds_reach_the_runs(fingerprinted([("erm",)], metrics=lambda s: same), range(3))["passed"]
+
+
+def test_records_without_fingerprints_fail_the_check():
+    records = fingerprinted([("erm", 1.0)])
+    del records[("erm", 1.0, 0)]["fingerprints"]
+    check = protocols.seeds_reach_the_runs(records, range(3))
+    assert not check["passed"] and "carry no fingerprints" in check["summary"]

@@ -61,3 +61,33 @@ def test_training_subsets_are_nested_across_class_counts(synthetic):
     fewer_minority = subset((200, 10))[1]
     assert fewer_minority < minority
     assert subset((50, 30), seed=4)[1] != minority  # another seed, another draw
+
+
+def test_fingerprints_say_what_the_seed_drew_and_whether_it_must_vary(synthetic):
+    """The synthetic data has (300, 60) training and (200, 100) held-out rows: a subset of
+    (100, 20) is drawn, one of (300, 60) is the whole split; the test set at r = 0.5 is the whole
+    split (200, 100) and cannot vary, the balanced one (100, 100) is drawn."""
+    def prints(counts, seed, method="erm", model="spy"):
+        return training.execute(make_spec("synthetic", model, method, counts, (0.5, 1.0), seed))["fingerprints"]
+
+    a, b = prints((100, 20), 0), prints((100, 20), 1)
+    assert a["train_subset"]["varies_with_seed"] and a["train_subset"]["digest"] != b["train_subset"]["digest"]
+    assert a["test set r=1"]["varies_with_seed"] and a["test set r=1"]["digest"] != b["test set r=1"]["digest"]
+    assert not a["test set r=0.5"]["varies_with_seed"]
+    assert a["test set r=0.5"]["digest"] == b["test set r=0.5"]["digest"]
+    whole = prints((300, 60), 0)
+    assert not whole["train_subset"]["varies_with_seed"]
+    assert whole["train_subset"]["digest"] == prints((300, 60), 1)["train_subset"]["digest"]
+    assert a["model"] == {"digest": a["model"]["digest"], "of": "model seed", "varies_with_seed": True}
+    assert a["model"]["digest"] != b["model"]["digest"]
+    assert prints((100, 20), 0, "oversample")["train_subset"] == a["train_subset"]  # same draw per seed
+
+
+def test_a_network_fingerprints_its_initial_parameters():
+    def run(seed):
+        return training.execute(make_spec("toy2d", "mlp2d", "erm", (40, 10), (1.0,), seed, steps=2))
+
+    a, b = run(0), run(1)
+    assert a["fingerprints"]["model"]["of"] == "initial parameters"
+    assert a["fingerprints"]["model"]["digest"] != b["fingerprints"]["model"]["digest"]
+    assert run(0)["fingerprints"] == a["fingerprints"]

@@ -44,21 +44,26 @@ def evidence_path(test: str, arm: str) -> Path:
     return EVIDENCE_DIR / f"{test}--{arm}.json"
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the checkout (how the report links it and messages name it)."""
+    return os.path.relpath(path, REPO_ROOT)
+
+
 def read_evidence(test: str, arm: str) -> list[dict]:
     """The entries of a claim's evidence file; :class:`EvidenceError` naming the fix when the
     file is missing or not a list of entries."""
     path = evidence_path(test, arm)
     if not path.is_file():
-        raise EvidenceError(f"{path.relative_to(REPO_ROOT)} is missing: an expected failure at quick "
+        raise EvidenceError(f"{shown(path)} is missing: an expected failure at quick "
                             "scale keeps the numbers of the scales searched. Run python -m harness "
                             f"evidence 'claims/...::{test}[quick-{arm}]' --scale quick (and once per "
                             "scale searched)")
     try:
         entries = json.loads(path.read_text())
     except ValueError as err:
-        raise EvidenceError(f"{path}: not JSON ({err})") from None
+        raise EvidenceError(f"{shown(path)}: not JSON ({err})") from None
     if not isinstance(entries, list) or not all(isinstance(e, dict) and "scale" in e for e in entries):
-        raise EvidenceError(f"{path}: expected a list of entries, each with a 'scale'")
+        raise EvidenceError(f"{shown(path)}: expected a list of entries, each with a 'scale'")
     return entries
 
 

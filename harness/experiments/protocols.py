@@ -384,7 +384,7 @@ def seeds_reach_the_runs(records: dict[tuple, dict], seeds: Sequence[int]) -> di
     for key in records:
         if key[-1] in seeds:
             cells.setdefault(key[:-1], []).append(key)
-    problems = []
+    problems = []  # one line per cell whose seeds do not reach its runs
     for cell, keys in cells.items():
         if len(keys) < 2:
             continue
@@ -395,17 +395,18 @@ def seeds_reach_the_runs(records: dict[tuple, dict], seeds: Sequence[int]) -> di
             problems.append(f"runs {', '.join(lacking[:3])} ({where}) carry no fingerprints: they "
                             "were made by an older harness; delete them from the store to retrain")
             continue
-        for name, entry in runs[0]["fingerprints"].items():
-            if entry.get("varies_with_seed") and len({r["fingerprints"].get(name, {}).get("digest")
-                                                       for r in runs}) == 1:
-                what = entry.get("of", name) if name == "model" else name.replace("_", " ")
-                problems.append(f"identical {what} for {where}")
-        same_metrics = len({json.dumps(r["metrics"], sort_keys=True) for r in runs}) == 1
-        if same_metrics and fractional_errors(runs[0]["metrics"]):
-            problems.append(f"identical metrics to the last digit for {where}")
+        identical = [entry.get("of", name) if name == "model" else name.replace("_", " ")
+                     for name, entry in runs[0]["fingerprints"].items()
+                     if entry.get("varies_with_seed") and len(
+                         {r["fingerprints"].get(name, {}).get("digest") for r in runs}) == 1]
+        if len({json.dumps(r["metrics"], sort_keys=True) for r in runs}) == 1 \
+                and fractional_errors(runs[0]["metrics"]):
+            identical.append("metrics to the last digit")
+        if identical:
+            problems.append(f"identical {', '.join(identical)} for {where}")
     summary = ("the seeds reach the runs" if not problems else
                f"the seed does not reach the run: {problems[0]}"
-               + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+               + (f" (and {len(problems) - 1} more cells)" if len(problems) > 1 else ""))
     return {"passed": not problems, "problems": problems, "summary": summary}
 
 

@@ -195,7 +195,7 @@ ratios. Zoo baselines run without <code>--method</code> are measurements, not cl
 <table><tr><th>comparison</th><th>effect</th><th>CI</th><th>p</th><th>p (Holm)</th><th>holds</th><th>refuted (Holm p)</th></tr>
 {% for row in v.comparisons %}<tr><td>{{ row.label }}</td><td>{{ fmt(row.effect) }}</td>
 <td>[{{ fmt(row.ci[0]) }}, {{ fmt(row.ci[1]) }}]</td><td>{{ fmt(row.p_value) }}</td>
-<td>{{ fmt(row.p_adjusted) }}</td><td>{{ 'yes' if row.rejected else 'no' }}</td>
+<td>{{ fmt(row.p_adjusted) }}</td><td>{{ 'yes' if row.rejected else ('no: degenerate (zero spread)' if row.degenerate else 'no') }}</td>
 <td>{{ ('yes' if row.refuted else 'no') ~ ' (' ~ fmt(row.p_refute_adjusted) ~ ')' if row.p_refute_adjusted is defined else '-' }}</td></tr>{% endfor %}
 </table>
 {% else %}<p><b>{{ c.verdict_label }}:</b> {{ c.error }}</p>{% endif %}

@@ -14,7 +14,10 @@ The contract (checked for every registered model by ``tests/test_models.py``):
 * the same seed and data give the same predictions;
 * optionally ``extra_metrics(**measurements)``: measurements of the trained model for the run
   record, and the class attribute ``MEASUREMENTS``: the hyperparameters that method reads (and
-  training never does), passed to it per run.
+  training never does), passed to it per run;
+* optionally ``init_digest`` after ``fit``: a digest of the model's initial parameters (the
+  networks set it), the run record's fingerprint that the seed reached the model; without it
+  the record fingerprints the seed the model was built with.
 
 ``DEFAULTS[name]`` holds the hyperparameters that go into a run spec, so the store key changes
 whenever a hyperparameter does. The neural networks (``small_cnn``, ``resnet34``) live in
