@@ -221,3 +221,16 @@ def test_adult_and_covtype_declare_their_one_hot_blocks():
         for block in dataset.categorical:  # every training row has exactly one level per block
             assert (dataset.x_train[:, list(block)].sum(1) == 1).all(), (name, block)
     assert data.load("toy2d").categorical == ()
+
+
+def test_smote_nc_decodes_densely_to_the_same_rows_as_imbalanced_learns_default():
+    from imblearn.over_sampling import SMOTENC
+
+    from harness.methods.resampling import dense_inverse_one_hot_encoder, from_one_hot
+
+    x, y, blocks = mixed_rows(5)
+    coded, continuous = from_one_hot(x, blocks)
+    kwargs = dict(categorical_features=[2, 3], k_neighbors=5, random_state=7)
+    default = SMOTENC(**kwargs).fit_resample(coded, y)
+    dense = SMOTENC(categorical_encoder=dense_inverse_one_hot_encoder(), **kwargs).fit_resample(coded, y)
+    assert np.array_equal(default[0], dense[0]) and np.array_equal(default[1], dense[1])

@@ -61,10 +61,26 @@ class SMOTE(Method):
             return np.asarray(x_new, dtype=x.dtype), np.asarray(y_new, dtype=np.int64), None, None
         coded, continuous = from_one_hot(x, categorical)
         sampler = SMOTENC(categorical_features=list(range(len(continuous), coded.shape[1])),
+                          categorical_encoder=dense_inverse_one_hot_encoder(),
                           k_neighbors=k, random_state=seed_from(rng))
         x_new, y_new = sampler.fit_resample(coded, y)
         return (to_one_hot(np.asarray(x_new), x.shape[1], x.dtype, categorical, continuous),
                 np.asarray(y_new, dtype=np.int64), None, None)
+
+
+def dense_inverse_one_hot_encoder():
+    """imblearn's default categorical encoder for SMOTENC, decoding the resampled rows from a
+    dense array: SMOTENC hands ``inverse_transform`` a sparse matrix, which scikit-learn decodes
+    with scipy's row-by-row argmax (0.5 s of a 0.7 s resample of 10,000 Adult rows); dense, it is
+    one vectorized argmax per variable. The same rows come out (tests/test_longtail.py)."""
+    from scipy import sparse
+    from sklearn.preprocessing import OneHotEncoder
+
+    class DenseInverseOneHotEncoder(OneHotEncoder):
+        def inverse_transform(self, X):
+            return super().inverse_transform(X.toarray() if sparse.issparse(X) else X)
+
+    return DenseInverseOneHotEncoder(handle_unknown="ignore")
 
 
 def from_one_hot(x: np.ndarray, blocks) -> tuple[np.ndarray, list[int]]:
