@@ -90,13 +90,21 @@ def digest(values) -> str:
     return hashlib.sha256(array.dtype.str.encode() + array.tobytes()).hexdigest()[:16]
 
 
+def set_digest(indices: np.ndarray, pool_size: int) -> str:
+    """:func:`digest` of a set of indices into a pool, whatever their order (a bit mask over the
+    pool: no sort)."""
+    mask = np.zeros(pool_size, dtype=bool)
+    mask[indices] = True
+    return digest(np.packbits(mask))
+
+
 def fingerprints(dataset: data.Dataset, train_idx: np.ndarray, test_sets: dict, model, seed: int) -> dict:
     """What a run drew from its seed, as short digests, and whether the seed must change each.
 
     ``train_subset`` (the training indices as a set) and ``test set r=<ratio>`` (each test set's
-    held-out indices) vary with the seed unless they hold every sample of each of their classes
-    (then there is nothing to draw: a balanced binary test set is often the whole split).
-    ``model`` is the digest of the initial parameters of a model that reports them
+    held-out indices, as a set) vary with the seed unless they hold every sample of each of
+    their classes (then there is nothing to draw: a balanced binary test set is often the whole
+    split). ``model`` is the digest of the initial parameters of a model that reports them
     (``init_digest``: the networks) or of the seed the model was built with (the tabular
     models, which draw inside their own libraries); it must always vary.
 
@@ -110,11 +118,11 @@ def fingerprints(dataset: data.Dataset, train_idx: np.ndarray, test_sets: dict, 
 
     train_pool = np.bincount(dataset.y_train, minlength=dataset.num_classes)
     test_pool = np.bincount(dataset.y_test, minlength=dataset.num_classes)
-    prints = {"train_subset": {"digest": digest(np.sort(train_idx)),
+    prints = {"train_subset": {"digest": set_digest(train_idx, len(dataset.y_train)),
                                "varies_with_seed": drawn(train_idx, dataset.y_train, train_pool)}}
     for ratio, idx in test_sets.items():
-        prints[f"test set r={ratio_key(ratio)}"] = {
-            "digest": digest(np.sort(idx)), "varies_with_seed": drawn(idx, dataset.y_test, test_pool)}
+        prints[f"test set r={ratio_key(ratio)}"] = {"digest": set_digest(idx, len(dataset.y_test)),
+                                                   "varies_with_seed": drawn(idx, dataset.y_test, test_pool)}
     init = getattr(model, "init_digest", None)
     prints["model"] = {"digest": init or digest(np.array([seed], dtype=np.int64)),
                        "of": "initial parameters" if init else "model seed", "varies_with_seed": True}
