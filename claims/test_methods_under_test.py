@@ -101,12 +101,13 @@ def error_figure(arm, cfg, records, seeds) -> dict:
                                "oversampling and the methods under test solid.")
 
 
-def lower_error_family(records, seeds, ratios, baseline: str, method: str, what: str):
-    """Paired one-sided t per ratio of H1: error(baseline) - error(method) > 0, Holm over ratios."""
+def lower_error_family(records, seeds, ratios, baseline: str, method: str, what: str, rule):
+    """Paired one-sided t per ratio of H1: error(baseline) - error(method) > 0, Holm over ratios
+    (the claim's declared ``rule``)."""
     values = {r: {baseline: per_seed(records, (baseline, r), seeds, balanced_test_error),
                   method: per_seed(records, (method, r), seeds, balanced_test_error)} for r in ratios}
     tests = {f"train r={r:g}: {baseline} minus {method}": stats.paired_greater(
-        v[baseline], v[method], ALPHA) for r, v in values.items()}
+        v[baseline], v[method], ALPHA, rule=rule) for r, v in values.items()}
     return stats.family_verdict(
         tests, ALPHA, f"paired one-sided t on balanced test error ({what} minus {method}), Holm "
         "over the imbalanced train ratios", seeds, {f"r={r:g}": v for r, v in values.items()},
@@ -129,8 +130,16 @@ def conclude(claim, arm, cfg, records, seeds, method, verdict):
     claim.assert_supported()
 
 
-@declare_outcomes(Rule("balanced test error(ERM) - balanced test error(method), each imbalanced r"),
-                  alpha=ALPHA)
+BEATS_ERM = Rule("balanced test error(ERM) - balanced test error(method), each imbalanced r")
+BEATS_OVERSAMPLING = Rule("balanced test error(oversampling) - balanced test error(method), each "
+                          "imbalanced r")
+BEATS_STRONGEST = Rule("balanced test error(strongest zoo baseline) - balanced test error(method), "
+                       "each imbalanced r")
+NON_INFERIOR = Rule("balanced test error(method) - balanced test error(ERM) at r = 1", "less",
+                    NON_INFERIORITY_MARGIN)
+
+
+@declare_outcomes(BEATS_ERM, alpha=ALPHA)
 def test_method_beats_erm_under_imbalance(profile, arm, method_under_test, suite, claim):
     """Methods under test, claim 1: the method lowers balanced test error below ERM's when the
     training set is imbalanced (the claim every long-tail method makes; the paper's Figure 5
@@ -141,12 +150,12 @@ def test_method_beats_erm_under_imbalance(profile, arm, method_under_test, suite
     alpha = 0.05.
     """
     cfg, records = judged(claim, suite, arm, method_under_test)
-    verdict = lower_error_family(records, suite.seeds, imbalanced(cfg), "erm", method_under_test, "ERM")
+    verdict = lower_error_family(records, suite.seeds, imbalanced(cfg), "erm", method_under_test, "ERM",
+                                 BEATS_ERM)
     conclude(claim, arm, cfg, records, suite.seeds, method_under_test, verdict)
 
 
-@declare_outcomes(Rule("balanced test error(oversampling) - balanced test error(method), each "
-                       "imbalanced r"), alpha=ALPHA)
+@declare_outcomes(BEATS_OVERSAMPLING, alpha=ALPHA)
 def test_method_beats_oversampling(profile, arm, method_under_test, suite, claim):
     """Methods under test, claim 2: the method lowers balanced test error below random
     oversampling's, the paper's main baseline (Figure 5), under imbalance.
@@ -157,12 +166,11 @@ def test_method_beats_oversampling(profile, arm, method_under_test, suite, claim
     """
     cfg, records = judged(claim, suite, arm, method_under_test)
     verdict = lower_error_family(records, suite.seeds, imbalanced(cfg), "oversample",
-                                 method_under_test, "oversampling")
+                                 method_under_test, "oversampling", BEATS_OVERSAMPLING)
     conclude(claim, arm, cfg, records, suite.seeds, method_under_test, verdict)
 
 
-@declare_outcomes(Rule("balanced test error(strongest zoo baseline) - balanced test error(method), "
-                       "each imbalanced r"), alpha=ALPHA)
+@declare_outcomes(BEATS_STRONGEST, alpha=ALPHA)
 def test_method_beats_the_strongest_baseline(profile, arm, method_under_test, suite, claim):
     """Methods under test, claim 3: the method lowers balanced test error below the strongest
     baseline of the zoo under imbalance.
@@ -178,12 +186,11 @@ def test_method_beats_the_strongest_baseline(profile, arm, method_under_test, su
     cfg, records = judged(claim, suite, arm, method_under_test)
     best = strongest_baseline(cfg, records, suite.seeds, method_under_test)
     verdict = lower_error_family(records, suite.seeds, imbalanced(cfg), best, method_under_test,
-                                 f"the strongest baseline ({best})")
+                                 f"the strongest baseline ({best})", BEATS_STRONGEST)
     conclude(claim, arm, cfg, records, suite.seeds, method_under_test, verdict)
 
 
-@declare_outcomes(Rule("balanced test error(method) - balanced test error(ERM) at r = 1", "less",
-                       NON_INFERIORITY_MARGIN), alpha=ALPHA)
+@declare_outcomes(NON_INFERIOR, alpha=ALPHA)
 def test_method_is_non_inferior_at_balance(profile, arm, method_under_test, suite, claim):
     """Methods under test, claim 4: on a balanced training set (r = 1) the method is no worse
     than ERM (an imbalance method should not cost accuracy where there is no imbalance).
@@ -198,7 +205,8 @@ def test_method_is_non_inferior_at_balance(profile, arm, method_under_test, suit
     m = method_under_test
     values = {"erm": per_seed(records, ("erm", 1.0), suite.seeds, balanced_test_error),
               m: per_seed(records, (m, 1.0), suite.seeds, balanced_test_error)}
-    test = stats.paired_less(values[m], values["erm"], ALPHA, margin=NON_INFERIORITY_MARGIN)
+    test = stats.paired_less(values[m], values["erm"], ALPHA, margin=NON_INFERIORITY_MARGIN,
+                             rule=NON_INFERIOR)
     verdict = stats.family_verdict(
         {f"train r=1: {m} minus ERM": test}, ALPHA,
         f"paired one-sided t on balanced test error ({m} minus ERM) < {NON_INFERIORITY_MARGIN} "

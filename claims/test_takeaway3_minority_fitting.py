@@ -32,16 +32,19 @@ NN_ARM = "t3-cifar10-nn"
 # every scale searched are in claims/evidence/). Scales searched: the quick CNN (width 16, 16 px,
 # 2,500 images; 8 epochs since version 0.3, 15 before) and a 4x larger one (width 32, 30 epochs,
 # 2 seeds). At both, the under-trained CPU network still gains from oversampling, and the
-# "overfit" regime (lr x0.1, 3x epochs) never fits the training set. The full profile
+# "overfit" regime (lr x0.1, 3x epochs) does not significantly lower the minority's training
+# error (at width 32 it trends that way, below what 2 seeds resolve). The full profile
 # (ResNet-34, 200 epochs, GPU) is where these arms are tested.
 QUICK_SCALE_OVERFIT = (
-    "not expected at CPU quick scale: the overfit regime (lr x0.1, 3x epochs) does not fit the "
-    "minority of the under-trained quick CNN. Searched: width 16 at 8 epochs (this arm) and 15 "
-    "epochs and width 32 / 30 epochs (2 seeds); the full ResNet-34 profile is where it is tested.")
+    "not expected at CPU quick scale: the overfit regime (lr x0.1, 3x epochs) does not "
+    "significantly lower the under-trained quick CNN's minority training error. Searched: width "
+    "16 at 8 epochs (this arm) and 15 epochs (5 seeds), and width 32 / 30 epochs (2 seeds, where "
+    "it trends toward holding, below what 2 seeds resolve); the full ResNet-34 profile is where "
+    "it is tested.")
 QUICK_SCALE_OVERSAMPLING = (
     "not expected at CPU quick scale: oversampling still improves the under-trained quick CNN. "
-    "Searched: width 16 at 8 epochs (this arm) and 15 epochs and width 32 / 30 epochs (2 seeds); the full "
-    "ResNet-34 profile is where it is tested.")
+    "Searched: width 16 at 8 epochs (this arm) and 15 epochs (5 seeds), and width 32 / 30 epochs "
+    "(2 seeds); the full ResNet-34 profile is where it is tested.")
 
 
 def imbalanced(cfg) -> list[float]:
@@ -88,9 +91,12 @@ def conclude(claim, arm, cfg, records, seeds, verdict):
     claim.assert_supported()
 
 
+HARDER_TO_FIT = Rule("training error(minority half) - training error(majority half) under ERM, "
+                     f"each train r <= {IMBALANCED_TRAIN_RATIO}")
+
+
 @pytest.mark.parametrize("arm", ["t3-adult-xgboost", NN_ARM])
-@declare_outcomes(Rule("training error(minority half) - training error(majority half) under ERM, "
-                       f"each train r <= {IMBALANCED_TRAIN_RATIO}"), alpha=ALPHA)
+@declare_outcomes(HARDER_TO_FIT, alpha=ALPHA)
 def test_minority_training_error_exceeds_majority(profile, arm, suite, claim):
     """Section 4.3, Figure 4: "In imbalanced training, the vast majority of the gradient signal
     during training comes from majority class samples since they are seen much more often, making
@@ -105,7 +111,7 @@ def test_minority_training_error_exceeds_majority(profile, arm, suite, claim):
                   "majority": per_seed(records, ("erm", r), suite.seeds, majority_error)}
               for r in imbalanced(cfg)}
     tests = {f"train r={r:g}: minority minus majority": stats.paired_greater(
-        v["minority"], v["majority"], ALPHA) for r, v in values.items()}
+        v["minority"], v["majority"], ALPHA, rule=HARDER_TO_FIT) for r, v in values.items()}
     verdict = stats.family_verdict(
         tests, ALPHA, "paired one-sided t on training error (minority minus majority), ERM, "
         f"Holm over train ratios <= {IMBALANCED_TRAIN_RATIO}", suite.seeds,
@@ -116,9 +122,12 @@ def test_minority_training_error_exceeds_majority(profile, arm, suite, claim):
     conclude(claim, arm, cfg, records, suite.seeds, verdict)
 
 
+OVERSAMPLING_HELPS = Rule("balanced test error(ERM) - balanced test error(oversampling), each train "
+                          f"r <= {IMBALANCED_TRAIN_RATIO}")
+
+
 @pytest.mark.parametrize("arm", ["t3-adult-xgboost"])
-@declare_outcomes(Rule("balanced test error(ERM) - balanced test error(oversampling), each train "
-                       f"r <= {IMBALANCED_TRAIN_RATIO}"), alpha=ALPHA)
+@declare_outcomes(OVERSAMPLING_HELPS, alpha=ALPHA)
 def test_oversampling_improves_xgboost_balanced_error(profile, arm, suite, claim):
     """Section 4.3, Figure 5: "Nonetheless, they fail to improve neural network test performance
     in contrast to XGBoost which benefits from oversampling, as seen in Figure 5."
@@ -131,13 +140,16 @@ def test_oversampling_improves_xgboost_balanced_error(profile, arm, suite, claim
     verdict = method_lowers_metric(
         records, suite.seeds, imbalanced(cfg), ("erm", "ERM"), ("oversample", "oversampling"),
         balanced_test_error, "balanced test error",
-        f"train ratios <= {IMBALANCED_TRAIN_RATIO}", ALPHA)
+        f"train ratios <= {IMBALANCED_TRAIN_RATIO}", ALPHA, rule=OVERSAMPLING_HELPS)
     conclude(claim, arm, cfg, records, suite.seeds, verdict)
 
 
+FITS_THE_MINORITY = Rule("minority training error(ERM) - minority training error(method), each "
+                         f"method and train r <= {IMBALANCED_TRAIN_RATIO}")
+
+
 @pytest.mark.parametrize("arm", [NN_ARM])
-@declare_outcomes(Rule("minority training error(ERM) - minority training error(method), each "
-                       f"method and train r <= {IMBALANCED_TRAIN_RATIO}"), alpha=ALPHA)
+@declare_outcomes(FITS_THE_MINORITY, alpha=ALPHA)
 def test_oversampling_and_overfitting_fit_the_minority(profile, arm, suite, claim):
     """Section 4.3: "To answer the above question, we train our model using two additional
     methods: (1) oversampling the minority class, and (2) overfitting the training examples using
@@ -152,8 +164,8 @@ def test_oversampling_and_overfitting_fit_the_minority(profile, arm, suite, clai
     claim.expect_failure_at_quick_scale(QUICK_SCALE_OVERFIT)
     cfg, records = claim.grid(arm)
     per = fitting_methods_vs_erm(cfg, records, suite.seeds, minority_error)
-    tests = {f"{k}: ERM minus {k.split(',')[0]}": stats.paired_greater(v["erm"], v["method"], ALPHA)
-             for k, v in per.items()}
+    tests = {f"{k}: ERM minus {k.split(',')[0]}": stats.paired_greater(
+        v["erm"], v["method"], ALPHA, rule=FITS_THE_MINORITY) for k, v in per.items()}
     verdict = stats.family_verdict(
         tests, ALPHA, "paired one-sided t on minority training error (ERM minus method), Holm "
         f"over methods x train ratios <= {IMBALANCED_TRAIN_RATIO}", suite.seeds, per,
@@ -163,10 +175,13 @@ def test_oversampling_and_overfitting_fit_the_minority(profile, arm, suite, clai
     conclude(claim, arm, cfg, records, suite.seeds, verdict)
 
 
+NO_IMPROVEMENT = Rule("balanced test error(ERM) - balanced test error(method), i.e. the method's "
+                      f"improvement, each method and train r <= {IMBALANCED_TRAIN_RATIO}", "less",
+                      NO_IMPROVEMENT_MARGIN)
+
+
 @pytest.mark.parametrize("arm", [NN_ARM])
-@declare_outcomes(Rule("balanced test error(ERM) - balanced test error(method), i.e. the method's "
-                       f"improvement, each method and train r <= {IMBALANCED_TRAIN_RATIO}",
-                       "less", NO_IMPROVEMENT_MARGIN), alpha=ALPHA)
+@declare_outcomes(NO_IMPROVEMENT, alpha=ALPHA)
 def test_fitting_the_minority_does_not_improve_nn_generalization(profile, arm, suite, claim):
     """Section 4.3, Figure 5: "Nonetheless, they fail to improve neural network test
     performance" and the takeaway "strategies such as oversampling which fit these samples do not
@@ -203,7 +218,8 @@ def no_improvement_verdict(per: dict[str, dict[str, list[float]]], seeds) -> sta
     """The non-superiority family of the claim above, from per-seed balanced test errors of ERM
     and of each method, keyed ``"<method>, r=<ratio>"``."""
     tests = {f"{k}: improvement of {k.split(',')[0]} over ERM < {NO_IMPROVEMENT_MARGIN:g}":
-             stats.paired_less(v["erm"], v["method"], ALPHA, margin=NO_IMPROVEMENT_MARGIN)
+             stats.paired_less(v["erm"], v["method"], ALPHA, margin=NO_IMPROVEMENT_MARGIN,
+                               rule=NO_IMPROVEMENT)
              for k, v in per.items()}
     return stats.family_verdict(
         tests, ALPHA, f"paired one-sided non-superiority t on balanced test error (ERM minus "

@@ -77,8 +77,11 @@ def figures(arm, cfg, records, seeds) -> list[dict]:
     return figs
 
 
+WIDER_MARGIN = Rule("mean minority-point margin(SAM) - mean minority-point margin(SGD)")
+
+
 @pytest.mark.parametrize("arm", ["t6-toy2d-mlp"])
-@declare_outcomes(Rule("mean minority-point margin(SAM) - mean minority-point margin(SGD)"), alpha=ALPHA)
+@declare_outcomes(WIDER_MARGIN, alpha=ALPHA)
 def test_sam_widens_the_margin_around_minority_points(profile, arm, suite, claim):
     """Section 7, Figure 9: "we see small margins surrounding minority class samples, and SAM
     expands these margins supporting the intuition of Huang et al. (2019b)."
@@ -92,7 +95,7 @@ def test_sam_widens_the_margin_around_minority_points(profile, arm, suite, claim
     sgd = per_seed(records, ("erm",), suite.seeds, minority_margin)
     sharp = per_seed(records, ("sam",), suite.seeds, minority_margin)
     verdict = stats.family_verdict(
-        {"SAM minus SGD": stats.paired_greater(sharp, sgd, ALPHA)}, ALPHA,
+        {"SAM minus SGD": stats.paired_greater(sharp, sgd, ALPHA, rule=WIDER_MARGIN)}, ALPHA,
         "paired one-sided t on the mean minority-point margin (SAM minus SGD)", suite.seeds,
         {"sgd": sgd, "sam": sharp},
         summary=f"mean minority margin SGD {np.mean(sgd):.4f}, SAM {np.mean(sharp):.4f}.",
@@ -114,10 +117,12 @@ def imbalanced(cfg) -> list[float]:
     return [r for r in cfg.train_ratios if r < 1]
 
 
+SAM_GAIN = Rule("SAM's gain, balanced test error(ERM) - balanced test error(SAM), each imbalanced r")
+MORE_SAM_GAIN = Rule("SAM's gain at r - its gain at r = 1, each imbalanced r")
+
+
 @pytest.mark.parametrize("arm", ["t6-cifar10-nn"])
-@declare_outcomes(Rule("SAM's gain, balanced test error(ERM) - balanced test error(SAM), each "
-                       "imbalanced r"),
-                  Rule("SAM's gain at r - its gain at r = 1, each imbalanced r"), alpha=ALPHA)
+@declare_outcomes(SAM_GAIN, MORE_SAM_GAIN, alpha=ALPHA)
 def test_sam_helps_more_under_imbalance(profile, arm, suite, claim):
     """Section 7, Figure 10: "we employ SAM on our CIFAR-10 setup and find that SAM especially
     improves generalization on class-imbalanced training data in Figure 10."
@@ -142,9 +147,9 @@ def test_sam_helps_more_under_imbalance(profile, arm, suite, claim):
     zero = [0.0] * len(suite.seeds)
     tests = {}
     for r in imbalanced(cfg):
-        tests[f"train r={r:g}: SAM gain > 0"] = stats.paired_greater(gain(r), zero, ALPHA)
+        tests[f"train r={r:g}: SAM gain > 0"] = stats.paired_greater(gain(r), zero, ALPHA, rule=SAM_GAIN)
         tests[f"train r={r:g}: SAM gain minus balanced-data gain"] = stats.paired_greater(
-            gain(r), balanced_gain, ALPHA)
+            gain(r), balanced_gain, ALPHA, rule=MORE_SAM_GAIN)
     verdict = stats.family_verdict(
         tests, ALPHA, "one-sided t over seeds on SAM's gain (ERM - SAM balanced error) at r and on "
         "that gain minus the same at r = 1, Holm over both tests x imbalanced train ratios", suite.seeds,
@@ -166,13 +171,16 @@ def asymmetric_sam_tests(records, seeds, ratios) -> tuple[dict, dict]:
     for r, v in values.items():
         for base, name in (("sam", "SAM"), ("erm", "ERM")):
             tests[f"train r={r:g}: {name} minus asymmetric SAM"] = stats.paired_greater(
-                v[base], v["asymmetric_sam"], ALPHA)
+                v[base], v["asymmetric_sam"], ALPHA, rule=ASYMMETRIC_BEATS[base])
     return tests, values
 
 
+ASYMMETRIC_BEATS = {m: Rule(f"balanced test error({name}) - balanced test error(asymmetric SAM), "
+                            "each imbalanced r") for m, name in (("sam", "SAM"), ("erm", "ERM"))}
+
+
 @pytest.mark.parametrize("arm", ["t6-cifar10-nn"])
-@declare_outcomes(Rule("balanced test error(SAM, or ERM) - balanced test error(asymmetric SAM), "
-                       "each imbalanced r"), alpha=ALPHA)
+@declare_outcomes(*ASYMMETRIC_BEATS.values(), alpha=ALPHA)
 def test_asymmetric_sam_improves_on_sam_under_imbalance(profile, arm, suite, claim):
     """Section 7, Figure 10: "we now further increase flatness specifically on minority class loss
     terms by increasing the ascent step size in SAM's inner loop. We see in Figure 10 that this

@@ -26,7 +26,9 @@ Each sabotage removes the effect a claim asserts (or crashes its runs), so the c
 * ``no_improvement`` / ``injected_improvement``: the balanced test error of every oversampling
   and overfitting run is set to its ERM twin's (same cell and seed) plus a small seed jitter
   (+-0.002), minus 0.02 for the injected improvement (twice takeaway 3's non-superiority
-  margin); the records are edited as the claims read them, not in the store.
+  margin); the records are edited as the claims read them, not in the store;
+* ``sam_margin_shifted``: the toy's SAM runs report SGD's minority margin plus exactly 0.05
+  (a constant difference: one observation repeated, which the old rule counted as p = 0).
 """
 
 from __future__ import annotations
@@ -140,23 +142,38 @@ class SAMThatHurts(methods.get("sam")):
     settings = {"sam_rho": 1.0}
 
 
-def edited_errors(delta: float, run_grid):
-    """``run_grid`` whose oversampling and overfitting records report their ERM twin's balanced
-    test error, plus a seed jitter, minus ``delta``."""
-    def run_grid_with_edited_errors(runner, specs):
+def edited_records(edit, run_grid):
+    """``run_grid`` whose records pass through ``edit(key, record, records)`` (a copy is edited:
+    the store and the runner keep the real record; ``edit`` returns None to leave one as is)."""
+    def run_grid_with_edited_records(runner, specs):
         records = run_grid(runner, specs)
-        edited = {}
-        for key, record in records.items():
-            method, *cell = key
-            if method in ("oversample", "overfit") and ("erm", *cell) in records:
-                record = copy.deepcopy(record)  # the store and the runner keep the real one
-                twin = records[("erm", *cell)]["metrics"]["test"]["1"]["balanced_accuracy"]
-                jitter = 0.002 * (cell[-1] % 3 - 1)
-                record["metrics"]["test"]["1"]["balanced_accuracy"] = twin + delta - jitter
-            edited[key] = record
-        return edited
+        return {key: edit(key, copy.deepcopy(record), records) or record for key, record in records.items()}
 
-    return run_grid_with_edited_errors
+    return run_grid_with_edited_records
+
+
+def twin_error_minus(delta: float):
+    """Oversampling and overfitting records report their ERM twin's balanced test error, plus a
+    seed jitter, minus ``delta``."""
+    def edit(key, record, records):
+        method, *cell = key
+        if method in ("oversample", "overfit") and ("erm", *cell) in records:
+            twin = records[("erm", *cell)]["metrics"]["test"]["1"]["balanced_accuracy"]
+            jitter = 0.002 * (cell[-1] % 3 - 1)
+            record["metrics"]["test"]["1"]["balanced_accuracy"] = twin + delta - jitter
+            return record
+        return None
+
+    return edit
+
+
+def sam_margin_shifted(key, record, records):
+    """The toy's SAM runs report SGD's minority margin plus exactly 0.05."""
+    if key[0] == "sam" and ("erm", *key[1:]) in records:
+        extra = record["metrics"]["extra"]
+        extra["minority_margin_mean"] = records[("erm", *key[1:])]["metrics"]["extra"]["minority_margin_mean"] + 0.05
+        return record
+    return None
 
 
 def pytest_configure(config):
@@ -186,7 +203,9 @@ def pytest_configure(config):
     elif sabotage == "sam_hurts":
         methods.METHODS["sam"] = SAMThatHurts
     elif sabotage in ("no_improvement", "injected_improvement"):
-        protocols.run_grid = edited_errors(0.0 if sabotage == "no_improvement" else 0.02,
-                                           protocols.run_grid)
+        protocols.run_grid = edited_records(
+            twin_error_minus(0.0 if sabotage == "no_improvement" else 0.02), protocols.run_grid)
+    elif sabotage == "sam_margin_shifted":
+        protocols.run_grid = edited_records(sam_margin_shifted, protocols.run_grid)
     elif sabotage:
         raise ValueError(f"unknown sabotage {sabotage!r}")

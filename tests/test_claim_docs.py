@@ -49,15 +49,24 @@ def test_outcome_sentences_come_from_the_rule(fn):
 
 
 def test_a_verdict_outside_the_declaration_is_an_error():
-    rules = (stats.Rule("a - b", "greater"),)
-    same = stats.family_verdict({"x": stats.paired_greater([1, 2, 3.5], [0, 0, 0])}, 0.05, "t", range(3), {})
-    stats.check_declared(same, (rules, 0.05))
-    other = stats.family_verdict({"x": stats.paired_less([1, 2, 3.5], [0, 0, 0], margin=0.02)}, 0.05,
-                                 "t", range(3), {})
-    with pytest.raises(ValueError, match="not among the comparisons"):
-        stats.check_declared(other, (rules, 0.05))
+    gain, margin = stats.Rule("a - b", "greater"), stats.Rule("c - d", "less", 0.02)
+    a, b = [1, 2, 3.5], [0, 0, 0]
+
+    def verdict(**tests):
+        return stats.family_verdict(tests, 0.05, "t", range(3), {})
+
+    both = verdict(x=stats.paired_greater(a, b, rule=gain), y=stats.paired_less(a, b, margin=0.02, rule=margin))
+    stats.check_declared(both, ((gain, margin), 0.05))
+    with pytest.raises(ValueError, match="tests no rule"):  # a comparison made for no declared rule
+        stats.check_declared(verdict(x=stats.paired_greater(a, b)), ((gain,), 0.05))
+    with pytest.raises(ValueError, match="never makes"):  # a declared comparison left out
+        stats.check_declared(verdict(x=stats.paired_greater(a, b, rule=gain)), ((gain, margin), 0.05))
+    optional = stats.Rule("c - d", "less", 0.02, required=False)
+    stats.check_declared(verdict(x=stats.paired_greater(a, b, rule=gain)), ((gain, optional), 0.05))
     with pytest.raises(ValueError, match="alpha"):
-        stats.check_declared(same, (rules, 0.01))
+        stats.check_declared(both, ((gain, margin), 0.01))
+    with pytest.raises(ValueError, match="not less at margin 0"):  # a rule tested the wrong way
+        stats.paired_less(a, b, rule=gain)
 
 
 def test_the_generated_sentences_follow_each_alternative():

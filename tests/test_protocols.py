@@ -81,3 +81,14 @@ def test_records_without_fingerprints_fail_the_check():
     del records[("erm", 1.0, 0)]["fingerprints"]
     check = protocols.seeds_reach_the_runs(records, range(3))
     assert not check["passed"] and "carry no fingerprints" in check["summary"]
+
+
+def test_seeds_that_share_a_run_are_caught_even_when_others_differ():
+    """Seeds 1-4 clamped to one run (say ``min(seed, 1)``) while seed 0 differs: four seeds
+    would count one observation four times."""
+    records = fingerprinted([("erm", 0.1)], range(5))
+    for seed in range(2, 5):
+        records[("erm", 0.1, seed)] = dict(records[("erm", 0.1, 1)])
+    check = protocols.seeds_reach_the_runs(records, range(5))
+    assert not check["passed"]
+    assert "identical train subset, test set r=1, model" in check["summary"] and "seeds 1-4" in check["summary"]

@@ -79,12 +79,14 @@ def test_header_counts_every_kind_of_outcome(tmp_path):
                     verdict=refuted.to_dict(), xfail_kind="quick scale", evidence=EVIDENCE),
                dict(claim_entry(outcome="xfailed", supported=False, nodeid="claims/t.py::z[quick]"),
                     xfail_kind="report only"),
+               dict(claim_entry(outcome="xpassed", nodeid="claims/t.py::y[quick]"), xfail_kind="report only"),
                error_entry(), dict(error_entry(), nodeid="claims/t.py::s[quick]", outcome="skipped")]
     out = report.write_report(entries, [], {}, tmp_path, run_id="r2")
     page = (out / "index.html").read_text()
     heading = re.search(r"<h1>(.*?)</h1>", page, re.S).group(1)
-    for part in ("7 claim tests", "1 supported", "1 inconclusive", "1 refuted at quick scale",
-                 "1 inconclusive at quick scale", "1 zoo: inconclusive", "1 error", "1 skipped"):
+    for part in ("8 claim tests", "1 supported", "1 inconclusive", "1 refuted at quick scale",
+                 "1 inconclusive at quick scale", "1 zoo: supported", "1 zoo: inconclusive", "1 error",
+                 "1 skipped"):
         assert part in heading, heading
     assert page.count("claims/evidence/test_c--toy.json") >= 4  # a link and its text, per claim
     assert "80 seeds" in page and "abc123" in page

@@ -184,15 +184,18 @@ def simulated_power(test: stats.TestResult, tests_in_family: int, runs: int, rng
 
 
 @pytest.mark.parametrize("alternative", ["greater", "less", "equivalence"])
-@pytest.mark.parametrize("seeds,family", [(3, 1), (5, 1), (5, 6), (10, 3)])
+@pytest.mark.parametrize("seeds,family", [(3, 1), (3, 6), (5, 6), (10, 3)])
 def test_every_minimal_detectable_effect_has_80_percent_power_by_simulation(alternative, seeds, family):
-    """2,000 simulated seed sets at the reported detectable effect reject 80% +- 5% of the time."""
+    """2,000 simulated seed sets at the reported detectable effect reject 80% +- 3% of the time
+    (3.4 Monte Carlo standard errors). The normal-shift approximation used before version 0.5,
+    t(1 - alpha) + t(1 - beta), has 72% power at 3 seeds and a family of 6, and TOST's old
+    factor 60-68%: both fall outside."""
     rng = np.random.default_rng([seeds, family, len(alternative)])
     observed = rng.normal(0.0, 0.02, size=seeds)
     make = {"greater": lambda: stats.paired_greater(observed, np.zeros(seeds), margin=0.0),
             "less": lambda: stats.paired_less(observed, np.zeros(seeds), margin=0.01),
             "equivalence": lambda: stats.tost_paired(observed, np.zeros(seeds), margin=0.03)}
-    assert simulated_power(make[alternative](), family, 2000, rng) == pytest.approx(0.80, abs=0.05)
+    assert simulated_power(make[alternative](), family, 2000, rng) == pytest.approx(0.80, abs=0.03)
 
 
 def test_a_failed_gate_makes_any_verdict_inconclusive():
@@ -204,3 +207,12 @@ def test_a_failed_gate_makes_any_verdict_inconclusive():
 
 def test_claim_not_supported_is_an_assertion_error():
     assert issubclass(stats.ClaimNotSupported, AssertionError)
+
+
+def test_detectable_effect_of_two_seeds_in_a_large_family_is_found_not_a_crash():
+    """Two seeds at alpha / 56 (the full Adult grid's Figure 2 family) need hundreds of standard
+    errors; the search widens its bracket instead of failing."""
+    factor = stats.detectable_factor(2, 0.05 / 56)
+    assert factor > 200 and stats.power(2, 0.05 / 56, factor) == pytest.approx(0.80, abs=1e-4)
+    test = stats.paired_greater([0.3, 0.1], [0.0, 0.0])
+    assert stats.minimal_detectable_effect(test, 56) > 0

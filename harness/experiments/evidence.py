@@ -5,7 +5,8 @@ A quick-profile claim marked as expected not to hold (``expect_failure_at_quick_
 The numbers of those searches are data in the repository, one file per claim and arm,
 ``claims/evidence/<test>--<arm>.json``: a list of entries, one per scale, each with the seeds,
 the three-way verdict, the headline effect and its CI, the Holm p-value, the reason, the
-statistic, the commit it ran at and the command that reproduces it. The report shows them under
+statistic, every comparison of the family (effect, CI, Holm p, whether it held or was refuted),
+the commit it ran at and the command that reproduces it. The report shows them under
 the claim; a quick-scale expected failure without its file is an error.
 
 ``python -m harness evidence NODEID --scale NAME`` runs one claim test in a child pytest (quick
@@ -33,7 +34,7 @@ from ..data import REPO_ROOT
 EVIDENCE_DIR = REPO_ROOT / "claims" / "evidence"
 SCALE_ENV = "IMBALANCE_SCALE"  # JSON scale a child pytest applies (fixtures/evidence.py)
 FIELDS = ("scale", "seeds", "verdict", "effect", "ci", "p_holm", "effect_unit", "statistic",
-          "reason", "from_profile", "hyperparameters", "commit", "date", "command")
+          "reason", "comparisons", "from_profile", "hyperparameters", "commit", "date", "command")
 
 
 class EvidenceError(RuntimeError):
@@ -130,7 +131,12 @@ def collect(nodeid: str, scale: str, from_profile: str | None = None, hyperparam
     entry = {"scale": scale, "seeds": row["seeds"], "verdict": row["verdict"],
              "effect": row["effect"], "ci": row["ci"], "p_holm": row["p_value"],
              "effect_unit": row["effect_unit"], "statistic": row["statistic"],
-             "reason": row.get("reason", ""), "from_profile": from_profile or "quick",
+             "reason": row.get("reason", ""),
+             "comparisons": [{"label": c["label"], "effect": c["effect"], "ci": c["ci"],
+                              "p_holm": c["p_adjusted"], "holds": c["rejected"],
+                              "refuted": c["refuted"], "degenerate": c.get("degenerate", False)}
+                             for c in row["comparisons"]],
+             "from_profile": from_profile or "quick",
              "hyperparameters": spec["hyperparameters"], "commit": git_commit(),
              "date": dt.datetime.now(dt.timezone.utc).date().isoformat(), "command": command}
     path = evidence_path(test, arm)

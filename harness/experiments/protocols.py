@@ -369,14 +369,15 @@ def seeds_reach_the_runs(records: dict[tuple, dict], seeds: Sequence[int]) -> di
     """The check beside the learned-something gate: each cell's runs at different seeds must be
     different runs.
 
-    Records are keyed ``cell + (seed,)``. For every cell with two or more seeds, it is a
-    failure when (a) a fingerprint the seed must change (``varies_with_seed`` in the record's
-    ``fingerprints``, :func:`harness.runs.training.fingerprints`: the training subset, each
-    test set that does not hold its whole split, and the model's initialization or seed) is the
-    same at every seed, or (b) the runs' metrics are identical to the last digit at every seed
-    while their predictions depend on the inputs (:func:`fractional_errors`). Either means that
-    the seed does not reach the run: the seeds would be one observation counted n times.
-    Returns ``passed``, the ``problems`` (one line each) and a one-line ``summary``.
+    Records are keyed ``cell + (seed,)``. In every cell, it is a failure when (a) two or more
+    seeds share a fingerprint the seed must change (``varies_with_seed`` in the record's
+    ``fingerprints``, :func:`harness.runs.training.fingerprints`: the training subset and each
+    test set when a chance repeat is practically impossible, and the model's initialization or
+    seed), or (b) two or more seeds' runs have metrics identical to the last digit while their
+    predictions depend on the inputs (:func:`fractional_errors`). Either means that the seed
+    does not reach the run (or reaches it only for some seeds): those seeds would be one
+    observation counted several times. Returns ``passed``, the ``problems`` (one line per cell)
+    and a one-line ``summary``.
     """
     import json
 
@@ -388,43 +389,57 @@ def seeds_reach_the_runs(records: dict[tuple, dict], seeds: Sequence[int]) -> di
     for cell, keys in cells.items():
         if len(keys) < 2:
             continue
-        runs = [records[k] for k in sorted(keys, key=lambda k: k[-1])]
-        where = f"cell {', '.join(str(c) for c in cell)}, seeds {seed_span([k[-1] for k in keys])}"
-        lacking = [r["key"] for r in runs if "fingerprints" not in r]
+        runs = {k[-1]: records[k] for k in keys}
+        where = f"cell {', '.join(str(c) for c in cell)}"
+        lacking = [r["key"] for r in runs.values() if "fingerprints" not in r]
         if lacking:
             problems.append(f"runs {', '.join(lacking[:3])} ({where}) carry no fingerprints: they "
                             "were made by an older harness; delete them from the store to retrain")
             continue
-        identical = [entry.get("of", name) if name == "model" else name.replace("_", " ")
-                     for name, entry in runs[0]["fingerprints"].items()
-                     if entry.get("varies_with_seed") and len(
-                         {r["fingerprints"].get(name, {}).get("digest") for r in runs}) == 1]
-        if len({json.dumps(r["metrics"], sort_keys=True) for r in runs}) == 1 \
-                and fractional_errors(runs[0]["metrics"]):
-            identical.append("metrics to the last digit")
-        if identical:
-            problems.append(f"identical {', '.join(identical)} for {where}")
+        shared: dict[tuple, list[str]] = {}  # seeds sharing a value -> what they share
+        first = next(iter(runs.values()))
+        for name, entry in first["fingerprints"].items():
+            if entry.get("varies_with_seed"):
+                what = entry.get("of", name) if name == "model" else name.replace("_", " ")
+                for group in repeated({s: r["fingerprints"].get(name, {}).get("digest")
+                                       for s, r in runs.items()}):
+                    shared.setdefault(group, []).append(what)
+        for group in repeated({s: json.dumps(r["metrics"], sort_keys=True) for s, r in runs.items()
+                               if fractional_errors(r["metrics"])}):
+            shared.setdefault(group, []).append("metrics to the last digit")
+        if shared:
+            problems.append("; ".join(f"identical {', '.join(what)} for {where}, seeds {seed_span(group)}"
+                                      for group, what in shared.items()))
     summary = ("the seeds reach the runs" if not problems else
                f"the seed does not reach the run: {problems[0]}"
                + (f" (and {len(problems) - 1} more cells)" if len(problems) > 1 else ""))
     return {"passed": not problems, "problems": problems, "summary": summary}
 
 
+def repeated(values: dict) -> list[tuple]:
+    """The groups of keys (seeds, sorted) that share a value, for values shared by two or more."""
+    groups: dict = {}
+    for key, value in values.items():
+        groups.setdefault(value, []).append(key)
+    return [tuple(sorted(g)) for g in groups.values() if len(g) > 1]
+
+
 def method_lowers_metric(records: dict[tuple, dict], seeds: Sequence[int], ratios: Sequence[float],
                          baseline: tuple[str, str], method: tuple[str, str], metric,
-                         metric_name: str, family: str, alpha: float):
+                         metric_name: str, family: str, alpha: float, rule=None):
     """Verdict that ``method`` lowers ``metric`` below ``baseline`` at every train ratio.
 
     ``baseline`` and ``method`` are ``(method key, display name)``; cells are keyed
     ``(method, ratio, seed)``, so the two arms pair by seed (same training subset). One paired
-    one-sided t-test per ratio of H1: metric(baseline) - metric(method) > 0, Holm over ratios.
+    one-sided t-test per ratio of H1: metric(baseline) - metric(method) > 0, Holm over ratios;
+    ``rule`` is the claim's declared :class:`~harness.judging.stats.Rule` these tests make.
     """
     from ..judging import stats
 
     (base, base_name), (other, other_name) = baseline, method
     values = {r: {m: per_seed(records, (m, r), seeds, metric) for m in (base, other)} for r in ratios}
     tests = {f"train r={r:g}: {base_name} minus {other_name}": stats.paired_greater(
-        v[base], v[other], alpha) for r, v in values.items()}
+        v[base], v[other], alpha, rule=rule) for r, v in values.items()}
     return stats.family_verdict(
         tests, alpha, f"paired one-sided t on {metric_name} ({base_name} minus {other_name}), "
         f"Holm over {family}", seeds, {f"r={r:g}": v for r, v in values.items()},

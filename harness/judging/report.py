@@ -187,7 +187,7 @@ ratios. Zoo baselines run without <code>--method</code> are measurements, not cl
 <b>Effect:</b> {{ v.effect_unit }}.</p>
 {% if v.gate %}<p><b>Gate:</b> {{ v.gate.summary }}</p>{% endif %}
 {% if c.xfail_reason %}<p><b>{{ 'Measured for the report' if c.xfail_kind == 'report only' else 'Expected not to hold at quick scale' }}:</b> {{ c.xfail_reason }}</p>{% endif %}
-{% if c.evidence %}<p><b>Evidence</b> of the scales searched (<a href="../../{{ c.evidence.path }}"><code>{{ c.evidence.path }}</code></a>):</p>
+{% if c.evidence %}<p><b>Evidence</b> of the scales searched (<a href="{{ c.evidence_href }}"><code>{{ c.evidence.path }}</code></a>):</p>
 <table><tr><th>scale</th><th>seeds</th><th>verdict</th><th>effect [CI]</th><th>p (Holm)</th><th>commit, date</th></tr>
 {% for e in c.evidence.entries %}<tr class="{{ e.verdict }}"><td>{{ e.scale }}</td><td>{{ e.seeds|length }} ({{ e.seeds[0] }}-{{ e.seeds[-1] }})</td>
 <td>{{ e.verdict }}</td><td>{{ fmt(e.effect) }} [{{ fmt(e.ci[0]) }}, {{ fmt(e.ci[1]) }}]</td><td>{{ fmt(e.p_holm) }}</td>
@@ -206,7 +206,8 @@ ratios. Zoo baselines run without <code>--method</code> are measurements, not cl
 """
 
 VERDICT_ORDER = ("supported", "refuted", "inconclusive", "refuted at quick scale",
-                 "inconclusive at quick scale", "zoo: refuted", "zoo: inconclusive", "error", "skipped")
+                 "inconclusive at quick scale", "zoo: supported", "zoo: refuted", "zoo: inconclusive",
+                 "error", "skipped")
 
 
 def verdict_label(claim: dict) -> str:
@@ -218,13 +219,16 @@ def verdict_label(claim: dict) -> str:
 
 
 def count_label(claim: dict) -> str:
-    """The verdict a claim is counted under: an expected failure (xfailed) is counted apart from
-    the claims asserted, as refuted or inconclusive *at quick scale* (a claim declared unable to
-    hold there), or as a zoo measurement (a baseline shown for the report, not asserted)."""
+    """The verdict a claim is counted under. The zoo's measurements (baselines shown for the
+    report, not asserted) are counted apart whatever they show; an expected failure at quick
+    scale (xfailed) is counted as refuted or inconclusive *at quick scale*; a claim that held
+    (passed, or XPASS) is supported."""
     label = verdict_label(claim)
+    if claim.get("xfail_kind") == "report only" and claim.get("verdict") is not None:
+        return f"zoo: {label}"
     if claim["outcome"] != "xfailed":
         return label
-    return f"zoo: {label}" if claim.get("xfail_kind") == "report only" else f"{label} at quick scale"
+    return f"{label} at quick scale"
 
 
 def verdict_counts(claims: list[dict]) -> dict[str, int]:
@@ -296,7 +300,10 @@ def write_report(claims: list[dict], records: list[dict], session: dict, report_
         c = dict(c, anchor=c["nodeid"].replace("/", "-").replace(":", "-").replace("[", "-").rstrip("]"),
                  verdict_label=verdict_label(c), pytest_label=pytest_label(c),
                  css=verdict_label(c).replace(" ", "-"),
-                 badge=exploratory["label"] if exploratory else "")
+                 badge=exploratory["label"] if exploratory else "",
+                 # the evidence file, linked from wherever the report directory is
+                 evidence_href=(os.path.relpath(REPO_ROOT / c["evidence"]["path"], out)
+                                if c.get("evidence") else ""))
         group = sections.setdefault(str(c["takeaway"]), {"claims": [], "figures": {}})
         group["claims"].append(c)
         for figure in c.get("figures", []):

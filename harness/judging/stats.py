@@ -82,6 +82,7 @@ class TestResult:
     refute_p: float = 1.0
     sd: float = math.nan
     degenerate: bool = False
+    rule: str = ""  # the declared Rule this comparison tests (its effect text), see check_declared
 
     __test__ = False  # not a pytest test class
 
@@ -125,26 +126,40 @@ def spread(diff: np.ndarray) -> float:
     return float(diff.std(ddof=1))
 
 
-def paired_greater(a, b, alpha: float = 0.05, margin: float = 0.0) -> TestResult:
-    """One-sided paired t-test of H1: mean(a - b) > margin."""
+def tested_rule(rule, alternative: str, margin: float) -> str:
+    """The effect text of the declared ``rule`` a test is made for, checked against the test's
+    own alternative and margin ("" without a rule)."""
+    if rule is None:
+        return ""
+    if rule.alternative != alternative or not math.isclose(rule.margin, margin, abs_tol=1e-12):
+        raise ValueError(f"rule {rule.holds()!r} is a {rule.alternative} test at margin "
+                         f"{rule.margin:g}, not {alternative} at margin {margin:g}")
+    return rule.effect
+
+
+def paired_greater(a, b, alpha: float = 0.05, margin: float = 0.0, rule=None) -> TestResult:
+    """One-sided paired t-test of H1: mean(a - b) > margin (``rule``: the declared
+    :class:`Rule` it tests)."""
     diff = paired_differences(a, b)
     t, p = one_sided_t(diff, margin, greater=True)
     return TestResult("paired t, a - b > margin", t, p, float(diff.mean()),
                       confidence_interval(diff, alpha), diff.size, alpha, "greater", margin,
-                      one_sided_t(diff, margin, greater=False)[1], spread(diff), is_degenerate(diff))
+                      one_sided_t(diff, margin, greater=False)[1], spread(diff), is_degenerate(diff),
+                      tested_rule(rule, "greater", margin))
 
 
-def paired_less(a, b, alpha: float = 0.05, margin: float = 0.0) -> TestResult:
+def paired_less(a, b, alpha: float = 0.05, margin: float = 0.0, rule=None) -> TestResult:
     """One-sided paired t-test of H1: mean(a - b) < margin (non-inferiority or non-superiority
-    when margin > 0)."""
+    when margin > 0; ``rule``: the declared :class:`Rule` it tests)."""
     diff = paired_differences(a, b)
     t, p = one_sided_t(diff, margin, greater=False)
     return TestResult("paired t, a - b < margin", t, p, float(diff.mean()),
                       confidence_interval(diff, alpha), diff.size, alpha, "less", margin,
-                      one_sided_t(diff, margin, greater=True)[1], spread(diff), is_degenerate(diff))
+                      one_sided_t(diff, margin, greater=True)[1], spread(diff), is_degenerate(diff),
+                      tested_rule(rule, "less", margin))
 
 
-def tost_paired(a, b, margin: float, alpha: float = 0.05) -> TestResult:
+def tost_paired(a, b, margin: float, alpha: float = 0.05, rule=None) -> TestResult:
     """Paired TOST: H1 is equivalence, ``-margin < mean(a - b) < margin``.
 
     The p-value is the larger of the two one-sided p-values; equivalence is declared when it is
@@ -159,7 +174,8 @@ def tost_paired(a, b, margin: float, alpha: float = 0.05) -> TestResult:
     beyond = min(one_sided_t(diff, margin, greater=True)[1], one_sided_t(diff, -margin, greater=False)[1])
     return TestResult(f"paired TOST, |a - b| < {margin:g}", worst[0], worst[1], float(diff.mean()),
                       confidence_interval(diff, alpha), diff.size, alpha, "equivalence", margin,
-                      min(1.0, 2 * beyond), spread(diff), is_degenerate(diff))
+                      min(1.0, 2 * beyond), spread(diff), is_degenerate(diff),
+                      tested_rule(rule, "equivalence", margin))
 
 
 def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[list[float], list[bool]]:
@@ -210,8 +226,13 @@ def detectable_factor(n: int, alpha: float, power_wanted: float = POWER,
     since both one-sided halves must reject."""
     from scipy.optimize import brentq
 
-    return float(brentq(lambda f: power(n, alpha, f, alternative) - power_wanted, 0.0, 200.0,
-                        xtol=1e-6))
+    def short(f):
+        return power(n, alpha, f, alternative) - power_wanted
+
+    upper = 16.0
+    while short(upper) < 0:  # two seeds at a family's split alpha need hundreds of errors
+        upper *= 2
+    return float(brentq(short, 0.0, upper, xtol=1e-6 * upper))
 
 
 def minimal_detectable_effect(test: TestResult, tests_in_family: int, power_wanted: float = POWER) -> float:
@@ -339,7 +360,7 @@ def family_verdict(tests: dict[str, TestResult], alpha: float, statistic: str, s
                     "statistic": tests[k].statistic, "p_value": tests[k].p_value,
                     "p_adjusted": adj, "rejected": rej, "alternative": tests[k].alternative,
                     "margin": tests[k].margin, "p_refute_adjusted": r_adj, "refuted": ref,
-                    "degenerate": tests[k].degenerate}
+                    "degenerate": tests[k].degenerate, "rule": tests[k].rule}
                    for k, adj, rej, r_adj, ref in zip(labels, adjusted, rejected,
                                                       refute_adjusted, refuted)]
     weakest = max(range(len(labels)), key=lambda i: (adjusted[i], -i))
@@ -361,8 +382,8 @@ def family_verdict(tests: dict[str, TestResult], alpha: float, statistic: str, s
         verdict.reason = (f"inconclusive: {len(degenerate)} of {len(comparisons)} comparisons are "
                           f"degenerate: the paired differences of {degenerate[0]['label']} are "
                           f"{degenerate[0]['effect']:.6g} at every one of the {worst.n} seeds (zero "
-                          "spread: identical arms, or seeds that do not vary); zero spread is "
-                          "no evidence either way")
+                          "spread: identical arms, seeds that do not vary, or predictions that do "
+                          "not depend on the seed); zero spread is no evidence either way")
     else:
         needed = (f"about {verdict.seeds_needed} seeds would detect the observed effect"
                   if verdict.seeds_needed else "the observed effect points against the claim"
@@ -381,12 +402,14 @@ class Rule:
     ``effect`` says what the paired difference measures (e.g. "error(balanced-trained) -
     error(matched-trained) at each test ratio <= 0.3"), ``alternative`` and ``margin`` are those
     of the :class:`TestResult` that tests it (``greater``: effect > margin; ``less``: effect <
-    margin; ``equivalence``: |effect| < margin).
+    margin; ``equivalence``: |effect| < margin). A declared rule must be tested by some
+    comparison of every verdict unless ``required`` is false.
     """
 
     effect: str
     alternative: str = "greater"
     margin: float = 0.0
+    required: bool = True  # False: a family may lack it (e.g. no test where none is needed)
 
     def holds(self) -> str:
         return {"greater": f"{self.effect} > {self.margin:g}",
@@ -397,11 +420,6 @@ class Rule:
         return {"greater": f"{self.effect} significantly < {self.margin:g}",
                 "less": f"{self.effect} significantly > {self.margin:g}",
                 "equivalence": f"{self.effect} significantly outside +-{self.margin:g}"}[self.alternative]
-
-    def matches(self, comparison: dict) -> bool:
-        return (comparison["alternative"] == self.alternative
-                and math.isclose(comparison["margin"], self.margin, abs_tol=1e-12))
-
 
 def outcome_rules(rules: Sequence[Rule], alpha: float) -> str:
     """The "supported when / refuted when / inconclusive when" sentences of a claim, written from
@@ -436,17 +454,26 @@ def declare_outcomes(*rules: Rule, alpha: float):
 
 
 def check_declared(verdict: Verdict, declared) -> None:
-    """Raise when ``verdict`` was reached by a comparison or an alpha its claim's docstring does
-    not declare (``declared`` is ``(rules, alpha)`` from :func:`declare_outcomes`): the claim's
-    words and its code have drifted apart."""
+    """Raise when ``verdict`` does not match what its claim's docstring declares (``declared`` is
+    ``(rules, alpha)`` from :func:`declare_outcomes`): another alpha, a comparison made for no
+    declared rule (each test names its rule with ``rule=``, whose alternative and margin must be
+    the test's), or a declared rule that no comparison tests. The claim's words and its code
+    would have drifted apart."""
     rules, alpha = declared
     if not math.isclose(verdict.alpha, alpha):
         raise ValueError(f"the claim declares alpha = {alpha:g} but its verdict used {verdict.alpha:g}")
+    by_effect = {r.effect: r for r in rules}
     for c in verdict.comparisons:
-        if not any(r.matches(c) for r in rules):
-            raise ValueError(f"comparison {c['label']!r} ({c['alternative']}, margin {c['margin']:g}) "
-                             "is not among the comparisons the claim's docstring declares: "
+        rule = by_effect.get(c.get("rule", ""))
+        if rule is None:
+            raise ValueError(f"comparison {c['label']!r} tests no rule the claim's docstring declares "
+                             f"(it names {c.get('rule') or 'none'!r}); declared: "
                              + "; ".join(r.holds() for r in rules))
+    untested = [r.holds() for r in rules
+                if r.required and r.effect not in {c.get("rule") for c in verdict.comparisons}]
+    if untested:
+        raise ValueError("the claim's docstring declares comparisons its verdict never makes: "
+                         + "; ".join(untested))
 
 
 def gated(verdict: Verdict, gate: dict) -> Verdict:

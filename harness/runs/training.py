@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import os
 import platform
 import time
@@ -27,6 +28,9 @@ from ..learners import models
 from ..runs.spec import RunSpec, split_hyperparameters, training_key
 
 TRAIN_STREAM, METHOD_STREAM, TEST_STREAM = 0, 1, 2
+# A drawn set must differ between seeds when at least 2^this sets of its class counts exist:
+# a chance repeat between two of 80 seeds is then below 1e-6.
+SEED_CHECK_BITS = 32
 
 
 def ratio_key(ratio: float) -> str:
@@ -102,9 +106,9 @@ def fingerprints(dataset: data.Dataset, train_idx: np.ndarray, test_sets: dict, 
     """What a run drew from its seed, as short digests, and whether the seed must change each.
 
     ``train_subset`` (the training indices as a set) and ``test set r=<ratio>`` (each test set's
-    held-out indices, as a set) vary with the seed unless they hold every sample of each of
-    their classes (then there is nothing to draw: a balanced binary test set is often the whole
-    split). ``model`` is the digest of the initial parameters of a model that reports them
+    held-out indices, as a set) must vary with the seed when a repeat could not happen by
+    chance (:data:`SEED_CHECK_BITS`); a set that holds every sample of its classes has nothing
+    to draw (a balanced binary test set is often the whole split). ``model`` is the digest of the initial parameters of a model that reports them
     (``init_digest``: the networks) or of the seed the model was built with (the tabular
     models, which draw inside their own libraries); it must always vary.
 
@@ -112,9 +116,14 @@ def fingerprints(dataset: data.Dataset, train_idx: np.ndarray, test_sets: dict, 
     method may be deterministic on purpose (re-weighting, or ERM itself), and its draws come
     from the same run seed as the training subset, which is checked.
     """
-    def drawn(idx, labels, pool) -> bool:  # fewer than all of some class's samples were taken
+    def drawn(idx, labels, pool) -> bool:
+        """Whether two seeds drawing this same set would be no chance: at least 2^32 sets of
+        these class counts are possible (a class of 21 samples of which 20 are taken can repeat
+        by chance, so such a set is not checked)."""
         taken = np.bincount(labels[idx], minlength=len(pool))
-        return bool(np.any((taken > 0) & (taken < pool)))
+        log_sets = sum(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                       for n, k in zip(pool.tolist(), taken.tolist()))
+        return log_sets / math.log(2) >= SEED_CHECK_BITS
 
     train_pool = np.bincount(dataset.y_train, minlength=dataset.num_classes)
     test_pool = np.bincount(dataset.y_test, minlength=dataset.num_classes)
