@@ -98,7 +98,9 @@ def git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT,
                               capture_output=True, text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+        # The evidence files themselves are outputs, not code: writing them leaves the code clean.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                f":!{shown(EVIDENCE_DIR)}"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return (head + (" (uncommitted changes)" if dirty else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):
