@@ -259,8 +259,10 @@ def distance_from_null(test: TestResult) -> float:
 
 def seeds_needed(test: TestResult, tests_in_family: int, power_wanted: float = POWER) -> int | None:
     """Seeds at which the observed effect and spread would reach ``power_wanted`` (roughly: the
-    observed spread is taken as the true one); None when the estimate points against the claim,
-    when the comparison is degenerate, or when more than ``MAX_SEEDS_PLANNED`` would be needed."""
+    observed spread is taken as the true one; for TOST, the factor of a true effect of 0 is held
+    against the distance to the nearer bound, which overstates the seeds needed); None when the
+    estimate points against the claim, when the comparison is degenerate, or when more than
+    ``MAX_SEEDS_PLANNED`` would be needed."""
     distance = distance_from_null(test)
     if not distance > 0 or test.degenerate:
         return None
