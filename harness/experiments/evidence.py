@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..data import REPO_ROOT
+from ..runs.training import code_commit
 
 EVIDENCE_DIR = REPO_ROOT / "claims" / "evidence"
 SCALE_ENV = "IMBALANCE_SCALE"  # JSON scale a child pytest applies (fixtures/evidence.py)
@@ -94,19 +95,6 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=5).stdout.strip()
-        # The evidence files themselves are outputs, not code: writing them leaves the code clean.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                f":!{shown(EVIDENCE_DIR)}"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return (head + (" (uncommitted changes)" if dirty else "")) or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def collect(nodeid: str, scale: str, from_profile: str | None = None, hyperparameters=None,
             seeds: int = 5, seed_offset: int = 0, store: str | None = None, workers: str = "auto",
             command: str = "") -> dict:
@@ -139,7 +127,7 @@ def collect(nodeid: str, scale: str, from_profile: str | None = None, hyperparam
                               "refuted": c["refuted"], "degenerate": c.get("degenerate", False)}
                              for c in row["comparisons"]],
              "from_profile": from_profile or "quick",
-             "hyperparameters": spec["hyperparameters"], "commit": git_commit(),
+             "hyperparameters": spec["hyperparameters"], "commit": code_commit(12, ignoring=[EVIDENCE_DIR]),
              "date": dt.datetime.now(dt.timezone.utc).date().isoformat(), "command": command}
     path = evidence_path(test, arm)
     entries = read_evidence(test, arm) if path.is_file() else []

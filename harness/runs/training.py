@@ -73,6 +73,27 @@ def library_versions() -> dict:
     return versions
 
 
+def code_commit(length: int | None = None, ignoring=()) -> str:
+    """The checkout's commit (its first ``length`` hex digits, or all), with "(uncommitted
+    changes)" when a tracked file outside ``ignoring`` (paths) differs from it; "unknown"
+    outside git. The provenance of a session (the report) and of an evidence entry."""
+    import subprocess
+
+    from ..data import REPO_ROOT
+
+    def git(*args) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=5).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")[:length]
+        excluded = [f":!{os.path.relpath(path, REPO_ROOT)}" for path in ignoring]
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head + (" (uncommitted changes)" if dirty else "")) or "unknown"
+
+
 def test_set(dataset: data.Dataset, ratio: float, seed: int) -> np.ndarray:
     """Indices into the held-out split of the largest test set at ``ratio`` for this seed."""
     available = imbalance.class_counts(dataset.y_test, dataset.num_classes)
