@@ -8,8 +8,9 @@ Examples:
     python -m harness evidence 'claims/test_takeaway1_train_test_ratio.py::test_training_at_test_ratio_is_near_optimal[quick-t1-adult-xgboost]' --scale "full 9-ratio grid" --from-profile full
     python -m harness merge /mnt/a/store /mnt/b/store --into .cache/store-v2
     python -m harness compare reports/base reports/latest   # regression gate (exit 1 on a flip)
-    python -m harness report                         # default store and reports/ directory
-    python -m harness report --profile quick         # only the quick profile's claims
+    python -m harness report                         # the latest session, default store
+    python -m harness report --list                  # the store's sessions
+    python -m harness report --session ID            # another session (--all: every session)
     python -m harness throughput --arch resnet34 --epochs 1 --device cuda   # one CIFAR-10 epoch
     python -m harness gpucheck --minutes 8           # on a GPU: throughput, MFU, every method
 """
@@ -26,11 +27,40 @@ from .runs.store import DEFAULT_STORE_DIR, ResultStore
 
 
 def report_command(args) -> int:
-    store = ResultStore(args.store)
-    claims = store.claims(args.profile)
+    """Re-render one session's claims (default: the latest; ``--session ID``), or every
+    session's (``--all``), from the store; or list the sessions (``--list``). Trains nothing."""
+    from .judging.report import new_run_id
+    from .runs.store import IncompatibleStoreError, StoreLocationError
+
+    try:
+        store = ResultStore(args.store)
+    except (StoreLocationError, IncompatibleStoreError) as err:
+        print(f"report: {err}", file=sys.stderr)
+        return 2
+    sessions = store.sessions()
+    if args.list:
+        return list_sessions(store, sessions)
+    if args.all:
+        claims = store.claims(args.profile)
+        chosen = sorted({c["session"] for c in claims if c["session"]})
+    else:
+        session = args.session or (sessions[-1] if sessions else None)
+        if session is None:
+            older = store.claims(args.profile)
+            print(f"no session in {store.root / 'sessions'}" + (
+                f"; its {len(older)} claims were written before sessions had ids (harness 0.5 or "
+                "older): render them with --all" if older else
+                "; run `pytest claims/ -m quick` (or -m full) first"), file=sys.stderr)
+            return 2
+        if session not in sessions:
+            print(f"no session {session!r} in {store.root / 'sessions'}; the latest are: "
+                  + ", ".join(sessions[-5:]) + " (--list shows them all)", file=sys.stderr)
+            return 2
+        claims, chosen = store.claims(args.profile, session=session), [session]
     if not claims:
-        print(f"no claim results in {store.root / 'claims'}"
-              f"{' for profile ' + args.profile if args.profile else ''}; run "
+        print(f"no claim results in {store.root}"
+              f"{' for profile ' + args.profile if args.profile else ''}"
+              f"{' in session ' + chosen[0] if chosen and not args.all else ''}; run "
               "`pytest claims/ -m quick` (or -m full) first", file=sys.stderr)
         return 2
     keys = {k for c in claims for k in c.get("record_keys", [])}
@@ -38,9 +68,41 @@ def report_command(args) -> int:
     missing = len(keys) - len(records)
     if missing:
         print(f"warning: {missing} run records named by claims are not in the store", file=sys.stderr)
-    session = dict(store.session(), command=" ".join(["python -m harness"] + sys.argv[1:]))
-    out = write_report(claims, records, session, Path(args.report_dir))
-    print(f"report: {out / 'index.html'} ({len(claims)} claims, {len(records)} runs, nothing trained)")
+    # The environment shown is the latest chosen session's (its own command kept); each shows
+    # which zoo members its profiles left out.
+    metas = [store.session(s) for s in chosen]
+    session = dict(metas[-1] if metas else store.session(), rendered_by=" ".join(
+        ["python -m harness"] + sys.argv[1:]))
+    session["zoo_left_out"] = {p: r for meta in metas for p, r in (meta.get("zoo_left_out") or {}).items()}
+    label = "all-sessions" if args.all else f"{chosen[0]}-rerendered"
+    # reports/latest keeps pointing at the latest session: at this rendering only when it is one.
+    latest = not args.all and bool(sessions) and chosen == [sessions[-1]]
+    out = write_report(claims, records, session, Path(args.report_dir),
+                       run_id=f"{label}-{new_run_id()}", repoint_latest=latest)
+    older = sum(1 for c in claims if c["session"] is None)
+    whose = (f"{len(chosen)} session(s)" if args.all else f"session {chosen[0]}") + (
+        f", {older} without a session id (an older store)" if older else "")
+    print(f"report: {out / 'index.html'} ({len(claims)} claims: {whose}; {len(records)} runs, "
+          "nothing trained; reports/latest " + ("points at it)" if latest else "not moved)"))
+    return 0
+
+
+def list_sessions(store: ResultStore, sessions: list[str]) -> int:
+    """Print the store's sessions, oldest first: id, claims, profiles, wall time, command."""
+    older = [c for c in store.claims() if c["session"] is None]
+    if not sessions and not older:
+        print(f"no sessions in {store.root}", file=sys.stderr)
+        return 2
+    for session in sessions:
+        meta = store.session(session)
+        claims = store.claims(session=session)
+        what = (f"{len(claims)} claims, profiles {','.join(meta.get('profiles', [])) or '-'}, "
+                f"{meta.get('wall_time_s', '?')} s, {meta.get('command', '')}" if meta else
+                f"{len(claims)} claims, no session record (killed before its end, or still running)")
+        print(f"{session}{' (latest)' if session == sessions[-1] else ''}: {what}")
+    if older:
+        print(f"{len(older)} claims without a session id (a store of harness 0.5 or older; --all "
+              "shows them)")
     return 0
 
 
@@ -130,11 +192,11 @@ def evidence_command(args) -> int:
 
 def merge_command(args) -> int:
     from .runs.merge import MergeError, merge_stores
-    from .runs.store import IncompatibleStoreError, ReadOnlyStoreError
+    from .runs.store import IncompatibleStoreError, ReadOnlyStoreError, StoreLocationError
 
     try:
         report = merge_stores(args.stores, args.into)
-    except (MergeError, IncompatibleStoreError, ReadOnlyStoreError) as err:
+    except (MergeError, IncompatibleStoreError, ReadOnlyStoreError, StoreLocationError) as err:
         print(f"merge: {err}", file=sys.stderr)
         return 2
     for conflict in report.conflicts:
@@ -154,7 +216,8 @@ def compare_command(args) -> int:
     from .judging.compare import BaselineError, compare, load_claims
 
     try:
-        result = compare(load_claims(args.base), load_claims(args.new), args.base)
+        result = compare(load_claims(args.base), load_claims(args.new), args.base,
+                         allow_missing=args.allow_missing)
     except BaselineError as err:
         print(f"compare: {err}", file=sys.stderr)
         return 2
@@ -261,23 +324,37 @@ def build_parser() -> argparse.ArgumentParser:
     gate = commands.add_parser(
         "compare", help="regression gate: verdicts that flipped between two sessions",
         description="Compare two sessions' claims (claims.json files or report directories): "
-                    "list verdicts that flipped and effects that left the baseline's CI. Exit 1 "
-                    "on a flip (--fail-on flip) or also on drift (--fail-on drift), 2 on a "
-                    "malformed file or profiles that do not match.")
+                    "list verdicts that flipped, effects that left the baseline's CI and "
+                    "baseline claims missing from NEW. Exit 1 on a flip or a missing claim "
+                    "(--fail-on flip), also on drift (--fail-on drift); 2 on a malformed or "
+                    "empty file or profiles that do not match.")
     gate.add_argument("base", metavar="BASE", help="the baseline claims.json or report directory")
     gate.add_argument("new", metavar="NEW", help="the new claims.json or report directory")
     gate.add_argument("--fail-on", default="flip", choices=FAIL_ON,
                       help="what fails the gate (default: flip)")
+    gate.add_argument("--allow-missing", action="store_true",
+                      help="baseline claims absent from NEW are listed but do not fail the gate")
     gate.set_defaults(func=compare_command)
-    report = commands.add_parser("report", help="re-render the HTML report from the result store",
-                                 description="Re-render reports/<run-id>/ from the claims and runs "
-                                             "in a result store; trains nothing.")
+    report = commands.add_parser(
+        "report", help="re-render a session's HTML report from the result store",
+        description="Re-render the latest session's claims (or --session ID's, or --all "
+                    "sessions') and runs from a result store into reports/<id>-rerendered-<run "
+                    "id>/; trains nothing. reports/latest moves only to a rendering of the latest "
+                    "session.")
     report.add_argument("--store", default=str(DEFAULT_STORE_DIR),
                         help="result store to read (default: %(default)s)")
     report.add_argument("--report-dir", default=str(DEFAULT_REPORT_DIR),
                         help="where reports/<run-id>/ is written (default: %(default)s)")
     report.add_argument("--profile", default=None, choices=("quick", "full"),
                         help="only this profile's claims (default: both)")
+    chosen = report.add_mutually_exclusive_group()
+    chosen.add_argument("--session", default=None, metavar="ID",
+                        help="render this session (default: the latest; --list shows the ids)")
+    chosen.add_argument("--all", action="store_true",
+                        help="render every session's claims, each row naming its session (and "
+                             "those of an older store, which kept no session)")
+    chosen.add_argument("--list", action="store_true",
+                        help="list the store's sessions (id, claims, profiles, time, command)")
     report.set_defaults(func=report_command)
     speed = commands.add_parser("throughput", help="train a network on CIFAR-10 and time it",
                                 description="Train a network on CIFAR-10 with the harness's "

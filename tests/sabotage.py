@@ -21,6 +21,8 @@ Each sabotage removes the effect a claim asserts (or crashes its runs), so the c
   r < 0.11) predicts its majority class for every row: it learned only the prior there, and
   learns for real elsewhere (so the learned-something gate passes);
 * ``laplace_uniform``: Laplace's predictive is uniform (no Bayesian gain at all);
+* ``laplace_stage_fails``: Laplace's post-training stage raises an ImportError, as when
+  laplace-torch does not import (the runs that share its trained network must not fail with it);
 * ``sam_hurts``: SAM ascends with radius 1.0 (20x its own), so that asymmetric SAM beats it
   without beating standard training;
 * ``no_improvement`` / ``injected_improvement``: the balanced test error of every oversampling
@@ -121,7 +123,8 @@ def with_seed_zero(execute_group):
     def execute_at_seed_zero(specs, *args, **kwargs):
         records = execute_group([replace(s, seed=0) for s in specs], *args, **kwargs)
         for spec, record in zip(specs, records):  # each record keeps its own spec and key
-            record["key"], record["spec"] = spec.key, spec.to_dict()
+            if isinstance(record, dict):  # not a run's own failure (training.RunFailure)
+                record["key"], record["spec"] = spec.key, spec.to_dict()
         return records
 
     return execute_at_seed_zero
@@ -134,6 +137,13 @@ class UniformLaplace(methods.get("laplace")):
         import torch
 
         return torch.full((len(images_u8), state.num_classes), 1.0 / state.num_classes)
+
+
+class LaplaceStageFails(methods.get("laplace")):
+    """Laplace's name and training; its post-training stage cannot import laplace-torch."""
+
+    def finish(self, state):
+        raise ImportError("injected: Laplace's stage cannot import laplace-torch")
 
 
 class SAMThatHurts(methods.get("sam")):
@@ -200,6 +210,8 @@ def pytest_configure(config):
         models.MODELS["xgboost"] = prior_when_imbalanced(models.MODELS["xgboost"])
     elif sabotage == "laplace_uniform":
         methods.METHODS["laplace"] = UniformLaplace
+    elif sabotage == "laplace_stage_fails":
+        methods.METHODS["laplace"] = LaplaceStageFails
     elif sabotage == "sam_hurts":
         methods.METHODS["sam"] = SAMThatHurts
     elif sabotage in ("no_improvement", "injected_improvement"):

@@ -32,7 +32,7 @@ def test_a_flipped_verdict_fails_and_a_drift_fails_only_on_drift():
     assert [d["nodeid"] for d in result.drifts] == ["b"]
     assert result.only_in_base == ["gone"] and result.only_in_new == ["new"]
     assert result.failed("flip") and result.failed("drift")
-    drift_only = compare(BASE, [row("a", "supported"), row("b", "supported", effect=0.2)])
+    drift_only = compare(BASE, [row("a", "supported"), row("b", "supported", effect=0.2)] + BASE[2:])
     assert not drift_only.failed("flip") and drift_only.failed("drift")
     assert any("DRIFT  b" in line for line in drift_only.lines())
 
@@ -67,8 +67,35 @@ def test_compare_command_exit_codes(tmp_path):
                               capture_output=True, text=True, timeout=120)
 
     assert run(str(base), str(base)).returncode == 0
+    (tmp_path / "other.json").write_text(json.dumps([dict(r, nodeid=r["nodeid"] + "x") for r in BASE]))
+    missing = run(str(base), str(tmp_path / "other.json"))
+    assert missing.returncode == 1 and "MISSING gone" in missing.stdout and "FAILED" in missing.stdout
+    assert run(str(base), str(tmp_path / "other.json"), "--allow-missing").returncode == 0
     flipped = run(str(base), str(new))
     assert flipped.returncode == 1 and "FLIP   a: supported -> refuted" in flipped.stdout
     (tmp_path / "bad.json").write_text("[1, 2]")
     bad = run(str(tmp_path / "bad.json"), str(new))
     assert bad.returncode == 2 and "not a list of claim rows" in bad.stderr
+
+
+def test_a_baseline_claim_missing_from_the_session_fails_unless_allowed():
+    """Issue 20: a renamed method (or another method's baseline) matched nothing and passed."""
+    renamed = [dict(r, nodeid=r["nodeid"] + "-v2") for r in BASE]
+    result = compare(BASE, renamed)
+    assert result.only_in_base == sorted(r["nodeid"] for r in BASE) and result.unchanged == 0
+    assert result.failed("flip") and result.failed("drift")
+    lines = "\n".join(result.lines())
+    assert "MISSING a (supported in the baseline): not in this session" in lines
+    assert "--allow-missing" in lines and "NEW    a-v2: supported (not in the baseline, not gated)" in lines
+    allowed = compare(BASE, renamed, allow_missing=True)
+    assert not allowed.failed("flip") and allowed.to_dict()["missing_allowed"]
+    # One missing claim among unchanged ones fails too.
+    assert compare(BASE, BASE[:3]).failed("flip")
+
+
+def test_an_empty_baseline_gates_nothing_and_is_refused(tmp_path):
+    with pytest.raises(BaselineError, match="holds no claims"):
+        compare([], BASE)
+    (tmp_path / "claims.json").write_text("[]")
+    with pytest.raises(BaselineError, match="holds no claims"):
+        load_claims(tmp_path)

@@ -68,6 +68,40 @@ def test_a_failing_run_is_reported_while_the_others_finish(name, tmp_path):
         assert "log:" in str(outcomes[-1.0][1]) and str(tmp_path / "jobs") in str(outcomes[-1.0][1])
 
 
+def one_run_of_the_group_failed(item):
+    """A group's outcome in which the second run's own part failed (with an exception that does
+    not unpickle: its constructor takes two arguments)."""
+    from harness.runs.training import RunFailure
+
+    class TwoArguments(Exception):
+        def __init__(self, a, b):
+            super().__init__(f"{a} {b}")
+
+    try:
+        raise TwoArguments("stage", "failed")
+    except TwoArguments as err:
+        return [{"key": f"{item}-ok"}, RunFailure(f"{item}-failed", "TwoArguments: stage failed",
+                                                 "Traceback ...", err)]
+
+
+@pytest.mark.parametrize("name", ["in-process", "local pool", "gpu slots", "slurm-local"])
+def test_a_run_failure_inside_a_group_s_result_comes_back_through_every_executor(name, tmp_path):
+    """The runner tells a failed run of a group by its RunFailure: it crosses every executor's
+    process boundary as its strings."""
+    from harness.runs.training import RunFailure
+
+    executor = {"in-process": lambda: make_executor("local", workers=1),
+                "local pool": lambda: make_executor("local", workers=2),
+                "gpu slots": lambda: GpuSlotsExecutor(["0"], 1),
+                "slurm-local": lambda: make_executor("slurm-local", workers=1,
+                                                     folder=tmp_path / "jobs")}[name]()
+    (item, result, error), = run_all(executor, one_run_of_the_group_failed, ["g"])
+    assert error is None and result[0] == {"key": "g-ok"}
+    assert isinstance(result[1], RunFailure)
+    assert (result[1].key, result[1].error, result[1].traceback) == ("g-failed", "TwoArguments: stage failed",
+                                                                    "Traceback ...")
+
+
 def test_a_job_that_dies_fails_its_runs_with_the_log_path(tmp_path):
     executor = make_executor("slurm-local", workers=1, folder=tmp_path / "jobs")
     outcomes = run_all(executor, executors_exit, [1])

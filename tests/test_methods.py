@@ -113,6 +113,34 @@ def test_registering_a_method_and_unknown_names(registry):
         methods.create("sam", rho=1)
 
 
+def test_a_setting_that_is_a_model_hyperparameter_is_refused_naming_both(registry):
+    """Issue 20: ``settings = {"lr": 10.0}`` trained at learning rate 10 without a word, and the
+    comparison with ERM was no longer like for like."""
+    from harness.runs.spec import check_method_settings
+
+    class FastLoss(methods.Method):
+        name = "fast_loss"
+        requires = frozenset({"rows", "loss"})
+        settings = {"lr": 10.0, "margin": 0.5}
+
+    methods.register(FastLoss)
+    with pytest.raises(SpecError, match="setting 'lr' \\(= 10.0\\) is also model 'small_cnn''s "
+                                        "hyperparameter 'lr' \\(= 0.05\\).*prepare\\(state\\)"):
+        check_method_settings(FastLoss)
+    with pytest.raises(SpecError, match="setting 'lr'.*'small_cnn'"):
+        make_spec("cifar10-binary", "small_cnn", "fast_loss", (900, 100), (1.0,), 0)
+
+    class PerModel(methods.Method):  # a per-model setting collides only on that model
+        name = "per_model"
+        model_settings = {"xgboost": {"max_depth": 2}}
+
+    methods.register(PerModel)
+    with pytest.raises(SpecError, match="'per_model' setting 'max_depth'.*'xgboost'"):
+        check_method_settings(PerModel)
+    with pytest.raises(methods.MethodError, match="none is installed|entry point \\("):
+        methods.get("nope")
+
+
 def test_unsupported_pairs_are_rejected_when_the_spec_is_made():
     with pytest.raises(SpecError, match="'sam' does not apply to model 'xgboost'.*step"):
         make_spec("adult", "xgboost", "sam", (900, 100), (1.0,), 0)
@@ -206,3 +234,14 @@ def test_a_spec_refuses_a_method_whose_code_changed(user_module):
     version, path = methods.identity(cls)
     with pytest.raises(methods.MethodError, match="code changed"):
         methods.for_spec(cls.name, version + "x", path)
+
+
+@pytest.mark.parametrize("name", sorted(methods.BUILTIN_METHODS))
+def test_every_method_s_declared_libraries_import(name):
+    """What a method declares it imports (the preflight's list, harness.runs.preflight) imports
+    in this environment."""
+    from harness.runs import preflight
+
+    cls = methods.get(name)
+    assert isinstance(cls.libraries, tuple)
+    assert preflight.import_failures(cls.libraries) == []

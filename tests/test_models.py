@@ -82,3 +82,25 @@ def test_contract_an_initialization_digest_follows_the_seed(name):
         assert name not in models.NEURAL and name != "mlp2d", f"{name} reports no init_digest"
         return
     assert digests[0] == digests[1] != digests[2]
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_contract_every_model_s_declared_libraries_import(name):
+    """What a model declares it imports (the preflight's list, harness.runs.preflight) imports
+    in this environment; the networks declare torch."""
+    from harness.runs import preflight
+
+    assert models.libraries(name), f"{name} declares no libraries"
+    assert preflight.import_failures(models.libraries(name)) == []
+    if name in models.NEURAL or name == "mlp2d":
+        assert "torch" in models.libraries(name)
+
+
+def test_register_model_takes_its_libraries(monkeypatch):
+    monkeypatch.setattr(models, "MODELS", dict(models.MODELS))
+    monkeypatch.setattr(models, "DEFAULTS", dict(models.DEFAULTS))
+    monkeypatch.setattr(models, "LIBRARIES", dict(models.LIBRARIES))
+    models.register_model("spy_with_libraries", object, {}, libraries=("json",))
+    assert models.libraries("spy_with_libraries") == ("json",)
+    with pytest.raises(ValueError, match="libraries must be module names"):
+        models.register_model("another", object, {}, libraries="json")

@@ -106,3 +106,33 @@ def test_plan_of_the_full_profile_counts_gpu_hours_without_a_gpu(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "full/t5-cifar10-flatness" in out.stdout and "GPU-hours" in out.stdout
     assert "resnet34/cuda" in out.stdout and "assumed" in out.stdout
+
+
+def test_durations_read_in_minutes_below_an_hour():
+    assert plan.duration(0.0235) == "1.4 min" and plan.duration(0.0) == "0.0 min"
+    assert plan.duration(0.0004) == "< 0.1 min" and plan.duration(4.56) == "4.56 h"
+    assert plan.duration(20.43, "GPU") == "20.43 GPU-hours"
+    assert plan.duration(0.235, "CPU") == "14.1 CPU-minutes"
+    text = plan.format_plan({"by_arm": {"quick/a": {"device": "cpu", "runs": 3, "shared_with_earlier_arms": 0,
+                                                    "stored": 0, "to_train": 3, "estimated_hours": 0.03}},
+                             "runs_total": 3, "runs_stored": 0, "runs_to_train": 3, "store": "s",
+                             "estimated_gpu_hours": 0.0, "estimated_cpu_minutes": 1.8, "throughput": {}})
+    assert "1.8 min" in text and "estimated cost: 1.8 CPU-minutes" in text
+    assert "0.00" not in text and "GPU-" not in text  # no "0.00 GPU-hours" on a CPU-only plan
+
+
+def test_readme_quotes_the_full_plan(tmp_path):
+    """The README's figures for the full profile are the plan's, not a memory of them."""
+    if not shared_data_available("cifar10/cifar10-jpeg.zip") and not shared_data_available(
+            "cifar10/cifar-10-batches-py/data_batch_1"):
+        pytest.skip("CIFAR-10 not present")
+    out = subprocess.run([sys.executable, "-m", "harness", "plan", "-m", "full", "--json",
+                          f"--store={tmp_path}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    resnet = sum(a["runs"] - a["shared_with_earlier_arms"] for a in result["by_arm"].values()
+                 if a.get("model") == "resnet34")
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    assert (f"The full profile is the paper's grids: {result['runs_total']} unique runs, {resnet} of "
+            "them ResNet-34 runs") in readme

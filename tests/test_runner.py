@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from harness import methods
 from harness.runs import executors, training
 from harness.data import REPO_ROOT
 from harness.runs.runner import RunFailed, Runner, probe_device, warm_up
@@ -16,6 +17,7 @@ from harness.runs.spec import make_spec
 from harness.runs.store import ResultStore
 
 from .conftest import SpyModel, shared_data_available
+from .test_mutations import T5, needs_cifar, sabotaged
 
 needs_adult = pytest.mark.skipif(not shared_data_available("adult/adult.data"), reason="Adult not present")
 
@@ -366,3 +368,141 @@ def test_warm_up_imports_what_a_run_needs_and_the_probe_names_the_device():
     warm_up()
     assert "torch._dynamo" in sys.modules and "harness.learners.engine" in sys.modules
     assert probe_device() in ("cpu", "cuda")
+
+
+def test_a_run_whose_own_stage_fails_fails_alone_and_its_group_is_stored(tmp_path, image_task,
+                                                                         monkeypatch):
+    """A post-hoc run's stage raises: the ERM run of its group is returned and stored, the
+    post-hoc run is a failure with its error, and RunFailed names it alone."""
+    from tests.test_training import StageFails
+
+    monkeypatch.setitem(methods.METHODS, StageFails.name, StageFails)
+    erm, failing = (make_spec("tiny-images", "small_cnn", m, (24, 6), (1.0,), 0, **image_task)
+                    for m in ("erm", "stage_fails"))
+    runner = Runner(ResultStore(tmp_path))
+    with pytest.raises(RunFailed) as raised:
+        runner.run([erm, failing])
+    message = str(raised.value)
+    assert message.startswith("1 of 2 runs failed:\n") and len(message.splitlines()) == 2
+    assert message.endswith(f"{failing.describe()}: ImportError: injected: the stage's library "
+                            "does not import")
+    assert runner.trained == 1 and list(runner.failures) == [failing.key]
+    assert ResultStore(tmp_path).get(erm) is not None and ResultStore(tmp_path).get(failing) is None
+    assert runner.run([erm])[0]["key"] == erm.key  # a claim that needs only ERM is judged
+    with pytest.raises(RunFailed, match="stage_fails"):  # one that needs the other fails
+        runner.run([failing])
+
+
+def test_a_record_that_cannot_be_stored_fails_that_run_only(tmp_path, synthetic, monkeypatch):
+    store = ResultStore(tmp_path)
+    specs = grid()
+    real_put = store.put
+
+    def put(record):
+        if record["key"] == specs[1].key:
+            raise TypeError("Object of type ndarray is not JSON serializable")
+        return real_put(record)
+
+    monkeypatch.setattr(store, "put", put)
+    runner = Runner(store)
+    with pytest.raises(RunFailed, match=r"1 of 6 runs failed:\n.*seed=1: TypeError: Object of type"):
+        runner.run(specs)
+    assert runner.trained == 5 and list(runner.failures) == [specs[1].key]
+
+
+class WarmedExecutor(executors.InProcessExecutor):
+    """Started workers whose warm-up reports ``failures`` (the preflight's), and that answer
+    ``cpu`` to the device question."""
+
+    def __init__(self, failures):
+        super().__init__()
+        self.failures, self.ran = failures, []
+
+    def start(self, fn):
+        from concurrent.futures import Future
+
+        future = Future()
+        future.set_result("cpu" if fn is probe_device else self.failures)
+        return [future]
+
+    def submit_all(self, fn, items, tick_s=None):
+        items = list(items)
+        self.ran += items
+        return super().submit_all(fn, items, tick_s)
+
+
+def test_the_preflight_uses_the_workers_warm_up_and_stops_before_training(tmp_path, synthetic,
+                                                                         monkeypatch):
+    """Libraries the started workers imported are not imported here: their failures stop the
+    run before anything is submitted; the others are imported here."""
+    from harness.runs import preflight
+    from harness.learners import models
+
+    monkeypatch.setitem(models.LIBRARIES, "spy", ("spy_library",))
+    failure = preflight.ImportFailure("spy_library", "RuntimeError: broken", "reinstall it")
+    executor = WarmedExecutor([failure])
+    runner = Runner(ResultStore(tmp_path), executor)
+    runner.start_workers(["spy_library"])
+    with pytest.raises(preflight.LibraryError, match=r"spy_library \(needed by model spy\): "
+                                                       r"RuntimeError: broken\n    fix: reinstall it"):
+        runner.run(grid())
+    assert executor.ran == [] and not SpyModel.seen and not (tmp_path / "runs").exists()
+    # A library no warm-up imported is imported here; one that imports lets the runs train.
+    monkeypatch.setitem(models.LIBRARIES, "spy", ("json",))
+    assert len(runner.run(grid())) == 6 and "json" in runner.imported
+
+
+def test_without_started_workers_the_preflight_imports_here(tmp_path, synthetic, monkeypatch):
+    from harness.runs import preflight
+    from harness.learners import models
+
+    monkeypatch.setitem(models.LIBRARIES, "spy", ("json", "no_such_library_for_the_spy"))
+    runner = Runner(ResultStore(tmp_path))
+    with pytest.raises(preflight.LibraryError, match="no_such_library_for_the_spy .*ModuleNotFoundError"):
+        runner.run(grid())
+    assert not SpyModel.seen and runner.trained == 0
+
+
+# The quick t5 arms at the least cost that keeps what the test below checks: the flatness arm
+# measures a top-2 Hessian on 100 images along one direction (measurements only: its ERM runs
+# still share their network with the Laplace runs), and the Bayesian arm trains no SGHMC runs
+# (its claims fail on Laplace first).
+SHRUNK_T5 = '''
+from dataclasses import replace
+
+from harness.experiments import protocols
+
+
+def pytest_configure(config):
+    quick = protocols.PROFILES["quick"]
+    quick["t5-cifar10-flatness"] = replace(quick["t5-cifar10-flatness"], hyperparameters=(
+        ("hessian_top_k", 2), ("loss_directions", 1), ("hessian_samples", 100)))
+    quick["t5-cifar10-bayesian"] = replace(quick["t5-cifar10-bayesian"], methods=("erm", "laplace"))
+'''
+
+
+@needs_cifar
+def test_the_erm_runs_of_a_group_whose_laplace_stage_fails_are_stored_and_judged(tmp_path, monkeypatch):
+    """Issue 20, end to end, with the runs in worker processes: Laplace's post-training stage
+    raises in the quick t5 arms, whose ERM runs (the flatness claims', and the Bayesian arm's)
+    share one trained network per cell with the Laplace runs. The ERM runs are stored, the
+    flatness claims get verdicts, and the Bayesian claims are errors naming the stage failure."""
+    import json
+
+    (tmp_path / "shrunk_t5.py").write_text(SHRUNK_T5)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    out, rows = sabotaged("laplace_stage_fails", T5, "-p", "shrunk_t5", "--seeds=2", "--workers=2",
+                          tmp_path=tmp_path)
+    flatness = [name for name in rows if name.endswith("[quick-t5-cifar10-flatness]")]
+    bayesian = [name for name in rows if name.endswith("[quick-t5-cifar10-bayesian]")]
+    assert len(flatness) == 2 and len(bayesian) == 2, (sorted(rows), out.stdout[-3000:])
+    for name in flatness:
+        assert rows[name]["verdict"] in ("supported", "refuted", "inconclusive"), rows[name]
+    for name in bayesian:
+        assert rows[name]["outcome"] == "error", rows[name]
+        assert "cifar10/small_cnn/laplace" in rows[name]["error"], rows[name]["error"]
+        assert "ImportError: injected: Laplace's stage cannot import laplace-torch" in rows[name]["error"]
+    stored = [json.loads(path.read_text())["spec"]["method"]
+              for path in (tmp_path / "store" / "runs").rglob("*.json")]
+    assert sorted(stored) == ["erm"] * 8, stored  # 2 ratios x 2 seeds, each arm's ERM runs
+    assert "4 failed" in out.stdout and "8 runs trained" in out.stdout, out.stdout[-3000:]

@@ -124,6 +124,43 @@ def test_three_way_verdict_separates_refuted_from_inconclusive():
     assert stats.family_verdict({"strong": strong}, 0.05, "t", seeds, {}).outcome == "supported"
 
 
+def test_the_p_value_is_the_deciding_tests():
+    """A refuted claim carries its refuting test's Holm p (the supporting tests' is about 1 when
+    the data point the other way); supported and inconclusive ones the supporting tests'."""
+    seeds = range(5)
+    strong = stats.paired_greater([1.0, 1.1, 1.2, 1.05, 1.15], [0.0] * 5)
+    against = stats.paired_greater([0.0, 0.1, 0.05, 0.08, 0.02], [1.0, 1.1, 1.05, 1.1, 1.0])
+    v = stats.family_verdict({"holds": strong, "against": against}, 0.05, "t", seeds, {})
+    row = v.comparisons[1]
+    assert v.outcome == "refuted" and v.p_kind == "refuting" and v.decided_by == "against"
+    assert v.p_value == row["p_refute_adjusted"] < 0.05 and v.p_supporting == row["p_adjusted"] > 0.99
+    assert f"p_holm = {v.p_value:.3g}" in v.reason
+    assert stats.deciding_test(v.comparisons, "refuted") == (v.p_value, "refuting", "against")
+    ok = stats.family_verdict({"holds": strong}, 0.05, "t", seeds, {})
+    assert (ok.p_kind, ok.p_value, ok.decided_by) == ("supporting", ok.comparisons[0]["p_adjusted"], "holds")
+    noisy = stats.paired_greater([0.3, -0.2, 0.1, -0.1, 0.05], [0.0] * 5)
+    maybe = stats.family_verdict({"holds": strong, "noisy": noisy}, 0.05, "t", seeds, {})
+    assert maybe.outcome == "inconclusive" and maybe.p_kind == "supporting"
+    assert maybe.p_value == maybe.p_supporting == max(c["p_adjusted"] for c in maybe.comparisons)
+    gated = stats.gated(stats.family_verdict({"against": against}, 0.05, "t", seeds, {}),
+                        {"passed": False, "summary": "chance"})
+    assert gated.outcome == "inconclusive" and gated.p_kind == "supporting" and gated.p_value > 0.99
+
+
+def test_zero_spread_never_claims_a_detectable_effect():
+    """With zero spread no minimal detectable effect can be given: the reason says so, never
+    "the smallest detectable effect is 0"."""
+    same = [0.2, 0.3, 0.25, 0.22, 0.28]
+    shifted = stats.paired_greater([x + 0.01 for x in same], same)  # a constant difference
+    v = stats.family_verdict({"constant": shifted}, 0.05, "t", range(5), {})
+    assert v.outcome == "inconclusive" and math.isnan(v.mde) and "zero spread" in v.reason
+    assert "detectable effect is" not in v.reason
+    flat = stats.TestResult("t", 0.0, 0.5, 0.01, (0.01, 0.01), 5, 0.05, sd=0.0)  # not flagged degenerate
+    v = stats.family_verdict({"flat": flat}, 0.05, "t", range(5), {})
+    assert "zero spread" in v.reason and "no minimal detectable effect can be given" in v.reason
+    assert "detectable effect is" not in v.reason
+
+
 def test_identical_arms_are_never_supported_nor_refuted():
     same = [0.2, 0.3, 0.25, 0.22, 0.28]
     v = stats.family_verdict({"self": stats.paired_greater(same, same)}, 0.05, "t", range(5), {})

@@ -1,11 +1,16 @@
 """Executing a run: counts recorded, test data never trained on, seeds shared across arms."""
 
-import numpy as np
+import pickle
 
+import numpy as np
+import pytest
+
+from harness import methods
 from harness.runs import training
 from harness.runs.spec import make_spec
 
 from .conftest import SpyModel
+from .test_runner import image_task  # noqa: F401 - a fixture: a tiny image dataset and CNN
 
 
 def test_record_holds_counts_metrics_and_provenance(synthetic):
@@ -99,3 +104,69 @@ def test_a_set_that_can_repeat_by_chance_is_not_required_to_vary(synthetic):
     record = training.execute(make_spec("synthetic", "spy", "erm", (300, 59), (1.0,), 0))
     assert not record["fingerprints"]["train_subset"]["varies_with_seed"]
     assert record["fingerprints"]["model"]["varies_with_seed"]
+
+
+class StageFails(methods.Method):
+    """A post-hoc method (it trains as ERM) whose post-training stage raises, as Laplace's does
+    when laplace-torch cannot be imported."""
+
+    name = "stage_fails"
+    trains_like = "erm"
+    requires = frozenset({"rows", "loop", "posterior", "logits"})
+
+    def finish(self, state):
+        raise ImportError("injected: the stage's library does not import")
+
+
+@pytest.fixture
+def stage_fails(monkeypatch):
+    """Register :class:`StageFails` for one test."""
+    monkeypatch.setitem(methods.METHODS, StageFails.name, StageFails)
+    return StageFails
+
+
+def test_a_failing_post_training_stage_fails_only_its_run(image_task, stage_fails):
+    """ERM and a post-hoc run share one trained network; the post-hoc run's stage raises: its
+    place holds a RunFailure with the error, and the ERM record is the one it has alone."""
+    erm, failing = (make_spec("tiny-images", "small_cnn", m, (24, 6), (1.0,), 0, **image_task)
+                    for m in ("erm", "stage_fails"))
+    records = training.execute_group([failing, erm])
+    assert records[1]["key"] == erm.key
+    assert records[1]["metrics"] == training.execute(erm)["metrics"]
+    failure = records[0]
+    assert isinstance(failure, training.RunFailure) and failure.key == failing.key
+    assert failure.error == "ImportError: injected: the stage's library does not import"
+    assert "in finish" in failure.traceback
+    # Across processes it is its strings: whatever the exception, it unpickles.
+    copy = pickle.loads(pickle.dumps(failure))
+    assert copy == failure and copy.exception is None and copy.traceback == failure.traceback
+    with pytest.raises(ImportError, match="injected"):  # a run alone raises its own error
+        training.execute(failing)
+
+
+def test_a_failure_recording_one_run_fails_only_that_run(synthetic, monkeypatch):
+    """Two runs share a model and differ in their test sets; making one's test sets fails."""
+    shared, failing = (make_spec("synthetic", "spy", "erm", (100, 20), ratios, 0)
+                       for ratios in ((1.0,), (0.5, 1.0)))
+    real = training.evaluation_rows
+
+    def evaluation_rows(dataset, spec, test_per_class):
+        if spec.key == failing.key:
+            raise KeyError("injected")
+        return real(dataset, spec, test_per_class)
+
+    monkeypatch.setattr(training, "evaluation_rows", evaluation_rows)
+    records = training.execute_group([shared, failing])
+    assert len(SpyModel.seen) == 1  # trained once
+    assert records[0]["key"] == shared.key and "1" in records[0]["metrics"]["test"]
+    assert isinstance(records[1], training.RunFailure) and records[1].error == "KeyError: 'injected'"
+
+
+def test_a_failure_in_the_shared_training_fails_the_whole_group(synthetic, monkeypatch):
+    def fit(self, *args, **kwargs):
+        raise RuntimeError("injected: training failed")
+
+    monkeypatch.setattr(SpyModel, "fit", fit)
+    specs = [make_spec("synthetic", "spy", "erm", (100, 20), ratios, 0) for ratios in ((1.0,), (0.5,))]
+    with pytest.raises(RuntimeError, match="training failed"):
+        training.execute_group(specs)

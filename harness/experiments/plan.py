@@ -189,16 +189,27 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
     }
 
 
+def duration(hours: float, unit: str = "") -> str:
+    """``hours`` as a person reads them: hours from one hour up, minutes below (a quick plan's
+    arms take minutes, which "0.01 hours" hides). ``unit`` names what is counted: "GPU" gives
+    "20.43 GPU-hours" / "14.1 GPU-minutes"; without it, "20.43 h" / "14.1 min"."""
+    if hours >= 1:
+        return f"{hours:.2f} {unit}-hours" if unit else f"{hours:.2f} h"
+    minutes = hours * 60
+    text = f"{minutes:.1f}" if minutes >= 0.05 or minutes == 0 else "< 0.1"
+    return f"{text} {unit}-minutes" if unit else f"{text} min"
+
+
 def format_plan(plan: dict) -> str:
     """The plan as a table a person reads before launching."""
-    rows = [("arm", "device", "runs", "shared", "stored", "to train", "est. hours")]
+    rows = [("arm", "device", "runs", "shared", "stored", "to train", "est. time")]
     errors = []
     for name, arm in plan["by_arm"].items():
         if "error" in arm:
             errors.append(f"  {name}: {arm['error']}")
             continue
         rows.append((name, arm["device"], str(arm["runs"]), str(arm["shared_with_earlier_arms"]),
-                     str(arm["stored"]), str(arm["to_train"]), f"{arm['estimated_hours']:.2f}"))
+                     str(arm["stored"]), str(arm["to_train"]), duration(arm["estimated_hours"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
@@ -206,9 +217,12 @@ def format_plan(plan: dict) -> str:
     lines.append("-" * len(lines[0]))
     lines.append(f"unique runs: {plan['runs_total']} ({plan['runs_stored']} in the store "
                  f"{plan['store']}, {plan['runs_to_train']} to train)")
-    lines.append(f"estimated cost: {plan['estimated_gpu_hours']:.2f} GPU-hours + "
-                 f"{plan['estimated_cpu_minutes']:.1f} CPU-minutes (one run at a time per GPU / "
-                 "per CPU slot; divide by the slots you run)")
+    # A part that costs nothing is left out ("0.00 GPU-hours" on a CPU-only plan says nothing).
+    costs = [duration(hours, kind) for kind, hours in (("GPU", plan["estimated_gpu_hours"]),
+                                                       ("CPU", plan["estimated_cpu_minutes"] / 60))
+             if hours > 0]
+    lines.append(f"estimated cost: {' + '.join(costs) or 'nothing to train'} (one run at a time "
+                 "per GPU / per CPU slot; divide by the slots you run)")
     if plan["throughput"]:
         lines.append("throughput figures used:")
         for key, fig in plan["throughput"].items():

@@ -7,10 +7,15 @@
   skipped for a claim that reached none).
 * A **drift** is a claim whose verdict held but whose effect left the baseline's confidence
   interval.
+* A **missing** claim is in the baseline and not in the new session (a renamed method, another
+  method's baseline, a narrower selection): the gate cannot vouch for it, so it fails the gate
+  unless ``allow_missing`` (``--allow-missing``) says it is expected. A gate that matched nothing
+  never passes silently.
+* A **new** claim is in the new session only: listed, not gated (refresh the baseline to gate it).
 
 ``--fail-on flip`` (default) fails on flips; ``--fail-on drift`` on flips and drifts. A baseline
-that is not a list of claim rows, or one from another profile than the new session, is an error
-naming the file, with nothing written.
+that is not a list of claim rows, holds none, or is from another profile than the new session,
+is an error naming the file, with nothing written.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ def load_claims(path) -> list[dict]:
             isinstance(r, dict) and {"nodeid", "profile", "verdict"} <= set(r) for r in rows):
         raise BaselineError(f"{file} is not a list of claim rows (each with nodeid, profile and "
                             "verdict); give a claims.json a session wrote")
+    if not rows:
+        raise BaselineError(f"{file} holds no claims: a gate against it would pass whatever "
+                            "happened; give the claims.json of a session that judged claims")
     return rows
 
 
@@ -49,42 +57,70 @@ class Comparison:
     flips: list[dict] = field(default_factory=list)    # {nodeid, base, new}
     drifts: list[dict] = field(default_factory=list)   # {nodeid, verdict, base_effect, base_ci, new_effect}
     unchanged: int = 0
-    only_in_base: list[str] = field(default_factory=list)
+    only_in_base: list[str] = field(default_factory=list)   # missing from the new session
     only_in_new: list[str] = field(default_factory=list)
+    missing_allowed: bool = False   # --allow-missing: claims only in the baseline do not fail
+    base_verdicts: dict = field(default_factory=dict)        # nodeid -> verdict, for the lines
+    new_verdicts: dict = field(default_factory=dict)
 
     def failed(self, fail_on: str = "flip") -> bool:
-        return bool(self.flips) or (fail_on == "drift" and bool(self.drifts))
+        return (bool(self.flips) or (fail_on == "drift" and bool(self.drifts))
+                or (bool(self.only_in_base) and not self.missing_allowed))
 
     def lines(self) -> list[str]:
         out = [f"{len(self.flips)} verdict(s) flipped, {len(self.drifts)} effect(s) drifted outside "
-               f"the baseline's CI, {self.unchanged} unchanged, {len(self.only_in_base)} only in the "
-               f"baseline, {len(self.only_in_new)} new"]
+               f"the baseline's CI, {self.unchanged} unchanged, {len(self.only_in_base)} missing "
+               f"(in the baseline, not in this session{', allowed' if self.missing_allowed else ''}), "
+               f"{len(self.only_in_new)} new (not gated)"]
         out += [f"  FLIP   {f['nodeid']}: {f['base']} -> {f['new']}" for f in self.flips]
         out += [f"  DRIFT  {d['nodeid']} ({d['verdict']}): effect {d['new_effect']:+.4g} outside the "
                 f"baseline's [{d['base_ci'][0]:+.4g}, {d['base_ci'][1]:+.4g}] (was {d['base_effect']:+.4g})"
                 for d in self.drifts]
+        out += [f"  MISSING {n} ({self.base_verdicts.get(n, '?')} in the baseline): not in this session"
+                for n in self.only_in_base]
+        if self.only_in_base and not self.missing_allowed:
+            out.append(f"  {len(self.only_in_base)} baseline claim(s) missing fail the gate: a renamed "
+                       "method, another method's baseline or a narrower selection (-k, -m, paths) "
+                       "gates nothing for them. Select them, refresh the baseline, or pass "
+                       "--allow-missing when leaving them out is intended")
+        out += [f"  NEW    {n}: {self.new_verdicts.get(n, '?')} (not in the baseline, not gated)"
+                for n in self.only_in_new]
         return out
 
     def to_dict(self) -> dict:
         return {"flips": self.flips, "drifts": self.drifts, "unchanged": self.unchanged,
-                "only_in_base": self.only_in_base, "only_in_new": self.only_in_new}
+                "only_in_base": self.only_in_base, "only_in_new": self.only_in_new,
+                "missing_allowed": self.missing_allowed}
 
 
-def compare(base: list[dict], new: list[dict], base_name: str = "baseline") -> Comparison:
-    """Flips and drifts of ``new`` against ``base`` (claim rows as ``claims.json`` holds them).
+def compare(base: list[dict], new: list[dict], base_name: str = "baseline",
+            allow_missing: bool = False) -> Comparison:
+    """Flips, drifts and missing claims of ``new`` against ``base`` (claim rows as
+    ``claims.json`` holds them).
+
+    Parameters
+    ----------
+    allow_missing : bool
+        Claims of ``base`` absent from ``new`` do not fail the gate (they are still listed).
 
     Raises
     ------
     BaselineError
-        The two share no profile (a quick baseline for a full session, or the reverse).
+        The baseline holds no claim (it could gate nothing), or the two share no profile (a
+        quick baseline for a full session, or the reverse).
     """
+    if not base:
+        raise BaselineError(f"{base_name} holds no claims: a gate against it would pass whatever "
+                            "happened; give the claims.json of a session that judged claims")
     base_profiles = {r["profile"] for r in base}
     new_profiles = {r["profile"] for r in new}
     if base and new and not base_profiles & new_profiles:
         raise BaselineError(f"{base_name} holds the {'/'.join(sorted(base_profiles))} profile and "
                             f"this session the {'/'.join(sorted(new_profiles))} profile; compare "
                             "sessions of the same profile")
-    result = Comparison()
+    result = Comparison(missing_allowed=allow_missing,
+                        base_verdicts={r["nodeid"]: r["verdict"] for r in base},
+                        new_verdicts={r["nodeid"]: r["verdict"] for r in new})
     base_by_id = {r["nodeid"]: r for r in base}
     new_by_id = {r["nodeid"]: r for r in new}
     result.only_in_base = sorted(set(base_by_id) - set(new_by_id))

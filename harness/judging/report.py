@@ -1,4 +1,12 @@
-"""The HTML report: verdict table, the paper's figures redrawn from our runs, environment.
+"""The HTML report: the paper's claims, the methods under test and the zoo apart, the paper's
+figures redrawn from our runs, environment.
+
+The page opens with counts split by kind (:func:`claim_kind`): the paper's claims, the zoo's
+measurements (long-tail baselines measured without ``--method``, not asserted) and the methods
+under test, with "expected at quick scale" as a qualifier of refuted and inconclusive. Then a
+table of the paper's claims, the methods under test and the zoo each as one row per (method,
+arm, profile) with a column per claim, and the details, figures included, section by section.
+Every p shown is the one of the test that decided the verdict (:func:`deciding_p`).
 
 A report directory holds three files:
 
@@ -138,57 +146,89 @@ th { background: #f3f3f3; }
 .caption { font-size: 0.82em; color: #555; } blockquote { color: #444; border-left: 3px solid #ccc;
 margin: 0.5em 0; padding-left: 0.8em; } pre { white-space: pre-wrap; font-size: 0.8em; background: #f8f8f8; padding: 0.6em; }
 .badge { font-size: 0.8em; padding: 1px 5px; border-radius: 3px; background: #ffe08a; }
+table.counts { font-size: 1em; } table.counts th { width: 17em; }
 </style></head><body>
-<h1>imbalance-claims: {{ claims|length }} claim tests &mdash; {{ headline }}</h1>
-<p>Run <code>{{ run_id }}</code>, generated {{ generated }}. Paper: <em>On Representation Learning
-under Class Imbalance</em>. Each row is one claim test. A claim is <b>supported</b> when its
-statistic, computed from the runs below, clears the threshold declared in the test before any
-result was seen; <b>refuted</b> when the data show the opposite (or an effect beyond the declared
-margin); <b>inconclusive</b> when neither: the row then gives the smallest effect these seeds could
-detect. <b>error</b> means the claim produced no verdict (a crash, missing data, seeds that do not
-reach the runs); <b>refuted / inconclusive at quick scale</b> counts claims declared unable to
-hold at the quick scale (xfail, each with the numbers of the scales searched), and XPASS one that
-held anyway; <b>zoo</b> counts the long-tail baselines measured for the report, not asserted.
+{% macro grid(rows, columns, table_id) %}<table id="{{ table_id }}"><tr><th>method</th><th>arm</th><th>profile</th>
+{% if several %}<th>session</th>{% endif %}{% for t in columns %}<th>{{ t }}</th>{% endfor %}</tr>
+{% for row in rows %}<tr><td>{{ row.method }}</td><td>{{ row.arm }}</td><td>{{ row.profile }}</td>
+{% if several %}<td>{{ row.session }}</td>{% endif %}
+{% for cell in row.cells %}<td class="{{ cell.css }}">{% if cell.anchor %}<a href="#{{ cell.anchor }}">{{ cell.verdict }}</a>{% else %}{{ cell.verdict }}{% endif %}
+{% if cell.effect is not none %}<br>effect {{ fmt(cell.effect) }} [{{ fmt(cell.ci[0]) }}, {{ fmt(cell.ci[1]) }}]<br>p {{ fmt(cell.p) }} ({{ cell.p_kind }}){% elif cell.note %}<br><span class="caption">{{ cell.note }}</span>{% endif %}</td>
+{% endfor %}</tr>{% endfor %}</table>{% endmacro %}
+<h1>imbalance-claims: the paper's claims &mdash; {{ groups[0].text }}</h1>
+<table class="counts" id="counts">{% for g in groups %}
+<tr id="count-{{ g.kind }}"><th>{{ g.title }} ({{ g.total }})</th><td>{{ g.text }}</td></tr>{% endfor %}
+</table>
+<p>Run <code>{{ run_id }}</code>, generated {{ generated }}.{% if sessions_line %} {{ sessions_line }}{% endif %}
+Paper: <em>On Representation Learning under Class Imbalance</em>.
+<b>The paper's claims</b> are its takeaways, asserted; <b>methods under test</b> are claims about
+a method given with <code>--method</code>, asserted but not the paper's; <b>zoo measurements</b>
+are the long-tail baselines measured for the report without <code>--method</code>, not asserted.
+A claim is <b>supported</b> when its statistic, computed from the runs below, clears the
+threshold declared in the test before any result was seen; <b>refuted</b> when the data show the
+opposite (or an effect beyond the declared margin); <b>inconclusive</b> when neither: its details
+then give the smallest effect these seeds could detect. <b>error</b> means the claim produced no
+verdict (a crash, missing data, seeds that do not reach the runs); skipped claims are counted
+apart. <b>expected at quick scale</b> qualifies a refuted or inconclusive claim declared unable to
+hold at the quick scale (xfail, each with the numbers of the scales searched); XPASS marks one
+that held anyway. Every p is Holm-adjusted and belongs to the test that decided the verdict: the
+refuting test of a refuted claim, else the supporting tests (the weakest of them).
 Every arm first passes a <b>gate</b>: its reference models must beat the class prior.</p>
+{% if legacy_count %}<p><b>Note:</b> {{ legacy_count }} claim(s) come from a store written before
+sessions had ids (harness 0.5 or older): their session is unknown, and each may be older than the
+sessions beside it.</p>{% endif %}
 {% if comparison %}<h2>Against the baseline</h2>
 <p>Compared with <code>{{ comparison.baseline }}</code> (fail on {{ comparison.fail_on }}):
 <b>{{ 'FAILED' if comparison.failed else 'passed' }}</b>.</p>
-<pre>{{ comparison.lines|join('\n') }}</pre>{% endif %}
-<h2>Verdicts</h2>
-<table><tr><th>takeaway</th><th>arm</th><th>claim</th><th>profile</th><th>verdict</th><th>pytest</th>
-<th>effect [CI]</th><th>effect measures (sign that supports)</th><th>p (Holm)</th><th>seeds</th></tr>
-{% for c in claims %}{% set v = c.verdict %}<tr class="{{ c.css }}">
+<pre>{{ comparison.lines|join('\\n') }}</pre>{% endif %}
+<h2 id="paper-claims">The paper's claims</h2>
+{% if paper_claims %}<table id="paper-table"><tr><th>takeaway</th><th>arm</th><th>claim</th><th>profile</th>
+{% if several %}<th>session</th>{% endif %}<th>verdict</th><th>pytest</th>
+<th>effect [CI]</th><th>effect measures (sign that supports)</th><th>p (Holm), deciding test</th><th>seeds</th></tr>
+{% for c in paper_claims %}{% set v = c.verdict %}<tr class="{{ c.css }}">
 <td>{{ c.takeaway }}</td><td>{{ c.arm }}</td><td><a href="#{{ c.anchor }}">{{ c.title }}</a>
 {% if c.badge %}<span class="badge">{{ c.badge }}</span>{% endif %}</td>
-<td>{{ c.profile }}</td><td>{{ c.verdict_label }}</td><td>{{ c.pytest_label }}</td>
+<td>{{ c.profile }}</td>{% if several %}<td>{{ c.session_label }}</td>{% endif %}
+<td>{{ c.verdict_label }}</td><td>{{ c.pytest_label }}</td>
 {% if v %}<td>{{ fmt(v.effect) }} [{{ fmt(v.ci[0]) }}, {{ fmt(v.ci[1]) }}]</td><td>{{ v.effect_unit }}</td>
-<td>{{ fmt(v.p_value) }}</td><td>{{ v.seeds|length }}</td>
+<td>{{ fmt(c.p) }} ({{ c.p_kind }})</td><td>{{ v.seeds|length }}</td>
 {% else %}<td colspan="4">{{ c.error }}</td>{% endif %}</tr>
-{% endfor %}</table>
-{% for takeaway, group in sections %}
-{% if takeaway == 'M' %}<h2>Methods under test</h2>
-<p>Each method's balanced test error against ERM and oversampling under imbalance, against the
-strongest baseline of the zoo, and at balance (non-inferiority); paired over seeds, Holm over
-ratios. Zoo baselines run without <code>--method</code> are measurements, not claims.</p>
-<table><tr><th>method</th><th>arm</th><th>profile</th>{% for t in methods_columns %}<th>{{ t }}</th>{% endfor %}</tr>
-{% for row in methods_table %}<tr><td>{{ row.method }}</td><td>{{ row.arm }}</td><td>{{ row.profile }}</td>
-{% for cell in row.cells %}<td class="{{ cell.css }}">{{ cell.text }}</td>{% endfor %}</tr>{% endfor %}</table>
-{% else %}<h2>Takeaway {{ takeaway }}</h2>{% endif %}
-<div class="figs">{% for f in group.figures %}<div class="fig">{{ f.svg|safe }}
+{% endfor %}</table>{% else %}<p>None in this report.</p>{% endif %}
+{% if methods_rows %}<h2 id="methods">Methods under test</h2>
+<p>Each method given with <code>--method</code>, against ERM and oversampling under imbalance,
+against the strongest baseline of the zoo, and at balance (non-inferiority); paired over seeds,
+Holm over ratios. Each cell: the verdict (linked to its details), the effect [CI] and the deciding
+p (Holm). Asserted claims, though not the paper's.</p>
+{{ grid(methods_rows, methods_columns, "methods-table") }}{% endif %}
+{% if zoo_rows %}<h2 id="zoo">The zoo: long-tail baselines, measured, not asserted</h2>
+<p>Without <code>--method</code>, each baseline of the zoo (each as its paper defines it) is
+measured on the methods arms with the claims a method under test must pass first. Each cell: the
+verdict (linked to its details), the effect [CI] and the deciding p (Holm). These are
+measurements shown beside the paper's claims, not claims the suite asserts (xfail when not
+supported, XPASS when they hold); "beats the strongest baseline" and "non-inferior at balance"
+are judged only for a method under test.</p>
+{{ grid(zoo_rows, zoo_columns, "zoo-table") }}
+{% for item in zoo_left_out %}<p class="left-out"><b>Left out of the {{ item.profile }} zoo:</b>
+<code>{{ item.method }}</code> &mdash; {{ item.reason }}</p>{% endfor %}{% endif %}
+{% for section in sections %}
+<h2 id="{{ section.id }}">{{ section.title }}</h2>
+<div class="figs">{% for f in section.figures %}<div class="fig">{{ f.svg|safe }}
 <div class="caption">{{ f.caption }}</div></div>{% endfor %}</div>
-{% for c in group.claims %}{% set v = c.verdict %}
-<h3 id="{{ c.anchor }}">{{ c.title }} &mdash; {{ c.arm }} ({{ c.profile }}): {{ c.verdict_label }}
+{% for c in section.claims %}{% set v = c.verdict %}
+<h3 id="{{ c.anchor }}">{{ c.title }}{% if c.method %} ({{ c.method }}){% endif %} &mdash; {{ c.arm }}
+({{ c.profile }}{% if several %}, session {{ c.session_label }}{% endif %}): {{ c.verdict_label }}
 {% if c.badge %}<span class="badge">{{ c.badge }}</span>{% endif %}</h3>
 <blockquote>{{ c.quote }}</blockquote>
 {% if c.exploratory %}<p><b>{{ c.exploratory.label }}.</b> {{ c.exploratory.why }}</p>{% endif %}
 {% if v %}
 {% if v.reason %}<p><b>Why:</b> {{ v.reason }}</p>{% endif %}
 <p>{{ v.summary }}</p><p><b>Statistic:</b> {{ v.statistic }} (alpha = {{ v.alpha }}).
-<b>Effect:</b> {{ v.effect_unit }}.</p>
+<b>Effect:</b> {{ v.effect_unit }}. <b>Deciding test:</b> {{ c.decided_by or '-' }}, {{ c.p_kind }}
+p (Holm) = {{ fmt(c.p) }}.</p>
 {% if v.gate %}<p><b>Gate:</b> {{ v.gate.summary }}</p>{% endif %}
 {% if c.xfail_reason %}<p><b>{{ 'Measured for the report' if c.xfail_kind == 'report only' else 'Expected not to hold at quick scale' }}:</b> {{ c.xfail_reason }}</p>{% endif %}
 {% if c.evidence %}<p><b>Evidence</b> of the scales searched (<a href="{{ c.evidence_href }}"><code>{{ c.evidence.path }}</code></a>):</p>
-<table><tr><th>scale</th><th>seeds</th><th>verdict</th><th>effect [CI]</th><th>p (Holm)</th><th>commit, date</th></tr>
+<table><tr><th>scale</th><th>seeds</th><th>verdict</th><th>effect [CI]</th><th>p (Holm, supporting)</th><th>commit, date</th></tr>
 {% for e in c.evidence.entries %}<tr class="{{ e.verdict }}"><td>{{ e.scale }}</td><td>{{ e.seeds|length }} ({{ e.seeds[0] }}-{{ e.seeds[-1] }})</td>
 <td>{{ e.verdict }}</td><td>{{ fmt(e.effect) }} [{{ fmt(e.ci[0]) }}, {{ fmt(e.ci[1]) }}]</td><td>{{ fmt(e.p_holm) }}</td>
 <td>{{ e.commit }}, {{ e.date }}</td></tr>{% endfor %}</table>{% endif %}
@@ -205,9 +245,12 @@ ratios. Zoo baselines run without <code>--method</code> are measurements, not cl
 </body></html>
 """
 
-VERDICT_ORDER = ("supported", "refuted", "inconclusive", "refuted at quick scale",
-                 "inconclusive at quick scale", "zoo: supported", "zoo: refuted", "zoo: inconclusive",
-                 "error", "skipped")
+# The header's split: what kind of row a claim test is (see claim_kind), in the header's order.
+KINDS = {"paper": "the paper's claims", "zoo": "zoo measurements (not asserted)",
+         "method": "methods under test"}
+# The verdicts a row is counted under; "expected at quick scale" qualifies refuted and
+# inconclusive (see verdict_counts), it is not a verdict of its own.
+VERDICT_ORDER = ("supported", "refuted", "inconclusive", "error", "skipped")
 
 
 def verdict_label(claim: dict) -> str:
@@ -218,27 +261,68 @@ def verdict_label(claim: dict) -> str:
     return verdict.get("outcome") or ("supported" if verdict["supported"] else "not supported")
 
 
+def claim_kind(claim: dict) -> str:
+    """``"zoo"`` for a zoo measurement (a long-tail baseline measured for the report without
+    --method: its xfail says "report only"), ``"method"`` for a claim about a method under test
+    (takeaway M with --method: asserted, not the paper's), else ``"paper"``."""
+    if claim.get("xfail_kind") == "report only":
+        return "zoo"
+    return "method" if str(claim.get("takeaway")) == "M" else "paper"
+
+
 def count_label(claim: dict) -> str:
-    """The verdict a claim is counted under. The zoo's measurements (baselines shown for the
-    report, not asserted) are counted apart whatever they show; an expected failure at quick
-    scale (xfailed) is counted as refuted or inconclusive *at quick scale*; a claim that held
-    (passed, or XPASS) is supported."""
-    label = verdict_label(claim)
-    if claim.get("xfail_kind") == "report only" and claim.get("verdict") is not None:
-        return f"zoo: {label}"
-    if claim["outcome"] != "xfailed":
-        return label
-    return f"{label} at quick scale"
+    """The verdict a claim is counted under: its three-way verdict (a claim that held, passed or
+    XPASS, is supported), or error / skipped. Its kind (:func:`claim_kind`) and whether it was
+    expected not to hold at quick scale are counted apart by :func:`verdict_counts`."""
+    return verdict_label(claim)
 
 
-def verdict_counts(claims: list[dict]) -> dict[str, int]:
-    """How many claims are supported, refuted, inconclusive, refuted or inconclusive at quick
-    scale (expected failures), zoo measurements that did not hold, errored and skipped."""
-    counts = dict.fromkeys(VERDICT_ORDER, 0)
+def verdict_counts(claims: list[dict]) -> dict[str, dict[str, dict[str, int]]]:
+    """Counts by kind (:data:`KINDS`) and verdict (:data:`VERDICT_ORDER`), each
+    ``{"n": claims, "expected": of them xfailed as expected at quick scale, "xpass": of them
+    held although expected not to at quick scale}``."""
+    counts = {kind: {label: {"n": 0, "expected": 0, "xpass": 0} for label in VERDICT_ORDER}
+              for kind in KINDS}
     for c in claims:
-        key = count_label(c)
-        counts[key] = counts.get(key, 0) + 1
+        cell = counts[claim_kind(c)].setdefault(count_label(c), {"n": 0, "expected": 0, "xpass": 0})
+        cell["n"] += 1
+        if c.get("xfail_kind") == "quick scale":
+            cell["expected"] += c["outcome"] == "xfailed"
+            cell["xpass"] += c["outcome"] == "xpassed"
     return counts
+
+
+def counts_text(counts: dict[str, dict[str, int]]) -> str:
+    """One kind's counts in words: "11 supported, 6 refuted (6 expected at quick scale), 8
+    inconclusive (7 expected at quick scale); 1 skipped"."""
+    parts = []
+    for label, cell in counts.items():
+        if not cell["n"] or label == "skipped":
+            continue
+        qualifiers = ([f"{cell['expected']} expected at quick scale"] if cell["expected"] else []) + (
+            [f"{cell['xpass']} XPASS: held although expected not to at quick scale"]
+            if cell["xpass"] else [])
+        parts.append(f"{cell['n']} {label}" + (f" ({'; '.join(qualifiers)})" if qualifiers else ""))
+    skipped = counts.get("skipped", {}).get("n", 0)
+    return (", ".join(parts) or "none") + (f"; {skipped} skipped" if skipped else "")
+
+
+def count_groups(claims: list[dict]) -> list[dict]:
+    """The header's rows: ``kind``, ``title``, ``total`` and ``text`` of the paper's claims
+    (always), then the zoo's measurements and the methods under test where there are any."""
+    counts = verdict_counts(claims)
+    groups = []
+    for kind, title in KINDS.items():
+        total = sum(cell["n"] for cell in counts[kind].values())
+        if total or kind == "paper":
+            groups.append({"kind": kind, "title": title, "total": total,
+                           "text": counts_text(counts[kind])})
+    return groups
+
+
+def verdict_summary(claims: list[dict]) -> list[str]:
+    """The header's split as terminal lines, one per kind (the plugin's terminal summary)."""
+    return [f"{g['title']} ({g['total']}): {g['text']}" for g in count_groups(claims)]
 
 
 def pytest_label(claim: dict) -> str:
@@ -247,6 +331,17 @@ def pytest_label(claim: dict) -> str:
             "XFAIL (expected not to hold at quick scale)",
             "xpassed": "XPASS (zoo measurement held)" if zoo else
             "XPASS (held although expected not to at this scale)"}.get(claim["outcome"], claim["outcome"])
+
+
+def deciding_p(verdict: dict) -> tuple[float, str, str]:
+    """``(p, kind, comparison)`` of the test that decided ``verdict`` (a verdict dict): what it
+    records, or for a verdict stored before it recorded them, worked out from its comparisons
+    (:func:`harness.judging.stats.deciding_test`)."""
+    from .stats import deciding_test
+
+    if "p_kind" in verdict or not verdict.get("comparisons"):
+        return verdict["p_value"], verdict.get("p_kind", "supporting"), verdict.get("decided_by", "")
+    return deciding_test(verdict["comparisons"], verdict.get("outcome", ""))
 
 
 def fmt(value) -> str:
@@ -262,6 +357,8 @@ def fmt(value) -> str:
 
 
 def new_run_id() -> str:
+    """A report's run id, also its session's id in the store: UTC start time, so that ids sort
+    in time, and 4 random hex digits."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
@@ -272,62 +369,116 @@ def environment_rows(session: dict, records: list[dict]) -> list[tuple[str, str]
             record.get("data_source") or {},
             classes_in_label_order=record.get("class_names"))  # binary: label 1 is the minority
     versions = records[0]["versions"] if records else {}
-    rows = [(k, session[k]) for k in ("profiles", "device", "git_commit", "command", "seeds",
-                                      "workers", "wall_time_s", "runs_trained", "runs_loaded")
+    rows = [(k, session[k]) for k in ("session_id", "profiles", "device", "git_commit", "command",
+                                      "seeds", "workers", "wall_time_s", "runs_trained",
+                                      "runs_loaded", "rendered_by")
             if k in session]
     rows.append(("library versions", json.dumps({**versions, **session.get("versions", {})}, indent=1)))
     rows.append(("data sources", json.dumps(sources, indent=1)))
     return [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in rows]
 
 
+NO_SESSION = "none (older store)"  # a claim of a store written before sessions had ids
+
+
+def session_label(claim: dict) -> str:
+    return claim.get("session") or NO_SESSION
+
+
+def decorate(claim: dict, out: Path, several: bool) -> dict:
+    """``claim`` with what the page shows of it: anchor, labels, css class, deciding p."""
+    exploratory = claim.get("exploratory")
+    label = verdict_label(claim)
+    anchor = claim["nodeid"].replace("/", "-").replace(":", "-").replace("[", "-").rstrip("]")
+    p, p_kind, decided_by = deciding_p(claim["verdict"]) if claim.get("verdict") else (None, "", "")
+    return dict(claim, anchor=anchor + (f"--{session_label(claim)}" if several else ""),
+                verdict_label=label, pytest_label=pytest_label(claim), css=label.replace(" ", "-"),
+                badge=exploratory["label"] if exploratory else "", kind=claim_kind(claim),
+                p=p, p_kind=p_kind, decided_by=decided_by, session_label=session_label(claim),
+                # the evidence file, linked from wherever the report directory is
+                evidence_href=(os.path.relpath(REPO_ROOT / claim["evidence"]["path"], out)
+                               if claim.get("evidence") else ""))
+
+
+def detail_sections(claims: list[dict]) -> list[dict]:
+    """The detail sections in page order: one per takeaway, then the methods under test, then
+    the zoo; each with its claims and its figures (one per figure id and profile)."""
+    titles = {"method": ("methods-details", "Methods under test: details"),
+              "zoo": ("zoo-details", "The zoo: details")}
+    sections: dict = {}
+    order = {"paper": "0", "method": "1", "zoo": "2"}
+    for c in claims:
+        key = (order[c["kind"]], str(c["takeaway"]) if c["kind"] == "paper" else "")
+        if key not in sections:
+            sid, title = titles.get(c["kind"], (f"takeaway-{c['takeaway']}", f"Takeaway {c['takeaway']}"))
+            sections[key] = {"id": sid, "title": title, "claims": [], "figures": {}}
+        sections[key]["claims"].append(c)
+        for figure in c.get("figures", []):
+            sections[key]["figures"].setdefault(f"{figure['id']}-{c['profile']}", figure)
+    return [sections[k] for k in sorted(sections)]
+
+
+def left_out_of_the_zoo(session: dict, zoo_rows: list[dict]) -> list[dict]:
+    """The zoo members each profile shown left out, with the reason its protocol gives
+    (``harness.experiments.protocols.ZOO_LEFT_OUT``, recorded by the session as
+    ``zoo_left_out``)."""
+    profiles = {row["profile"] for row in zoo_rows}
+    return [{"profile": profile, "method": method, "reason": reason}
+            for profile, members in sorted((session.get("zoo_left_out") or {}).items())
+            if profile in profiles for method, reason in sorted(members.items())]
+
+
 def write_report(claims: list[dict], records: list[dict], session: dict, report_root: Path,
-                 run_id: str | None = None, comparison: dict | None = None) -> Path:
+                 run_id: str | None = None, comparison: dict | None = None,
+                 repoint_latest: bool = True) -> Path:
     """Write ``index.html``, ``claims.json`` and ``results.jsonl``; point ``latest`` at them.
 
-    ``comparison`` (``baseline``, ``fail_on``, ``failed``, ``lines``, ``result``), from
-    ``--baseline``, is shown at the top of the page and written to ``comparison.json``.
+    ``run_id`` defaults to the session's id (``session["session_id"]``: a suite session's report
+    and its claims in the store share it), else a new one. Claims carry the ``session`` that
+    wrote them (``None``: a claim of an older store, which kept none); when they come from
+    several sessions, every row names its session. ``comparison`` (``baseline``, ``fail_on``,
+    ``failed``, ``lines``, ``result``), from ``--baseline``, is shown at the top of the page and
+    written to ``comparison.json``. ``repoint_latest`` false leaves ``latest`` where it is.
     Returns the report directory. Files are written atomically; ``latest`` is switched last.
     """
     from jinja2 import Environment
 
-    run_id = run_id or new_run_id()
+    run_id = run_id or session.get("session_id") or new_run_id()
     out = Path(report_root) / run_id
     out.mkdir(parents=True, exist_ok=True)
-    claims = sorted(claims, key=lambda c: (str(c["takeaway"]), c["arm"], c["nodeid"]))
-    sections: dict = {}
-    for c in claims:
-        exploratory = c.get("exploratory")
-        c = dict(c, anchor=c["nodeid"].replace("/", "-").replace(":", "-").replace("[", "-").rstrip("]"),
-                 verdict_label=verdict_label(c), pytest_label=pytest_label(c),
-                 css=verdict_label(c).replace(" ", "-"),
-                 badge=exploratory["label"] if exploratory else "",
-                 # the evidence file, linked from wherever the report directory is
-                 evidence_href=(os.path.relpath(REPO_ROOT / c["evidence"]["path"], out)
-                                if c.get("evidence") else ""))
-        group = sections.setdefault(str(c["takeaway"]), {"claims": [], "figures": {}})
-        group["claims"].append(c)
-        for figure in c.get("figures", []):
-            group["figures"].setdefault(f"{figure['id']}-{c['profile']}", figure)
-    ordered = sorted(sections.items())
-    svgs = iter(render_all([f for _, g in ordered for f in g["figures"].values()]))
-    rendered = [(t, {"claims": g["claims"],
-                     "figures": [{"svg": unique_ids(next(svgs), f"f{t}-{i}-"),
-                                  "caption": f.get("caption", "")}
-                                 for i, f in enumerate(g["figures"].values())]})
-                for t, g in ordered]
-    counts = verdict_counts(claims)
+    own = session.get("session_id")
+    claims = [c if "session" in c or not own else dict(c, session=own) for c in claims]
+    claims = sorted(claims, key=lambda c: (str(c["takeaway"]), c["arm"], c["nodeid"],
+                                           c.get("session") or ""))
+    shown = sorted({c.get("session") for c in claims}, key=lambda s: s or "")
+    several = len(shown) > 1
+    legacy = sum(1 for c in claims if "session" in c and c["session"] is None)
+    decorated = [decorate(c, out, several) for c in claims]
+    sections = detail_sections(decorated)
+    svgs = iter(render_all([f for s in sections for f in s["figures"].values()]))
+    for n, s in enumerate(sections):
+        s["figures"] = [{"svg": unique_ids(next(svgs), f"f{n}-{i}-"), "caption": f.get("caption", "")}
+                        for i, f in enumerate(s["figures"].values())]
+    methods_rows, zoo_rows = methods_table(decorated), zoo_table(decorated)
+    named = [s for s in shown if s]
+    sessions_line = (f"Claims of {len(shown)} sessions ({', '.join(s or NO_SESSION for s in shown)}); "
+                     "each row names its session." if several else
+                     f"Claims of session {named[0]}." if named and named[0] != run_id else "")
     page = Environment(autoescape=True).from_string(TEMPLATE).render(
         run_id=run_id, generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        claims=[c for _, g in rendered for c in g["claims"]], sections=rendered,
-        headline=", ".join(f"{n} {name}" for name, n in counts.items() if n),
-        environment=environment_rows(session, records), fmt=fmt, comparison=comparison,
-        methods_columns=METHOD_CLAIMS, methods_table=methods_table(claims))
+        groups=count_groups(claims), sessions_line=sessions_line, legacy_count=legacy,
+        several=several, paper_claims=[c for c in decorated if c["kind"] == "paper"],
+        sections=sections, environment=environment_rows(session, records), fmt=fmt,
+        comparison=comparison, methods_columns=METHOD_CLAIMS, methods_rows=methods_rows,
+        zoo_columns=zoo_columns(decorated), zoo_rows=zoo_rows,
+        zoo_left_out=left_out_of_the_zoo(session, zoo_rows))
     write_text_atomic(out / "index.html", page)
     if comparison:
         atomic_write_json(out / "comparison.json", comparison)
     atomic_write_json(out / "claims.json", [summary_of(c) for c in claims])
     write_text_atomic(out / "results.jsonl", "".join(json.dumps(strict_json(r), sort_keys=True) + "\n" for r in records))
-    point_latest(Path(report_root), run_id)
+    if repoint_latest:
+        point_latest(Path(report_root), run_id)
     return out
 
 
@@ -339,37 +490,75 @@ METHOD_CLAIM_TESTS = {"test_method_beats_erm_under_imbalance": "beats ERM under 
 METHOD_CLAIMS = tuple(METHOD_CLAIM_TESTS.values())
 
 
+def method_column(claim: dict) -> str | None:
+    return METHOD_CLAIM_TESTS.get(claim["nodeid"].split("::")[-1].split("[")[0])
+
+
+def zoo_columns(claims: list[dict]) -> list[str]:
+    """The methods table's columns the zoo was measured on (claims/test_methods_under_test.py
+    decides which: ``ZOO_MEASURES``), in the table's order."""
+    measured = {method_column(c) for c in claims if claim_kind(c) == "zoo"}
+    return [column for column in METHOD_CLAIMS if column in measured]
+
+
 def methods_table(claims: list[dict]) -> list[dict]:
-    """One row per (method, arm, profile) of the methods-under-test claims: each claim's
-    verdict and effect, or '-' where it did not run."""
+    """One row per (method, arm, profile) of the methods-under-test claims, a cell per claim of
+    :data:`METHOD_CLAIMS` (see :func:`comparison_rows`)."""
+    return comparison_rows(claims, "method", METHOD_CLAIMS)
+
+
+def zoo_table(claims: list[dict]) -> list[dict]:
+    """One row per (method, arm, profile) of the zoo's measurements, a cell per claim the zoo is
+    measured on (see :func:`comparison_rows`)."""
+    return comparison_rows(claims, "zoo", zoo_columns(claims))
+
+
+def comparison_rows(claims: list[dict], kind: str, columns) -> list[dict]:
+    """Rows of ``kind``'s claims (:func:`claim_kind`), one per (method, arm, profile) and, when
+    the claims come from several sessions, session; each cell the claim's verdict with its effect
+    [CI] and deciding p (or its error / skip reason), '-' where it did not run."""
+    several = len({c.get("session") for c in claims}) > 1
     rows: dict = {}
     for c in claims:
-        if str(c["takeaway"]) != "M" or not c.get("method"):
+        column = method_column(c)
+        if claim_kind(c) != kind or column not in columns:
             continue
-        row = rows.setdefault((c["method"], c["arm"], c["profile"]), {})
-        column = METHOD_CLAIM_TESTS.get(c["nodeid"].split("::")[-1].split("[")[0])
-        if column:
-            v = c.get("verdict")
-            effect = f" ({fmt(v['effect'])})" if v else ""
-            row[column] = {"text": verdict_label(c) + effect, "css": verdict_label(c).replace(" ", "-")}
-    return [{"method": m, "arm": a, "profile": p,
-             "cells": [cells.get(col, {"text": "-", "css": ""}) for col in METHOD_CLAIMS]}
-            for (m, a, p), cells in sorted(rows.items())]
+        session = session_label(c) if several else ""
+        row = rows.setdefault((c.get("method") or "?", c["arm"], c["profile"], session), {})
+        v = c.get("verdict")
+        p, p_kind, _ = deciding_p(v) if v else (None, "", "")
+        label = verdict_label(c)
+        row[column] = {"verdict": label, "css": label.replace(" ", "-"), "anchor": c.get("anchor", ""),
+                       "effect": v["effect"] if v else None, "ci": v["ci"] if v else None,
+                       "p": p, "p_kind": p_kind, "note": "" if v else c.get("error", "")}
+    empty = {"verdict": "-", "css": "", "anchor": "", "effect": None, "note": ""}
+    return [{"method": m, "arm": a, "profile": p, "session": s,
+             "cells": [cells.get(column, empty) for column in columns]}
+            for (m, a, p, s), cells in sorted(rows.items())]
 
 
 def summary_of(claim: dict) -> dict:
-    """The claims.json object of a claim: identity, three-way verdict (or the error), numbers."""
+    """The claims.json object of a claim: identity, kind, session, three-way verdict (or the
+    error), numbers. ``p_value`` is the deciding test's Holm-adjusted p (``p_kind``: supporting
+    or refuting; ``decided_by``: its comparison); ``p_supporting`` the supporting tests' whatever
+    the verdict (what ``p_value`` was for every verdict before)."""
     v = claim.get("verdict")
     base = {"nodeid": claim["nodeid"], "takeaway": claim["takeaway"], "arm": claim["arm"],
             "profile": claim["profile"], "title": claim["title"], "verdict": verdict_label(claim),
+            "kind": claim_kind(claim), "session": claim.get("session"),
             "outcome": claim["outcome"], "exploratory": claim.get("exploratory"),
             "xfail_reason": claim.get("xfail_reason", ""), "xfail_kind": claim.get("xfail_kind", ""),
             "evidence": claim.get("evidence"), "record_keys": claim.get("record_keys", []),
             "method": claim.get("method", "")}
     if v is None:
         return dict(base, error=claim.get("error", ""))
+    p, p_kind, decided_by = deciding_p(v)
+    supporting = v.get("p_supporting") if "p_kind" in v else v["p_value"]  # before: p_value was it
+    if supporting is None and v.get("comparisons"):
+        supporting = max(c["p_adjusted"] for c in v["comparisons"])
     return dict(base, statistic=v["statistic"], effect_unit=v.get("effect_unit", ""),
-                p_value=v["p_value"], effect=v["effect"], ci=v["ci"], alpha=v["alpha"],
+                p_value=p, p_kind=p_kind, decided_by=decided_by, p_supporting=supporting,
+                effect=v["effect"], ci=v["ci"], alpha=v["alpha"],
                 reason=v.get("reason", ""), minimal_detectable_effect=v.get("mde"),
                 seeds_needed=v.get("seeds_needed"), gate=v.get("gate"), seeds=v["seeds"],
                 per_seed=v["per_seed"], comparisons=v["comparisons"])

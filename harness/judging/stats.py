@@ -294,7 +294,9 @@ class Verdict:
     ci : tuple of float
         Confidence interval of the headline effect.
     p_value : float
-        The deciding p-value after correction (the largest adjusted p in an all-must-hold family).
+        The p-value of the test that decided the verdict, Holm-adjusted (see ``p_kind``): for a
+        supported or inconclusive claim the supporting tests' (the largest adjusted p of the
+        all-must-hold family), for a refuted one its refuting test's.
     alpha : float
     seeds : list of int
     per_seed : dict
@@ -318,6 +320,14 @@ class Verdict:
         The arm's learned-something gate (see ``harness.experiments.protocols.learned_something``).
     reason : str
         Why the claim is not supported, in one sentence.
+    p_kind : str
+        Which test ``p_value`` belongs to: ``"supporting"`` (the claim's own tests, Holm over
+        the family) or ``"refuting"`` (the opposite tests, Holm over the family's refuting tests).
+    decided_by : str
+        The label of the comparison whose p-value ``p_value`` is.
+    p_supporting : float
+        The supporting tests' Holm-adjusted p whatever the outcome (verdicts stored before
+        ``p_kind`` existed have it as ``p_value`` for every outcome, refuted included).
     """
 
     supported: bool
@@ -336,9 +346,28 @@ class Verdict:
     seeds_needed: int | None = None
     gate: dict | None = None
     reason: str = ""
+    p_kind: str = "supporting"
+    decided_by: str = ""
+    p_supporting: float = math.nan
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def deciding_test(comparisons: list[dict], outcome: str) -> tuple[float, str, str]:
+    """``(p, kind, label)`` of the test that decides a verdict with ``outcome`` over its
+    family's ``comparisons`` (dicts as :func:`family_verdict` writes them): for ``refuted``, the
+    failing comparison whose refuting test rejects most strongly (its Holm-adjusted refuting p,
+    kind ``"refuting"``); otherwise the weakest supporting test (the largest Holm-adjusted p,
+    kind ``"supporting"``: it must reject for the claim to hold). Also reads verdicts stored
+    before ``p_kind`` existed."""
+    if outcome == "refuted":
+        against = [c for c in comparisons if not c["rejected"] and c.get("refuted")]
+        if against:
+            strongest = min(against, key=lambda c: c["p_refute_adjusted"])
+            return strongest["p_refute_adjusted"], "refuting", strongest["label"]
+    weakest = max(comparisons, key=lambda c: c["p_adjusted"])  # max keeps the first of ties
+    return weakest["p_adjusted"], "supporting", weakest["label"]
 
 
 def family_verdict(tests: dict[str, TestResult], alpha: float, statistic: str, seeds,
@@ -368,24 +397,33 @@ def family_verdict(tests: dict[str, TestResult], alpha: float, statistic: str, s
     weakest = max(range(len(labels)), key=lambda i: (adjusted[i], -i))
     worst = tests[labels[weakest]]
     verdict = Verdict(all(rejected), statistic, worst.effect, worst.ci, adjusted[weakest], alpha,
-                      list(seeds), per_seed, comparisons, summary, effect_unit=effect_unit)
+                      list(seeds), per_seed, comparisons, summary, effect_unit=effect_unit,
+                      decided_by=labels[weakest], p_supporting=adjusted[weakest])
     if verdict.supported:
         verdict.outcome = "supported"
         return verdict
     against = [c for c in comparisons if not c["rejected"] and c["refuted"]]
     verdict.outcome = "refuted" if against else "inconclusive"
+    # A refuted claim is decided by its refuting test: its p, not the supporting tests' (about
+    # 1 when the data point the other way), is the one that says how sure the refutation is.
+    verdict.p_value, verdict.p_kind, verdict.decided_by = deciding_test(comparisons, verdict.outcome)
     verdict.mde = minimal_detectable_effect(worst, len(labels))
     verdict.seeds_needed = seeds_needed(worst, len(labels))
     degenerate = [c for c in comparisons if c["degenerate"]]
     if against:
-        verdict.reason = (f"refuted: {against[0]['label']} shows the opposite of the claim "
-                          f"(refuting test p_holm = {against[0]['p_refute_adjusted']:.3g})")
+        verdict.reason = (f"refuted: {verdict.decided_by} shows the opposite of the claim "
+                          f"(refuting test p_holm = {verdict.p_value:.3g})")
     elif degenerate:
         verdict.reason = (f"inconclusive: {len(degenerate)} of {len(comparisons)} comparisons are "
                           f"degenerate: the paired differences of {degenerate[0]['label']} are "
                           f"{degenerate[0]['effect']:.6g} at every one of the {worst.n} seeds (zero "
                           "spread: identical arms, seeds that do not vary, or predictions that do "
                           "not depend on the seed); zero spread is no evidence either way")
+    elif not verdict.mde > 0:  # nan: no spread to plan from (never a detectable effect of 0)
+        verdict.reason = (f"inconclusive: {labels[weakest]} is not significant "
+                          f"(p_holm = {adjusted[weakest]:.3g}); its paired differences have zero "
+                          f"spread over the {worst.n} seeds, so no minimal detectable effect can "
+                          "be given")
     else:
         needed = (f"about {verdict.seeds_needed} seeds would detect the observed effect"
                   if verdict.seeds_needed else "the observed effect points against the claim"
@@ -485,6 +523,8 @@ def gated(verdict: Verdict, gate: dict) -> Verdict:
     if not gate["passed"]:
         verdict.supported = False
         verdict.outcome = "inconclusive"
+        verdict.p_value, verdict.p_kind, verdict.decided_by = deciding_test(verdict.comparisons,
+                                                                             "inconclusive")
         verdict.reason = ("gate failed: the arm's models did not learn beyond the class prior ("
                           + gate["summary"] + "); no claim on them can be supported")
     return verdict

@@ -17,7 +17,10 @@ The contract (checked for every registered model by ``tests/test_models.py``):
   training never does), passed to it per run;
 * optionally ``init_digest`` after ``fit``: a digest of the model's initial parameters (the
   networks set it), the run record's fingerprint that the seed reached the model; without it
-  the record fingerprints the seed the model was built with.
+  the record fingerprints the seed the model was built with;
+* the modules it imports, declared at registration (``LIBRARIES``, ``register_model(...,
+  libraries=...)``): the preflight (:mod:`harness.runs.preflight`) imports them before anything
+  trains.
 
 ``DEFAULTS[name]`` holds the hyperparameters that go into a run spec, so the store key changes
 whenever a hyperparameter does. The neural networks (``small_cnn``, ``resnet34``) live in
@@ -120,6 +123,16 @@ MODELS: dict[str, Callable] = {"xgboost": XGBoostModel, "linear_svm": LinearSVMM
 DEFAULTS: dict[str, dict] = {"xgboost": XGBOOST_DEFAULTS, "linear_svm": LINEAR_SVM_DEFAULTS,
                              "small_cnn": nn_hyperparameters.SMALL_CNN,
                              "resnet34": nn_hyperparameters.RESNET34, "mlp2d": toy.TOY_MLP}
+# The modules each model imports (lazily, so that tabular runs never load torch), its
+# measurements included: the preflight (harness.runs.preflight) imports them before anything
+# trains. A method's own are its ``libraries``.
+LIBRARIES: dict[str, tuple[str, ...]] = {
+    "xgboost": ("xgboost",),
+    "linear_svm": ("sklearn.svm", "sklearn.preprocessing", "sklearn.pipeline"),
+    "small_cnn": ("torch", "scipy.sparse.linalg"),  # scipy: the Hessian spectrum (nn.flatness)
+    "resnet34": ("torch", "torchvision.models", "scipy.sparse.linalg"),  # its ResNet-34
+    "mlp2d": ("torch",),
+}
 NEURAL = {"small_cnn", "resnet34"}  # models trained by harness.learners.engine on images
 BUILTIN_MODELS = dict(MODELS)  # what a freshly started worker process has (see harness.runs.runner)
 
@@ -136,12 +149,21 @@ def measurements(name: str) -> frozenset:
     return frozenset(getattr(MODELS[name], "MEASUREMENTS", ()))
 
 
-def register_model(name: str, factory: Callable, defaults: dict) -> None:
+def libraries(name: str) -> tuple[str, ...]:
+    """The modules model ``name`` imports (declared at registration; none by default)."""
+    return tuple(LIBRARIES.get(name, ()))
+
+
+def register_model(name: str, factory: Callable, defaults: dict, libraries=()) -> None:
     """Add a model to the registry; ``factory(seed=, n_jobs=, **defaults)`` must follow the
-    contract, and its ``CAPABILITIES`` attribute says which method hooks it honours."""
+    contract, its ``CAPABILITIES`` attribute says which method hooks it honours, and
+    ``libraries`` names the modules it imports (the preflight imports them before training)."""
     if name in MODELS:
         raise ValueError(f"model {name!r} is already registered")
-    MODELS[name], DEFAULTS[name] = factory, dict(defaults)
+    if isinstance(libraries, str) or not all(isinstance(m, str) and m for m in libraries):
+        raise ValueError(f"model {name!r}: libraries must be module names, e.g. ('xgboost',); "
+                         f"got {libraries!r}")
+    MODELS[name], DEFAULTS[name], LIBRARIES[name] = factory, dict(defaults), tuple(libraries)
 
 
 def build(name: str, seed: int, n_jobs: int = 1, **params):

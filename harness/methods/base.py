@@ -33,7 +33,9 @@ A method owns its settings (``settings``, units in comments; ``model_settings`` 
 values): they go into a run's spec only when that method runs, so adding or tuning a method
 never changes another method's runs. A method's identity in the spec is its name, its
 ``version`` and, for a method defined outside this package, a hash of its module's source, so
-editing a method retrains its runs and an unchanged one is reused.
+editing a method retrains its runs and an unchanged one is reused. A method declares the
+modules it imports beyond its model's (``libraries``), which the preflight imports before
+anything trains.
 """
 
 from __future__ import annotations
@@ -145,6 +147,10 @@ class Method:
     trains_like: ClassVar[str | None] = None
     # Shown in reports and --method listings: the paper or source it follows.
     reference: ClassVar[str] = ""
+    # Modules its hooks import (lazily) beyond its model's (``harness.learners.models.libraries``):
+    # the preflight (harness.runs.preflight) imports them before anything trains, so a broken
+    # install stops the session with its fix instead of failing runs one by one.
+    libraries: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **settings):
         unknown = set(settings) - set(type(self).settings)
@@ -247,6 +253,9 @@ def check_method_class(obj, where: str) -> None:
     if unknown:
         raise MethodError(f"method {obj.name!r} requires unknown capabilities {sorted(unknown)}; "
                           f"known: {sorted(CAPABILITIES)}")
+    if isinstance(obj.libraries, str) or not all(isinstance(m, str) and m for m in obj.libraries):
+        raise MethodError(f"method {obj.name!r}: libraries must be a tuple of module names "
+                          f"(e.g. ('laplace',)); got {obj.libraries!r}")
     if "categorical" not in inspect.signature(obj.resample).parameters:
         raise MethodError(f"method {obj.name!r} overrides resample(x, y, rng) without the "
                           "categorical parameter: define resample(self, x, y, rng, "
@@ -267,10 +276,21 @@ TRAINING_HOOKS = ("rows", "resample", "prepare", "optimizer", "lr_factor", "epoc
 def get(name: str) -> type[Method]:
     """The registered method class ``name``; unknown names raise listing the known ones."""
     if name not in METHODS:
-        raise MethodError(f"unknown method {name!r}; choose one of {sorted(METHODS)}, or pass "
-                          f"module:Class, or install a package with a {ENTRY_POINT_GROUP!r} "
-                          "entry point")
+        installed = entry_point_names()
+        raise MethodError(f"unknown method {name!r}; choose one of {sorted(METHODS)}, an installed "
+                          f"{ENTRY_POINT_GROUP!r} entry point ("
+                          + (", ".join(installed) if installed else "none is installed")
+                          + "), or module:Class (e.g. my_methods:MyLoss, importable from "
+                          "PYTHONPATH)")
     return METHODS[name]
+
+
+def entry_point_names() -> list[str]:
+    """Names of the installed entry points of the methods group, sorted (what ``--method`` also
+    accepts besides registered names and ``module:Class``)."""
+    from importlib.metadata import entry_points
+
+    return sorted({point.name for point in entry_points(group=ENTRY_POINT_GROUP)})
 
 
 def create(name: str, **settings) -> Method:

@@ -20,6 +20,9 @@ class Laplace(Method):
     requires = frozenset({"rows", "loop", "posterior", "logits"})
     reference = "Daxberger et al. 2021"
     trains_like = "erm"
+    # laplace-torch imports torchvision (and needs its compiled ops to match torch); asdl is the
+    # backend of its GGN diagonal, which laplace.curvature drops silently when asdl is missing.
+    libraries = ("torchvision", "laplace", "laplace.curvature.asdl")
     settings = {
         "laplace_subset": "last_layer",  # which weights get a diagonal posterior ("last_layer" or "all")
     }

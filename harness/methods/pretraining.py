@@ -13,6 +13,7 @@ class FineTuned(Method):
     """Shared stages: pre-train (subclass), probe the frozen encoder, new head, fine-tune."""
 
     requires = frozenset({"rows", "loop", "encoder", "logits"})
+    libraries = ("sklearn.linear_model",)  # the linear probe (harness.nn.simclr.LinearProbe)
 
     def pretrain(self, state: TrainingState, encoder, head_name: str) -> dict:
         raise NotImplementedError

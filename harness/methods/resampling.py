@@ -19,6 +19,7 @@ class Undersample(Method):
 
     name = "undersample"
     reference = "imbalanced-learn RandomUnderSampler"
+    libraries = ("imblearn.under_sampling",)
 
     def rows(self, y, rng):
         from imblearn.under_sampling import RandomUnderSampler
@@ -46,6 +47,7 @@ class SMOTE(Method):
     version = "2"  # 2: SMOTE-NC on data with categorical columns
     requires = frozenset({"rows", "features"})
     reference = "Chawla et al. 2002, via imbalanced-learn"
+    libraries = ("imblearn.over_sampling", "sklearn.preprocessing", "scipy.sparse")
     settings = {"smote_k_neighbors": 5}  # neighbours a synthetic point may interpolate towards (imblearn's default)
 
     def resample(self, x, y, rng, categorical=()):

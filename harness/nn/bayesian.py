@@ -37,9 +37,6 @@ def fit_diagonal_laplace(net, inputs: torch.Tensor, labels: torch.Tensor, subset
 
     ``inputs`` are network-ready (normalized, NCHW) un-augmented training images.
     """
-    from laplace import Laplace
-    from laplace.curvature import AsdlGGN  # BackPACK rejects in-place ReLU; asdl handles it
-
     if subset not in ("last_layer", "all"):
         raise ValueError(f"laplace_subset must be 'last_layer' or 'all'; got {subset!r}")
     # laplace-torch flattens parameters with view(), which channels_last conv weights refuse.
@@ -47,10 +44,15 @@ def fit_diagonal_laplace(net, inputs: torch.Tensor, labels: torch.Tensor, subset
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, labels),
                                          batch_size=batch_size)
     with warnings.catch_warnings():
-        # laplace-torch and asdl warn about torch.jit.script, backward hooks and the default
-        # link approximation on every fit; none of them applies to what we call.
+        # asdl decorates its preconditioners with torch.jit.script when it is *imported* (a
+        # FutureWarning since torch 2.x; we call none of them), so the imports are inside; and
+        # laplace-torch warns about backward hooks and the default link approximation on every
+        # fit, neither of which applies to what we call.
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", message=".*link_approx.*")
+        from laplace import Laplace
+        from laplace.curvature import AsdlGGN  # BackPACK rejects in-place ReLU; asdl handles it
+
         la = Laplace(net, "classification", subset_of_weights=subset, hessian_structure="diag",
                      backend=AsdlGGN)
         la.fit(loader)

@@ -112,6 +112,8 @@ def merge_stores(sources, into) -> MergeReport:
         A store in another layout.
     harness.runs.store.ReadOnlyStoreError
         The target cannot be written.
+    harness.runs.store.StoreLocationError
+        The target is a file, or a directory that cannot be created.
     """
     if not sources:
         raise MergeError("give at least one store to merge: python -m harness merge STORE... --into STORE")

@@ -2,7 +2,13 @@
 
 Each finished run is written to the store the moment it completes, so a suite killed mid-grid
 resumes where it stopped. A run that fails is reported with its spec after the other runs have
-finished and been stored; nothing is written for the failed run.
+finished and been stored; nothing is written for the failed run. Runs that share a trained model
+(a :class:`RunGroup`) fail together only when their shared training does: a failure in one run's
+own post-training stage or record fails that run alone (:class:`~harness.runs.training.RunFailure`).
+
+Before anything trains, the libraries the runs to train need are imported
+(:mod:`harness.runs.preflight`): in the started workers' warm-up, or here. One that fails is a
+:class:`~harness.runs.preflight.LibraryError` naming it and its fix, and nothing trains.
 
 Several processes may share one store: a run is trained only by the process holding its lock
 (:meth:`~harness.runs.store.ResultStore.claim_run`). The runner first trains the runs nobody else is
@@ -17,6 +23,7 @@ whatever the executor; the others go to the executor.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +31,7 @@ from functools import partial
 
 from .. import data, methods
 from ..learners import models
-from . import training
+from . import preflight, training
 from ..runs.executors import Heartbeat, InProcessExecutor, keep_freed_memory
 from ..runs.spec import RunSpec, training_key
 from ..runs.store import ReadOnlyStoreError, ResultStore
@@ -136,13 +143,19 @@ def probe_device() -> str:
     return resolve_device("auto")
 
 
-def warm_up(n_jobs: int = 1) -> None:
+def warm_up(n_jobs: int = 1, libraries: Sequence[str] = ()) -> list:
     """A worker's one-time costs, paid when :meth:`Runner.start_workers` starts it (while the
-    driver still builds specs) rather than in its first run: importing torch, the engine and the
-    methods, and the first optimizer's lazy import of ``torch._dynamo`` (~2.7 s in torch 2.14)."""
+    driver still builds specs) rather than in its first run: the preflight's imports of
+    ``libraries`` (whose failures it returns, :class:`~harness.runs.preflight.ImportFailure` s:
+    the runner stops the session on them before anything trains), then importing torch, the
+    engine and the methods, and the first optimizer's lazy import of ``torch._dynamo`` (~2.7 s
+    in torch 2.14)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=n_jobs):
+        failures = preflight.import_failures(libraries)
+        if failures:  # the session stops: nothing to warm up for
+            return failures
         import torch
 
         from .. import methods as _methods  # noqa: F401 - the registry a run resolves against
@@ -150,6 +163,7 @@ def warm_up(n_jobs: int = 1) -> None:
 
         torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
         training.library_versions()
+    return []
 
 
 class Runner:
@@ -182,16 +196,55 @@ class Runner:
         self.memory: dict[str, dict] = {}  # records already seen this session, by key
         self.failures: dict[str, str] = {}  # runs that failed this session: not retried
         self.warming: list = []  # futures of the started workers' probe_device
+        self.warm_ups: list = []  # futures of their warm_up: the preflight's import failures
+        self.warmed: tuple = ()  # the libraries those warm-ups import
+        self.imported: set[str] = set()  # libraries the preflight found importing
 
-    def start_workers(self) -> None:
+    def start_workers(self, libraries: Sequence[str] = ()) -> None:
         """Start the executor's worker processes now, where it can (``executor.start``), each
         running :func:`warm_up`: their imports then overlap this process's collection and spec
-        building instead of delaying the first runs (the first quick run finished ~10 s sooner)."""
+        building instead of delaying the first runs (the first quick run finished ~10 s sooner).
+        ``libraries`` (:func:`~harness.runs.preflight.needed`) are the preflight's: imported
+        there, so that this process need not import them to know they work."""
         start = getattr(self.executor, "start", None)
-        if start is not None and not self.warming:
+        if start is not None and not self.warm_ups:
             # Each worker answers the device question first (a few seconds), then warms up.
             self.warming = start(probe_device)
-            start(partial(warm_up, n_jobs=self.executor.threads_per_run))
+            self.warmed = tuple(libraries)
+            self.warm_ups = start(partial(warm_up, n_jobs=self.executor.threads_per_run,
+                                          libraries=self.warmed))
+
+    def check_libraries(self, specs: Sequence[RunSpec]) -> None:
+        """The preflight of runs about to train: import every library they need (their models'
+        and methods' declarations), from a started worker's warm-up where it imported them, else
+        in this process.
+
+        Raises
+        ------
+        harness.runs.preflight.LibraryError
+            Some do not import; the message names each, its error and the fix.
+        """
+        needed_by = preflight.needed_by_specs(specs)
+        todo = [module for module in needed_by if module not in self.imported]
+        if not todo:
+            return
+        reported = self.warm_up_failures() if set(todo) & set(self.warmed) else None
+        failures = [f for f in reported or () if f.module in todo]
+        failures += preflight.import_failures(
+            [m for m in todo if reported is None or m not in self.warmed])
+        if failures:
+            raise preflight.LibraryError(failures, needed_by)
+        self.imported.update(todo)
+
+    def warm_up_failures(self) -> list | None:
+        """The import failures the first started worker to finish its warm-up reported (the
+        workers share one environment), or None when none could say (each warm-up raised)."""
+        for future in concurrent.futures.as_completed(self.warm_ups):
+            try:
+                return list(future.result())
+            except Exception:  # noqa: BLE001 - another worker may answer; else checked here
+                continue
+        return None
 
     def device_here(self) -> str:
         """``--device=auto``'s device on this machine: from a started worker's
@@ -201,6 +254,7 @@ class Runner:
                 return future.result()
             except Exception:  # noqa: BLE001 - resolved here below, where an error says why
                 pass
+        preflight.check(("torch",), {"torch": ["--device=auto"]})  # a broken torch: its fix
         from ..nn.batches import resolve_device
 
         return resolve_device("auto")
@@ -228,6 +282,8 @@ class Runner:
                 f"the result store {self.store.root} is read-only and lacks {len(missing)} of the "
                 f"{len(unique)} runs asked for (first: {missing[0].describe()}); pass a writable "
                 "--store, or merge the missing runs into this one")
+        if missing:
+            self.check_libraries(missing)
         board = Board(self, len(unique), len(records), started, missing)
         attempted = len(failures)
         locks, tried = {}, set()
@@ -268,24 +324,33 @@ class Runner:
 
     def finish(self, spec, record, error, records, failures, locks, tried, board, labels,
                total) -> None:
-        """Store one finished run (or keep its failure) and report progress."""
+        """Store one finished run (or keep its failure) and report progress. A run fails when
+        its group raised (``error``), when its own part failed (``record`` is a
+        :class:`~harness.runs.training.RunFailure`), or when its record cannot be stored."""
         tried.add(spec.key)
         board.finished(spec)
-        if error is None:
-            records[spec.key] = self.memory[spec.key] = self.store.put(record)
-            self.trained += 1
-        else:
-            message = f"{spec.describe()}: {type(error).__name__}: {error}"
+        why = f"{type(error).__name__}: {error}" if error is not None else None
+        if isinstance(record, training.RunFailure):
+            why = record.error
+        elif why is None:
+            try:
+                records[spec.key] = self.memory[spec.key] = self.store.put(record)
+                self.trained += 1
+            except (OSError, TypeError, ValueError) as err:  # this record only (not JSON, disk)
+                why = f"{type(err).__name__}: {err}"
+        if why is not None:
+            message = f"{spec.describe()}: {why}"
             self.failures[spec.key] = message
             failures.append(message)
         locks.pop(spec.key).close()  # only once the record is stored
         board.last = " ".join(filter(None, [labels.get(spec.key), spec.describe(),
-                                            "FAILED" if error else ""]))
+                                            "FAILED" if why else ""]))
         board.report(len(records), final=len(records) + len(failures) == total)
 
     def submit(self, specs: list[RunSpec]):
-        """(group, records, error) as runs finish, and a Heartbeat while none does: specs go
-        as :class:`RunGroup` s (a post-hoc method's run trains with its base's), the longest
+        """(group, records, error) as runs finish, and a Heartbeat while none does (``records``
+        may hold a :class:`~harness.runs.training.RunFailure` for a run whose own part failed):
+        specs go as :class:`RunGroup` s (a post-hoc method's run trains with its base's), the longest
         estimated first; portable groups through the executor, the rest (registered only in
         this process) in this process, after them."""
         tick = self.heartbeat_s if self.progress else None

@@ -102,6 +102,40 @@ def split_hyperparameters(model: str, method: str, hyperparameters: dict) -> tup
             {k: v for k, v in hyperparameters.items() if k not in model_keys})
 
 
+def setting_collisions(method_cls, model: str) -> list[str]:
+    """Each setting of ``method_cls`` that is also a hyperparameter of ``model``, as a sentence
+    naming both (empty when there is none).
+
+    A method's settings and its model's hyperparameters share one namespace in a spec, so a
+    method setting ``{"epochs": 1}`` or ``{"lr": 10.0}`` would silently train its runs another
+    way than ERM's, and every comparison with ERM would stop being like for like. A method that
+    changes the training length or the learning rate does it in ``prepare(state)`` with a
+    setting of its own name (``overfit``: ``overfit_epoch_scale``).
+    """
+    hyperparameters = models.DEFAULTS[model]
+    return [f"method {method_cls.name!r} setting {key!r} (= {value!r}) is also model {model!r}'s "
+            f"hyperparameter {key!r} (= {hyperparameters[key]!r})"
+            for key, value in sorted(method_cls.defaults_for(model).items()) if key in hyperparameters]
+
+
+def check_method_settings(method_cls) -> None:
+    """Refuse a method whose settings collide with the hyperparameters of a model it applies to.
+
+    Raises
+    ------
+    SpecError
+        Naming each colliding setting, the model and the fix.
+    """
+    clashes = [clash for model in sorted(models.MODELS)
+               if not set(method_cls.requires) - models.capabilities(model)
+               for clash in setting_collisions(method_cls, model)]
+    if clashes:
+        raise SpecError("; ".join(clashes) + ": a method may not override its model's "
+                        "hyperparameters (its runs would not compare like for like with ERM's). "
+                        "Rename the setting and apply it in prepare(state), e.g. "
+                        "state.epochs = int(state.epochs * self.settings['my_epoch_scale'])")
+
+
 def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, seed: int,
               data_dir=None, **hyperparameters) -> RunSpec:
     """Validate a run's settings against the registries and the data, and return its spec.
@@ -114,8 +148,9 @@ def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, 
     ------
     SpecError
         Unknown dataset, model, method or hyperparameter; a method the model cannot train with
-        (e.g. XGBoost + SAM); a test ratio outside (0, 1]; or more samples of a class than its
-        train split holds.
+        (e.g. XGBoost + SAM); a method setting that is also a model hyperparameter
+        (:func:`setting_collisions`); a test ratio outside (0, 1]; or more samples of a class
+        than its train split holds.
     harness.data.DataError
         The dataset's files are missing or corrupt.
     """
@@ -132,6 +167,10 @@ def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, 
         raise SpecError(f"method {method!r} does not apply to model {model!r}: it needs "
                         f"{sorted(lacking)} ({'; '.join(methods.CAPABILITIES[c] for c in sorted(lacking))}), "
                         f"which {model!r} lacks (it has {sorted(models.capabilities(model))})")
+    clashes = setting_collisions(method_cls, model)
+    if clashes:
+        raise SpecError("; ".join(clashes) + ": a method may not override its model's "
+                        "hyperparameters (see harness.runs.spec.check_method_settings)")
     own = method_cls.defaults_for(model)
     others = {k for cls in methods.METHODS.values() for k in cls.settings} - set(own)
     unknown = set(hyperparameters) - set(models.DEFAULTS[model]) - set(own) - others

@@ -4,8 +4,13 @@ Layout under the store root::
 
     store.json                     the store's layout version (written with the first run)
     runs/<key[:2]>/<key>.json      one run record per spec
-    claims/<profile>/<slug>.json   the latest outcome of each claim test (verdict + figure data)
-    sessions/latest.json           environment of the latest suite session
+    sessions/<id>/session.json     one suite session's environment (id: its report's run id)
+    sessions/<id>/claims/<profile>/<slug>.json
+                                   the outcome of each claim test that session ran (verdict +
+                                   figure data); every session is kept, so an old one re-renders
+    claims/<profile>/<slug>.json   stores of harness 0.5 and older: the latest outcome of each
+                                   claim test, with no session (read as claims without one)
+    sessions/latest.json           stores of harness 0.5 and older: the latest session's environment
 
 Every write goes to a temporary file in the same directory, is flushed to disk, then renamed over
 the target. A rename is atomic on POSIX, so a reader sees the old file or the new one, never half
@@ -23,7 +28,9 @@ never leaves a run blocked; the next process to take the lock checks the store a
 
 A store the process cannot write to (a shared, read-only results directory) is used read-only:
 its runs load, claims and reports still come out, and a run it lacks is a
-:class:`ReadOnlyStoreError` before anything trains.
+:class:`ReadOnlyStoreError` before anything trains. A root that cannot be a store at all (a
+file, or a directory that does not exist and cannot be created) is a
+:class:`StoreLocationError` when the store is opened, before anything trains.
 """
 
 from __future__ import annotations
@@ -79,6 +86,11 @@ class IncompatibleStoreError(RuntimeError):
     """The store was written in a layout this harness does not read."""
 
 
+class StoreLocationError(RuntimeError):
+    """The store's root cannot hold a store: a file, or a directory that does not exist and
+    cannot be created. The message names the path and the fix."""
+
+
 # The store's on-disk layout. Bumped only when the layout or the record format changes in a way
 # older code cannot read; a new harness version alone only changes run keys (old runs are
 # ignored, never misread). Stores without store.json predate the file and have layout 1.
@@ -97,10 +109,18 @@ class ResultStore:
     ----------
     root : path
         Directory of the store; created on first write.
+
+    Raises
+    ------
+    StoreLocationError
+        ``root`` is a file, or does not exist and cannot be created.
+    IncompatibleStoreError
+        The store was written in another layout.
     """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        check_location(self.root)
         self.read_only = not writable(self.root)
         found = self.format()
         if found != STORE_FORMAT:
@@ -191,35 +211,75 @@ class ResultStore:
                 found.append(record)
         return found
 
-    def claim_path(self, profile: str, nodeid: str) -> Path:
-        return self.root / "claims" / slug(profile) / f"{slug(nodeid)}.json"
+    def session_dir(self, session: str) -> Path:
+        """The directory of session ``session`` (an id such as ``20261130-194208-1fbc``)."""
+        if not session or slug(session) != session:
+            raise ValueError(f"not a session id: {session!r} (letters, digits, '.', '_', '-')")
+        return self.root / "sessions" / session
 
-    def put_claim(self, outcome: dict) -> None:
-        """Keep a claim's latest outcome (skipped, with nothing lost, on a read-only store: the
-        session's report holds it)."""
+    def claim_path(self, profile: str, nodeid: str, session: str | None = None) -> Path:
+        base = self.session_dir(session) if session else self.root
+        return base / "claims" / slug(profile) / f"{slug(nodeid)}.json"
+
+    def put_claim(self, outcome: dict, session: str | None = None) -> None:
+        """Keep a claim's outcome as session ``session`` wrote it (without one: as the latest
+        outcome of its claim, as stores of harness 0.5 and older did). Skipped, with nothing
+        lost, on a read-only store: the session's report holds it."""
         if not self.read_only:
-            atomic_write_json(self.claim_path(outcome["profile"], outcome["nodeid"]), outcome)
+            atomic_write_json(self.claim_path(outcome["profile"], outcome["nodeid"], session),
+                              dict(outcome, session=session))
 
-    def claims(self, profile: str | None = None) -> list[dict]:
-        """Stored claim outcomes; a file that is not a readable claim is skipped with a warning
-        naming it."""
+    def claims(self, profile: str | None = None, session: str | None = None) -> list[dict]:
+        """Stored claim outcomes, each with ``session``: the id of the session that wrote it, or
+        None for a claim of an older store, which kept no session. ``session`` given: only that
+        session's; else every session's and the older claims. A file that is not a readable
+        claim is skipped with a warning naming it."""
         pattern = f"{slug(profile)}/*.json" if profile else "*/*.json"
+        if session is not None:
+            folders = [(session, self.session_dir(session) / "claims")]
+        else:
+            folders = [(None, self.root / "claims")] + [
+                (s, self.session_dir(s) / "claims") for s in self.sessions()]
         found = []
-        for path in sorted((self.root / "claims").glob(pattern)):
-            claim = read_json_object(path, "claim outcome")
-            if claim is not None and "nodeid" in claim and "profile" in claim:
-                found.append(claim)
-            elif claim is not None:
-                warnings.warn(f"result store: {path} is not a claim outcome (no nodeid/profile); "
-                              "skipped", RuntimeWarning, stacklevel=2)
+        for wrote, folder in folders:
+            for path in sorted(folder.glob(pattern)):
+                claim = read_json_object(path, "claim outcome")
+                if claim is not None and "nodeid" in claim and "profile" in claim:
+                    found.append(dict(claim, session=wrote))
+                elif claim is not None:
+                    warnings.warn(f"result store: {path} is not a claim outcome (no "
+                                  "nodeid/profile); skipped", RuntimeWarning, stacklevel=2)
         return found
 
-    def put_session(self, meta: dict) -> None:
-        if not self.read_only:
-            atomic_write_json(self.root / "sessions" / "latest.json", meta)
+    def sessions(self) -> list[str]:
+        """Ids of the sessions in the store, oldest first (an id begins with its UTC start
+        time). A session that wrote claims and no session file (killed, or still running) is
+        one too."""
+        folder = self.root / "sessions"
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and slug(p.name) == p.name)
 
-    def session(self) -> dict:
-        path = self.root / "sessions" / "latest.json"
+    def put_session(self, meta: dict, session: str | None = None) -> None:
+        """Keep a session's environment: as session ``session`` (default ``meta["session_id"]``);
+        without an id, as the latest session, as stores of harness 0.5 and older did."""
+        session = session or meta.get("session_id")
+        if self.read_only:
+            return
+        path = (self.session_dir(session) / "session.json" if session
+                else self.root / "sessions" / "latest.json")
+        atomic_write_json(path, meta)
+
+    def session(self, session: str | None = None) -> dict:
+        """The environment session ``session`` recorded (default: the latest session; in a
+        store of harness 0.5 or older, its one ``sessions/latest.json``); {} when it recorded
+        none (killed before its end, or still running)."""
+        if session is None:
+            ids = self.sessions()
+            path = (self.session_dir(ids[-1]) / "session.json" if ids
+                    else self.root / "sessions" / "latest.json")
+        else:
+            path = self.session_dir(session) / "session.json"
         return (read_json_object(path, "session file") or {}) if path.is_file() else {}
 
 
@@ -236,6 +296,29 @@ def read_json_object(path: Path, what: str) -> dict | None:
                       "object; skipped", RuntimeWarning, stacklevel=3)
         return None
     return value
+
+
+def check_location(root: Path) -> None:
+    """Raise :class:`StoreLocationError` unless ``root`` is a directory or can be created as
+    one. An existing directory this process cannot write is fine: it is used read-only."""
+    fix = "point --store at a directory (it is created if missing)"
+    try:
+        if root.exists():
+            if not root.is_dir():
+                raise StoreLocationError(f"result store {root} is a file, not a directory; {fix}")
+            return
+        existing = root.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError as err:  # e.g. a parent this process may not search
+        raise StoreLocationError(f"result store {root} cannot be read ({err}); {fix}") from None
+    if not existing.is_dir():
+        raise StoreLocationError(f"result store {root} cannot be created: {existing} is a file, "
+                                 f"not a directory; {fix}")
+    if not writable(existing):
+        raise StoreLocationError(f"result store {root} does not exist and cannot be created: "
+                                 f"this process cannot write {existing}; point --store at a "
+                                 "writable directory, or at an existing store to read it")
 
 
 def writable(root: Path) -> bool:

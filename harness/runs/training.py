@@ -18,6 +18,8 @@ import math
 import os
 import platform
 import time
+import traceback
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -187,6 +189,33 @@ def capped(indices: np.ndarray, labels: np.ndarray, per_class: int) -> np.ndarra
     return indices[keep]
 
 
+@dataclass(frozen=True)
+class RunFailure:
+    """The outcome of one run of a group (:func:`execute_group`) that failed after the group's
+    shared training: in its own post-training stage (Laplace's posterior) or while its record
+    was made. The group's other runs keep their records; the runner reports this one as failed.
+
+    ``error`` is the exception's type and message, as the runner reports a failed run, and
+    ``traceback`` its text. It pickles as those strings alone, so that it crosses process
+    boundaries (pools, Slurm jobs) whatever the exception was (one whose constructor takes other
+    arguments does not unpickle); ``exception`` itself is kept only in the process that raised
+    it (:func:`execute` re-raises it).
+    """
+
+    key: str
+    error: str
+    traceback: str = ""
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, spec: RunSpec, err: BaseException) -> RunFailure:
+        return cls(spec.key, f"{type(err).__name__}: {err}",
+                   "".join(traceback.format_exception(type(err), err, err.__traceback__)), err)
+
+    def __reduce__(self):
+        return RunFailure, (self.key, self.error, self.traceback)
+
+
 def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1, budget: dict | None = None) -> dict:
     """Train and evaluate one run; return its record (a JSON-ready dict).
 
@@ -200,7 +229,10 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1, budget: dict | None =
     per class. A run with a budget is not the spec's run: its record says so
     (``"dry_run": true``) and the store refuses it.
     """
-    return execute_group([spec], data_dir, n_jobs, budget)[0]
+    record = execute_group([spec], data_dir, n_jobs, budget)[0]
+    if isinstance(record, RunFailure):  # alone, the run's own failure is the call's
+        raise record.exception
+    return record
 
 
 def method_for(spec: RunSpec, budget: dict):
@@ -211,7 +243,7 @@ def method_for(spec: RunSpec, budget: dict):
 
 
 def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
-                  budget: dict | None = None) -> list[dict]:
+                  budget: dict | None = None) -> list[dict | RunFailure]:
     """Records of runs that train the same model (one :func:`~harness.runs.spec.training_key`),
     training it once: runs that differ only in what happens after training (their test ratios,
     the model's measurements) and post-hoc methods with the method they train like.
@@ -223,6 +255,11 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     whose method has a post-training stage of its own are recorded last, since the stage may
     change the network (Laplace converts it to contiguous memory). Records come back in the
     order of ``specs``; see :func:`execute` for a record.
+
+    Failures stay local: one that happens in a run's own part (its post-training stage, its
+    predictions, metrics, fingerprints, record) makes a :class:`RunFailure` in that run's place,
+    and the other runs are recorded as usual. One that happens in what the runs share (data,
+    training, the model's measurements) raises: every run of the group fails with it.
     """
     started = time.perf_counter()
     spec = specs[0]
@@ -267,41 +304,46 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     evaluations: dict[tuple, tuple] = {}  # test ratios -> (test sets, rows used, their features)
     has_own_stage = [run_method is not trainer and type(run_method).finish is not type(trainer).finish
                      for run_method in group_methods]
-    records: list[dict | None] = [None] * len(specs)
+    records: list[dict | RunFailure | None] = [None] * len(specs)
     for i in sorted(range(len(specs)), key=lambda i: has_own_stage[i]):
         run, run_method = specs[i], group_methods[i]
         began = time.perf_counter()
-        log = dict(training_log)
-        # Each run predicts with its own method (a post-hoc one's predictive, or the trainer's).
-        if hasattr(model, "use_method"):
-            log.update(model.use_method(run_method))
-        else:
-            model.method = run_method
-        metrics = {"train": classification_metrics(y_train, model.predict(x_train),
-                                                   dataset.num_classes), "test": {}}
-        measuring_s = 0.0
-        if extras:
-            metrics["extra"], measuring_s = extras[measurement_settings(run)]
-        if run.test_ratios not in evaluations:
-            evaluations[run.test_ratios] = evaluation_rows(dataset, run, test_per_class)
-        test_sets, used, x_used = evaluations[run.test_ratios]
-        predicted = model.predict(x_used)
-        # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's linear
-        # probe), measured on the same test sets so that claims can pair them with the main one.
-        variants = getattr(model, "predict_variants", no_variants)(x_used)
-        for ratio, idx in test_sets.items():
-            at = np.searchsorted(used, idx)
-            metrics["test"][ratio_key(ratio)] = classification_metrics(
-                dataset.y_test[idx], predicted[at], dataset.num_classes)
-            for name, y_pred in variants.items():
-                metrics.setdefault("variants", {}).setdefault(name, {"test": {}})["test"][
-                    ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred[at],
-                                                               dataset.num_classes)
-        records[i] = make_record(run, dataset, metrics, log,
+        try:
+            log = dict(training_log)
+            # Each run predicts with its own method (a post-hoc one's predictive, or the trainer's).
+            if hasattr(model, "use_method"):
+                log.update(model.use_method(run_method))
+            else:
+                model.method = run_method
+            metrics = {"train": classification_metrics(y_train, model.predict(x_train),
+                                                       dataset.num_classes), "test": {}}
+            measuring_s = 0.0
+            if extras:
+                metrics["extra"], measuring_s = extras[measurement_settings(run)]
+            if run.test_ratios not in evaluations:
+                evaluations[run.test_ratios] = evaluation_rows(dataset, run, test_per_class)
+            test_sets, used, x_used = evaluations[run.test_ratios]
+            predicted = model.predict(x_used)
+            # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's
+            # linear probe), measured on the same test sets so that claims can pair them with
+            # the main one.
+            variants = getattr(model, "predict_variants", no_variants)(x_used)
+            for ratio, idx in test_sets.items():
+                at = np.searchsorted(used, idx)
+                metrics["test"][ratio_key(ratio)] = classification_metrics(
+                    dataset.y_test[idx], predicted[at], dataset.num_classes)
+                for name, y_pred in variants.items():
+                    metrics.setdefault("variants", {}).setdefault(name, {"test": {}})["test"][
+                        ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred[at],
+                                                                   dataset.num_classes)
+            record = make_record(run, dataset, metrics, log,
                                  training_s + measuring_s + time.perf_counter() - began)
-        records[i]["fingerprints"] = fingerprints(dataset, train_idx, test_sets, model, spec.seed)
-        if budget or test_per_class:
-            records[i]["dry_run"] = {**budget, "test_per_class": test_per_class}
+            record["fingerprints"] = fingerprints(dataset, train_idx, test_sets, model, spec.seed)
+            if budget or test_per_class:
+                record["dry_run"] = {**budget, "test_per_class": test_per_class}
+            records[i] = record
+        except Exception as err:  # noqa: BLE001 - this run's own part: the others are unaffected
+            records[i] = RunFailure.of(run, err)
     return records
 
 
