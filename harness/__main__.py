@@ -48,8 +48,8 @@ def report_command(args) -> int:
         if session is None:
             older = store.claims(args.profile)
             print(f"no session in {store.root / 'sessions'}" + (
-                f"; its {len(older)} claims were written before sessions had ids (harness 0.5 or "
-                "older): render them with --all" if older else
+                f"; its {len(older)} claims were written before sessions had ids (an older "
+                "store): render them with --all" if older else
                 "; run `pytest claims/ -m quick` (or -m full) first"), file=sys.stderr)
             return 2
         if session not in sessions:
@@ -101,7 +101,7 @@ def list_sessions(store: ResultStore, sessions: list[str]) -> int:
                 f"{len(claims)} claims, no session record (killed before its end, or still running)")
         print(f"{session}{' (latest)' if session == sessions[-1] else ''}: {what}")
     if older:
-        print(f"{len(older)} claims without a session id (a store of harness 0.5 or older; --all "
+        print(f"{len(older)} claims without a session id (an older store, from before sessions had ids; --all "
               "shows them)")
     return 0
 

@@ -175,7 +175,7 @@ that held anyway. Every p is Holm-adjusted and belongs to the test that decided 
 refuting test of a refuted claim, else the supporting tests (the weakest of them).
 Every arm first passes a <b>gate</b>: its reference models must beat the class prior.</p>
 {% if legacy_count %}<p><b>Note:</b> {{ legacy_count }} claim(s) come from a store written before
-sessions had ids (harness 0.5 or older): their session is unknown, and each may be older than the
+sessions had ids: their session is unknown, and each may be older than the
 sessions beside it.</p>{% endif %}
 {% if comparison %}<h2>Against the baseline</h2>
 <p>Compared with <code>{{ comparison.baseline }}</code> (fail on {{ comparison.fail_on }}):

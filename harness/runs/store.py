@@ -272,7 +272,7 @@ class ResultStore:
 
     def session(self, session: str | None = None) -> dict:
         """The environment session ``session`` recorded (default: the latest session; in a
-        store of harness 0.5 or older, its one ``sessions/latest.json``); {} when it recorded
+        store written before sessions had ids, its one ``sessions/latest.json``); {} when it recorded
         none (killed before its end, or still running)."""
         if session is None:
             ids = self.sessions()
