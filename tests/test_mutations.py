@@ -262,3 +262,10 @@ def test_missing_data_fails_each_claim_once_with_a_short_message(tmp_path):
     assert "Traceback" not in out.stdout and len(out.stdout.splitlines()) < 60, out.stdout
     assert {row["outcome"] for row in rows.values()} == {"error"} and len(rows) == 3
     assert all("sabotage: data removed" in row["error"] for row in rows.values())
+    # With --baseline the gate decides the exit status, but only for verdicts: errors that the
+    # baseline holds too (the gate sees no flip) still fail the session.
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text((tmp_path / "reports-no_adult" / "latest" / "claims.json").read_text())
+    gated, _ = sabotaged("no_adult", T1, "-k", "adult", f"--baseline={baseline}", tmp_path=tmp_path)
+    assert "regression gate (fail on flip): passed" in gated.stdout, gated.stdout[-2000:]
+    assert gated.returncode == 1 and "do not fail the session" not in gated.stdout
