@@ -108,6 +108,14 @@ def test_the_ci_recipe_is_green_unchanged_and_red_on_a_regression_or_a_rename(tm
     assert "regression gate (fail on flip): passed" in unchanged.stdout
     assert "do not fail the session" in unchanged.stdout  # says why the lost claims are green
 
+    # A baseline that holds only the claim the method wins vouches for nothing else: the lost
+    # claims it lacks are red (a gate cannot be made green by trimming its baseline).
+    trimmed = tmp_path / "ci" / "trimmed.json"
+    trimmed.write_text(json.dumps([row for row in json.loads(baseline.read_text())
+                                   if row["verdict"] == "supported"]))
+    unvouched = recipe(tmp_path, "ci_jittered", trimmed)
+    assert unvouched.returncode == 1 and "nothing vouches" in unvouched.stdout, unvouched.stdout[-3000:]
+
     write_package(pkg, "ci_jittered", plain=True)  # the method regresses to plain training
     regressed = recipe(tmp_path, "ci_jittered", baseline)
     assert regressed.returncode == 1, regressed.stdout[-3000:]

@@ -70,7 +70,9 @@ def test_compare_command_exit_codes(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps([dict(r, nodeid=r["nodeid"] + "x") for r in BASE]))
     missing = run(str(base), str(tmp_path / "other.json"))
     assert missing.returncode == 1 and "MISSING gone" in missing.stdout and "FAILED" in missing.stdout
-    assert run(str(base), str(tmp_path / "other.json"), "--allow-missing").returncode == 0
+    assert run(str(base), str(tmp_path / "other.json"), "--allow-missing").returncode == 1
+    (tmp_path / "fewer.json").write_text(json.dumps(BASE[:2]))
+    assert run(str(base), str(tmp_path / "fewer.json"), "--allow-missing").returncode == 0
     flipped = run(str(base), str(new))
     assert flipped.returncode == 1 and "FLIP   a: supported -> refuted" in flipped.stdout
     (tmp_path / "bad.json").write_text("[1, 2]")
@@ -87,10 +89,14 @@ def test_a_baseline_claim_missing_from_the_session_fails_unless_allowed():
     lines = "\n".join(result.lines())
     assert "MISSING a (supported in the baseline): not in this session" in lines
     assert "--allow-missing" in lines and "NEW    a-v2: supported (not in the baseline, not gated)" in lines
-    allowed = compare(BASE, renamed, allow_missing=True)
-    assert not allowed.failed("flip") and allowed.to_dict()["missing_allowed"]
-    # One missing claim among unchanged ones fails too.
+    # One missing claim among unchanged ones fails too, unless allowed.
     assert compare(BASE, BASE[:3]).failed("flip")
+    allowed = compare(BASE, BASE[:3], allow_missing=True)
+    assert not allowed.failed("flip") and allowed.to_dict()["missing_allowed"]
+    # A gate that matched nothing fails even when missing claims are allowed: it vouches for
+    # nothing (the auditor's "any unrelated baseline plus --allow-missing turns CI green").
+    nothing = compare(BASE, renamed, allow_missing=True)
+    assert nothing.failed("flip") and "matched no claim" in "\n".join(nothing.lines())
 
 
 def test_an_empty_baseline_gates_nothing_and_is_refused(tmp_path):

@@ -74,3 +74,19 @@ def test_check_raises_and_passes():
     preflight.check(["json", "torch"])
     with pytest.raises(preflight.LibraryError, match="no_such_module_anywhere"):
         preflight.check(["no_such_module_anywhere"])
+
+
+def test_a_module_shadowing_its_installed_package_gets_the_right_fix(tmp_path, monkeypatch):
+    """The auditor's case: a broken ``laplace`` earlier on the path than laplace-torch must not
+    be answered with "reinstall laplace-torch"."""
+    import sys
+
+    (tmp_path / "laplace").mkdir()
+    (tmp_path / "laplace" / "__init__.py").write_text('raise RuntimeError("a broken copy")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m == "laplace" or m.startswith("laplace.")]:
+        monkeypatch.delitem(sys.modules, name)
+    failures = preflight.import_failures(["laplace"])
+    assert len(failures) == 1 and "a broken copy" in failures[0].error
+    assert f"imported from {tmp_path / 'laplace' / '__init__.py'}" in failures[0].fix
+    assert "remove it from PYTHONPATH" in failures[0].fix

@@ -1,5 +1,6 @@
 """The report: three files, figures inlined, NaN-free JSON, every claim a row, re-rendering."""
 
+import html
 import json
 import math
 import re
@@ -84,7 +85,7 @@ def test_header_counts_every_kind_of_outcome(tmp_path):
                error_entry(), dict(error_entry(), nodeid="claims/t.py::s[quick]", outcome="skipped")]
     out = report.write_report(entries, [], {}, tmp_path, run_id="r2")
     page = (out / "index.html").read_text()
-    heading = re.search(r"<h1>(.*?)</h1>", page, re.S).group(1)
+    heading = html.unescape(" ".join(re.search(r"<h1>(.*?)</h1>", page, re.S).group(1).split()))
     assert ("1 supported, 1 refuted (1 expected at quick scale), 2 inconclusive (1 expected at "
             "quick scale), 1 error; 1 skipped") in heading, heading
     assert "zoo" not in heading  # the zoo's measurements are not the paper's claims
@@ -307,8 +308,8 @@ def test_report_reads_at_a_glance(tmp_path):
     parsed.feed(page)
     tables = parsed.tables
 
-    heading = " ".join(re.search(r"<h1>(.*?)</h1>", page, re.S).group(1).split())
-    assert heading.endswith("the paper's claims &mdash; 1 supported, 2 refuted (1 expected at "
+    heading = html.unescape(" ".join(re.search(r"<h1>(.*?)</h1>", page, re.S).group(1).split()))
+    assert heading.endswith("the paper's claims \u2014 1 supported, 2 refuted (1 expected at "
                             "quick scale), 2 inconclusive (1 expected at quick scale), 1 error; "
                             "1 skipped"), heading
     counts = {row[0]: row[1] for row in tables["counts"]}

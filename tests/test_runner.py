@@ -384,8 +384,9 @@ def test_a_run_whose_own_stage_fails_fails_alone_and_its_group_is_stored(tmp_pat
         runner.run([erm, failing])
     message = str(raised.value)
     assert message.startswith("1 of 2 runs failed:\n") and len(message.splitlines()) == 2
-    assert message.endswith(f"{failing.describe()}: ImportError: injected: the stage's library "
-                            "does not import")
+    assert message.splitlines()[1].startswith(f"{failing.describe()}: ImportError: injected: "
+                                              "the stage's library does not import (raised at ")
+    assert message.endswith(" in finish)")  # where: the method author's line
     assert runner.trained == 1 and list(runner.failures) == [failing.key]
     assert ResultStore(tmp_path).get(erm) is not None and ResultStore(tmp_path).get(failing) is None
     assert runner.run([erm])[0]["key"] == erm.key  # a claim that needs only ERM is judged

@@ -136,6 +136,13 @@ def test_the_p_value_is_the_deciding_tests():
     assert v.p_value == row["p_refute_adjusted"] < 0.05 and v.p_supporting == row["p_adjusted"] > 0.99
     assert f"p_holm = {v.p_value:.3g}" in v.reason
     assert stats.deciding_test(v.comparisons, "refuted") == (v.p_value, "refuting", "against")
+    # Two comparisons against the claim: the effect and CI shown are the deciding (strongest
+    # refuting) test's, never the weakest supporting test's beside another test's p.
+    mildly = stats.paired_greater([0.0, 0.3, 0.1, 0.5, 0.2], [0.4, 0.5, 0.6, 0.6, 0.5])
+    two = stats.family_verdict({"mildly": mildly, "against": against}, 0.05, "t", seeds, {})
+    decided = next(c for c in two.comparisons if c["label"] == two.decided_by)
+    assert two.outcome == "refuted" and two.decided_by == "against"
+    assert (two.effect, list(two.ci)) == (decided["effect"], decided["ci"]) == (against.effect, list(against.ci))
     ok = stats.family_verdict({"holds": strong}, 0.05, "t", seeds, {})
     assert (ok.p_kind, ok.p_value, ok.decided_by) == ("supporting", ok.comparisons[0]["p_adjusted"], "holds")
     noisy = stats.paired_greater([0.3, -0.2, 0.1, -0.1, 0.05], [0.0] * 5)

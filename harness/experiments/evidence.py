@@ -119,9 +119,10 @@ def collect(nodeid: str, scale: str, from_profile: str | None = None, hyperparam
         raise EvidenceError(f"{nodeid} at scale {scale!r} reached no verdict: "
                             + (row.get("error", "") if row else done.stdout[-3000:] + done.stderr[-2000:]))
     entry = {"scale": scale, "seeds": row["seeds"], "verdict": row["verdict"],
-             # The supporting family's Holm p, as every committed entry holds it (a refuted
-             # verdict's deciding p is the refuting test's, in the comparisons and the reason).
-             "effect": row["effect"], "ci": row["ci"], "p_holm": row.get("p_supporting", row["p_value"]),
+             # The deciding test's effect, CI and Holm p (p_kind: supporting, or refuting for a
+             # refuted verdict; entries written before p_kind hold the weakest supporting test's).
+             "effect": row["effect"], "ci": row["ci"], "p_holm": row["p_value"],
+             "p_kind": row.get("p_kind", "supporting"),
              "effect_unit": row["effect_unit"], "statistic": row["statistic"],
              "reason": row.get("reason", ""),
              "comparisons": [{"label": c["label"], "effect": c["effect"], "ci": c["ci"],

@@ -9,9 +9,11 @@
   interval.
 * A **missing** claim is in the baseline and not in the new session (a renamed method, another
   method's baseline, a narrower selection): the gate cannot vouch for it, so it fails the gate
-  unless ``allow_missing`` (``--allow-missing``) says it is expected. A gate that matched nothing
-  never passes silently.
-* A **new** claim is in the new session only: listed, not gated (refresh the baseline to gate it).
+  unless ``allow_missing`` (``--allow-missing``) says it is expected. A gate that matched no
+  claim fails whatever the options: it would vouch for nothing.
+* A **new** claim is in the new session only: listed, not gated (refresh the baseline to gate
+  it; with ``--baseline``, pytest fails a new claim that is not supported, since nothing vouches
+  for it).
 
 ``--fail-on flip`` (default) fails on flips; ``--fail-on drift`` on flips and drifts. A baseline
 that is not a list of claim rows, holds none, or is from another profile than the new session,
@@ -47,8 +49,8 @@ def load_claims(path) -> list[dict]:
         raise BaselineError(f"{file} is not a list of claim rows (each with nodeid, profile and "
                             "verdict); give a claims.json a session wrote")
     if not rows:
-        raise BaselineError(f"{file} holds no claims: a gate against it would pass whatever "
-                            "happened; give the claims.json of a session that judged claims")
+        raise BaselineError(f"{file} holds no claims (its session judged none); give the "
+                            "claims.json of a session that judged claims")
     return rows
 
 
@@ -63,9 +65,14 @@ class Comparison:
     base_verdicts: dict = field(default_factory=dict)        # nodeid -> verdict, for the lines
     new_verdicts: dict = field(default_factory=dict)
 
+    @property
+    def matched(self) -> int:
+        """Claims in both sessions: what the gate vouches for."""
+        return self.unchanged + len(self.flips) + len(self.drifts)
+
     def failed(self, fail_on: str = "flip") -> bool:
         return (bool(self.flips) or (fail_on == "drift" and bool(self.drifts))
-                or (bool(self.only_in_base) and not self.missing_allowed))
+                or (bool(self.only_in_base) and not self.missing_allowed) or not self.matched)
 
     def lines(self) -> list[str]:
         out = [f"{len(self.flips)} verdict(s) flipped, {len(self.drifts)} effect(s) drifted outside "
@@ -83,6 +90,9 @@ class Comparison:
                        "method, another method's baseline or a narrower selection (-k, -m, paths) "
                        "gates nothing for them. Select them, refresh the baseline, or pass "
                        "--allow-missing when leaving them out is intended")
+        if not self.matched:
+            out.append("  the gate matched no claim of the baseline: it vouches for nothing, so it "
+                       "fails (even with --allow-missing)")
         out += [f"  NEW    {n}: {self.new_verdicts.get(n, '?')} (not in the baseline, not gated)"
                 for n in self.only_in_new]
         return out

@@ -155,7 +155,9 @@ table.counts { font-size: 1em; } table.counts th { width: 17em; }
 {% for cell in row.cells %}<td class="{{ cell.css }}">{% if cell.anchor %}<a href="#{{ cell.anchor }}">{{ cell.verdict }}</a>{% else %}{{ cell.verdict }}{% endif %}
 {% if cell.effect is not none %}<br>effect {{ fmt(cell.effect) }} [{{ fmt(cell.ci[0]) }}, {{ fmt(cell.ci[1]) }}]<br>p {{ fmt(cell.p) }} ({{ cell.p_kind }}){% elif cell.note %}<br><span class="caption">{{ cell.note }}</span>{% endif %}</td>
 {% endfor %}</tr>{% endfor %}</table>{% endmacro %}
-<h1>imbalance-claims: the paper's claims &mdash; {{ groups[0].text }}</h1>
+{% set lead = (groups|selectattr('total')|first) or groups[0] %}
+<h1>imbalance-claims: {{ lead.title }} &mdash; {{ lead.text }}{% if comparison %};
+regression gate {{ 'FAILED' if comparison.failed else 'passed' }}{% endif %}</h1>
 <table class="counts" id="counts">{% for g in groups %}
 <tr id="count-{{ g.kind }}"><th>{{ g.title }} ({{ g.total }})</th><td>{{ g.text }}</td></tr>{% endfor %}
 </table>
@@ -228,9 +230,9 @@ p (Holm) = {{ fmt(c.p) }}.</p>
 {% if v.gate %}<p><b>Gate:</b> {{ v.gate.summary }}</p>{% endif %}
 {% if c.xfail_reason %}<p><b>{{ 'Measured for the report' if c.xfail_kind == 'report only' else 'Expected not to hold at quick scale' }}:</b> {{ c.xfail_reason }}</p>{% endif %}
 {% if c.evidence %}<p><b>Evidence</b> of the scales searched (<a href="{{ c.evidence_href }}"><code>{{ c.evidence.path }}</code></a>):</p>
-<table><tr><th>scale</th><th>seeds</th><th>verdict</th><th>effect [CI]</th><th>p (Holm, supporting)</th><th>commit, date</th></tr>
+<table><tr><th>scale</th><th>seeds</th><th>verdict</th><th>effect [CI]</th><th>p (Holm), deciding test</th><th>commit, date</th></tr>
 {% for e in c.evidence.entries %}<tr class="{{ e.verdict }}"><td>{{ e.scale }}</td><td>{{ e.seeds|length }} ({{ e.seeds[0] }}-{{ e.seeds[-1] }})</td>
-<td>{{ e.verdict }}</td><td>{{ fmt(e.effect) }} [{{ fmt(e.ci[0]) }}, {{ fmt(e.ci[1]) }}]</td><td>{{ fmt(e.p_holm) }}</td>
+<td>{{ e.verdict }}</td><td>{{ fmt(e.effect) }} [{{ fmt(e.ci[0]) }}, {{ fmt(e.ci[1]) }}]</td><td>{{ fmt(e.p_holm) }} ({{ e.p_kind or 'supporting' }})</td>
 <td>{{ e.commit }}, {{ e.date }}</td></tr>{% endfor %}</table>{% endif %}
 <table><tr><th>comparison</th><th>effect</th><th>CI</th><th>p</th><th>p (Holm)</th><th>holds</th><th>refuted (Holm p)</th></tr>
 {% for row in v.comparisons %}<tr><td>{{ row.label }}</td><td>{{ fmt(row.effect) }}</td>

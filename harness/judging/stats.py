@@ -374,7 +374,10 @@ def family_verdict(tests: dict[str, TestResult], alpha: float, statistic: str, s
                    per_seed: dict, summary: str = "", effect_unit: str = "") -> Verdict:
     """A claim that holds only if every test in the family rejects after Holm correction.
 
-    The headline effect and CI are those of the weakest comparison (largest adjusted p-value).
+    The headline effect and CI are those of the comparison that decides the verdict: the
+    weakest supporting comparison (largest adjusted p-value), or for a refuted claim the
+    comparison whose refuting test rejects most strongly (:func:`deciding_test`), so that the
+    effect, its CI and the p shown beside them always belong to one test.
     A claim that fails is *refuted* when the refuting test of some failing comparison rejects
     after Holm correction over the family's refuting tests, else *inconclusive*, with the
     deciding comparison's minimal detectable effect and the seeds its observed effect needs.
@@ -407,6 +410,9 @@ def family_verdict(tests: dict[str, TestResult], alpha: float, statistic: str, s
     # A refuted claim is decided by its refuting test: its p, not the supporting tests' (about
     # 1 when the data point the other way), is the one that says how sure the refutation is.
     verdict.p_value, verdict.p_kind, verdict.decided_by = deciding_test(comparisons, verdict.outcome)
+    if verdict.p_kind == "refuting":  # the headline effect and CI are the deciding test's too
+        decided = next(c for c in comparisons if c["label"] == verdict.decided_by)
+        verdict.effect, verdict.ci = decided["effect"], tuple(decided["ci"])
     verdict.mde = minimal_detectable_effect(worst, len(labels))
     verdict.seeds_needed = seeds_needed(worst, len(labels))
     degenerate = [c for c in comparisons if c["degenerate"]]

@@ -134,11 +134,36 @@ def fix_for(module: str, err: Exception) -> str:
                 "libraries (a library of your own method or model: pip install the package "
                 "that provides it)")
     dist = distribution_of(top)
+    shadow = shadowing_file(top, dist)
+    if shadow:
+        return (f"{top} is imported from {shadow}, not from the installed "
+                f"{dist or 'package'}: remove it from PYTHONPATH or the working directory")
     if dist is None:
         return f"reinstall the package that provides {top}, or {PROJECT_INSTALL}"
     version = metadata.version(dist)
     return (f"{dist} {version} is installed but does not import: pip install --force-reinstall "
             f"--no-deps {dist}=={version} (or {PROJECT_INSTALL})")
+
+
+def shadowing_file(top_level: str, dist: str | None) -> str:
+    """Where ``top_level`` is imported from when that is not the installed distribution
+    ``dist`` (a same-named module earlier on ``sys.path``); "" when it is, or cannot be told."""
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec(top_level)
+    except (ImportError, ValueError):
+        return ""
+    if spec is None or not spec.origin or dist is None:
+        return ""
+    distribution = metadata.distribution(dist)
+    # The files the distribution installed for this module (none for an editable install, whose
+    # code lives elsewhere on purpose: then it cannot be told).
+    own = [Path(str(distribution.locate_file(f))).resolve() for f in distribution.files or ()
+           if f.parts and f.parts[0] in (top_level, f"{top_level}.py")]
+    origin = Path(spec.origin).resolve()
+    return str(origin) if own and origin not in own else ""
 
 
 def distribution_of(top_level: str) -> str | None:

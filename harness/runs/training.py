@@ -209,7 +209,11 @@ class RunFailure:
 
     @classmethod
     def of(cls, spec: RunSpec, err: BaseException) -> RunFailure:
-        return cls(spec.key, f"{type(err).__name__}: {err}",
+        # Where it was raised goes into the message the runner reports (the claim's error, the
+        # report): "RuntimeError: msg" alone does not tell a method's author which line failed.
+        frames = traceback.extract_tb(err.__traceback__)
+        where = f" (raised at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+        return cls(spec.key, f"{type(err).__name__}: {err}{where}",
                    "".join(traceback.format_exception(type(err), err, err.__traceback__)), err)
 
     def __reduce__(self):
