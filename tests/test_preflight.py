@@ -90,3 +90,11 @@ def test_a_module_shadowing_its_installed_package_gets_the_right_fix(tmp_path, m
     assert len(failures) == 1 and "a broken copy" in failures[0].error
     assert f"imported from {tmp_path / 'laplace' / '__init__.py'}" in failures[0].fix
     assert "remove it from PYTHONPATH" in failures[0].fix
+
+
+def test_an_installed_package_that_does_not_import_is_reinstalled_at_its_version():
+    from importlib import metadata
+
+    fix = preflight.fix_for("xgboost", RuntimeError("a broken build"))
+    version = metadata.version("xgboost-cpu")
+    assert f"pip install --force-reinstall --no-deps xgboost-cpu=={version}" in fix
