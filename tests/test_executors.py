@@ -263,3 +263,30 @@ def test_a_training_process_reuses_freed_memory_instead_of_faulting_it_in_again(
         pytest.skip("not glibc: keep_freed_memory leaves the platform's policy")
     assert int(faults["default"]) > 0  # the premise: without it, the block's pages fault again
     assert int(faults["keep"]) <= int(faults["default"]) // 10
+
+
+def visible_devices(_item):
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_slurm_local_jobs_see_the_gpus_this_process_sees(tmp_path, monkeypatch):
+    """Issue 21: slurm-local asked submitit for 0 GPUs per job, so each job ran with
+    CUDA_VISIBLE_DEVICES="" and every neural job failed on a GPU machine. (A fake device list
+    on the CPU: the job only reads the variable.)"""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    executor = make_executor("slurm-local", workers=1, folder=tmp_path / "jobs")
+    try:
+        [(_, seen, error)] = list(executor.submit_all(visible_devices, ["job"]))
+    finally:
+        executor.close()
+    assert error is None and seen == "0,1"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # the machine's GPUs 2 and 3, not 0 and 1
+    executor = make_executor("slurm-local", workers=1, folder=tmp_path / "jobs3")
+    try:
+        [(_, seen, error)] = list(executor.submit_all(visible_devices, ["job"]))
+    finally:
+        executor.close()
+    assert error is None and seen == "2,3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a machine without GPUs: none asked for
+    assert make_executor("slurm-local", workers=1, folder=tmp_path / "jobs2").executor.parameters[
+        "gpus_per_node"] == 0

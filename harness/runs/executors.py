@@ -322,7 +322,8 @@ class SubmititExecutor:
 
     def __init__(self, folder, cluster: str = "slurm", partition: str | None = None,
                  gpus_per_job: int = 1, cpus_per_job: int = 8, time_min: int = 240,
-                 array_parallelism: int = 64, runs_per_job: int | None = None):
+                 array_parallelism: int = 64, runs_per_job: int | None = None,
+                 visible_gpus: tuple[int, ...] = ()):
         try:
             import submitit
         except ImportError:
@@ -350,6 +351,12 @@ class SubmititExecutor:
         if partition:
             params["slurm_partition"] = partition
         self.executor.update_parameters(**params)
+        if cluster == "local" and visible_gpus:
+            # Which of this machine's GPUs the jobs get (without it submitit numbers them from
+            # 0, wrong under CUDA_VISIBLE_DEVICES=2,3). The auto executor does not pass this
+            # local-only parameter through, so it goes to the local executor it wraps.
+            getattr(self.executor, "_executor", self.executor).update_parameters(
+                visible_gpus=tuple(visible_gpus))
         # How often the driver looks for results in the spool, and asks whether jobs ended (on
         # Slurm that is a sacct call: do not hammer the controller; locally it costs CPU the
         # runs share).
@@ -470,7 +477,13 @@ def make_executor(name: str = "local", workers: int = 1, runs_per_gpu: int = 1,
         if name == "slurm-local":
             slurm.setdefault("array_parallelism", workers)
             slurm.setdefault("cpus_per_job", threads_per_worker(workers))
-            slurm["gpus_per_job"] = 0
+            # submitit's local jobs get CUDA_VISIBLE_DEVICES set to the GPUs they ask for: 0
+            # would hide every GPU of a GPU machine, and each neural job would then fail in
+            # resolve_device("cuda"). Each job sees the GPUs this process sees.
+            gpus = visible_gpus()
+            slurm["gpus_per_job"] = len(gpus)
+            if gpus and all(g.strip().isdigit() for g in gpus):
+                slurm["visible_gpus"] = tuple(int(g) for g in gpus)
         return SubmititExecutor(folder, cluster="slurm" if name == "slurm" else "local", **slurm)
     raise ExecutorError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
 
