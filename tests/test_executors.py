@@ -273,20 +273,15 @@ def test_slurm_local_jobs_see_the_gpus_this_process_sees(tmp_path, monkeypatch):
     """Issue 21: slurm-local asked submitit for 0 GPUs per job, so each job ran with
     CUDA_VISIBLE_DEVICES="" and every neural job failed on a GPU machine. (A fake device list
     on the CPU: the job only reads the variable.)"""
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    executor = make_executor("slurm-local", workers=1, folder=tmp_path / "jobs")
-    try:
-        [(_, seen, error)] = list(executor.submit_all(visible_devices, ["job"]))
-    finally:
-        executor.close()
-    assert error is None and seen == "0,1"
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # the machine's GPUs 2 and 3, not 0 and 1
-    executor = make_executor("slurm-local", workers=1, folder=tmp_path / "jobs3")
-    try:
-        [(_, seen, error)] = list(executor.submit_all(visible_devices, ["job"]))
-    finally:
-        executor.close()
-    assert error is None and seen == "2,3"
+    # "2,3": the machine's GPUs 2 and 3, not 0 and 1
+    for devices, folder in (("0,1", "jobs"), ("2,3", "jobs3")):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", devices)
+        executor = make_executor("slurm-local", workers=1, folder=tmp_path / folder)
+        try:
+            [(_, seen, error)] = list(executor.submit_all(visible_devices, ["job"]))
+        finally:
+            executor.close()
+        assert error is None and seen == devices
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a machine without GPUs: none asked for
     assert make_executor("slurm-local", workers=1, folder=tmp_path / "jobs2").executor.parameters[
         "gpus_per_node"] == 0

@@ -272,13 +272,6 @@ def claim_kind(claim: dict) -> str:
     return "method" if str(claim.get("takeaway")) == "M" else "paper"
 
 
-def count_label(claim: dict) -> str:
-    """The verdict a claim is counted under: its three-way verdict (a claim that held, passed or
-    XPASS, is supported), or error / skipped. Its kind (:func:`claim_kind`) and whether it was
-    expected not to hold at quick scale are counted apart by :func:`verdict_counts`."""
-    return verdict_label(claim)
-
-
 def verdict_counts(claims: list[dict]) -> dict[str, dict[str, dict[str, int]]]:
     """Counts by kind (:data:`KINDS`) and verdict (:data:`VERDICT_ORDER`), each
     ``{"n": claims, "expected": of them xfailed as expected at quick scale, "xpass": of them
@@ -286,7 +279,7 @@ def verdict_counts(claims: list[dict]) -> dict[str, dict[str, dict[str, int]]]:
     counts = {kind: {label: {"n": 0, "expected": 0, "xpass": 0} for label in VERDICT_ORDER}
               for kind in KINDS}
     for c in claims:
-        cell = counts[claim_kind(c)].setdefault(count_label(c), {"n": 0, "expected": 0, "xpass": 0})
+        cell = counts[claim_kind(c)].setdefault(verdict_label(c), {"n": 0, "expected": 0, "xpass": 0})
         cell["n"] += 1
         if c.get("xfail_kind") == "quick scale":
             cell["expected"] += c["outcome"] == "xfailed"

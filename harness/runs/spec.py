@@ -118,17 +118,18 @@ def setting_collisions(method_cls, model: str) -> list[str]:
             for key, value in sorted(method_cls.defaults_for(model).items()) if key in hyperparameters]
 
 
-def check_method_settings(method_cls) -> None:
-    """Refuse a method whose settings collide with the hyperparameters of a model it applies to.
+def check_method_settings(method_cls, model: str | None = None) -> None:
+    """Refuse a method whose settings collide with the hyperparameters of ``model`` (default:
+    every model it applies to).
 
     Raises
     ------
     SpecError
         Naming each colliding setting, the model and the fix.
     """
-    clashes = [clash for model in sorted(models.MODELS)
-               if not set(method_cls.requires) - models.capabilities(model)
-               for clash in setting_collisions(method_cls, model)]
+    clashes = [clash for name in ([model] if model else sorted(models.MODELS))
+               if not set(method_cls.requires) - models.capabilities(name)
+               for clash in setting_collisions(method_cls, name)]
     if clashes:
         raise SpecError("; ".join(clashes) + ": a method may not override its model's "
                         "hyperparameters (its runs would not compare like for like with ERM's). "
@@ -167,10 +168,7 @@ def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, 
         raise SpecError(f"method {method!r} does not apply to model {model!r}: it needs "
                         f"{sorted(lacking)} ({'; '.join(methods.CAPABILITIES[c] for c in sorted(lacking))}), "
                         f"which {model!r} lacks (it has {sorted(models.capabilities(model))})")
-    clashes = setting_collisions(method_cls, model)
-    if clashes:
-        raise SpecError("; ".join(clashes) + ": a method may not override its model's "
-                        "hyperparameters (see harness.runs.spec.check_method_settings)")
+    check_method_settings(method_cls, model)
     own = method_cls.defaults_for(model)
     others = {k for cls in methods.METHODS.values() for k in cls.settings} - set(own)
     unknown = set(hyperparameters) - set(models.DEFAULTS[model]) - set(own) - others
