@@ -107,7 +107,12 @@ def list_sessions(store: ResultStore, sessions: list[str]) -> int:
 
 
 def throughput_command(args) -> int:
-    """Train ``--arch`` on the CIFAR-10 training set with the engine; print images/s and accuracy."""
+    """Train ``--arch`` on the CIFAR-10 training set with the engine; print images/s and accuracy.
+
+    Its images/s is a cold figure: the first ``--epochs`` of a freshly built model, start-up and
+    cuDNN/allocator warm-up included. It is recorded as such (``kind="cold"``) and does not
+    replace a steady-state figure that ``gpucheck`` wrote for the same model and device
+    (:func:`harness.experiments.plan.record_throughput`); ``--force-calibration`` replaces it."""
     import json
 
     import numpy as np
@@ -128,10 +133,15 @@ def throughput_command(args) -> int:
         from .experiments import plan
         from .runs.training import device_name
 
-        result["calibration_file"] = str(plan.record_throughput(
-            args.arch, model.device.type, {"images_per_second": round(model.log["images_per_second"], 1),
-                                           "device_name": device_name(model.device.type),
-                                           "images": n, "threads": args.threads}, args.calibration))
+        try:
+            result["calibration_file"] = str(plan.record_throughput(
+                args.arch, model.device.type,
+                {"images_per_second": round(model.log["images_per_second"], 1),
+                 "device_name": device_name(model.device.type), "images": n,
+                 "epochs": args.epochs, "threads": args.threads},
+                args.calibration, kind="cold", force=args.force_calibration))
+        except plan.SteadyFigureKept as kept:
+            result["calibration_kept"] = str(kept)
     print(json.dumps(result, indent=1))
     return 0
 
@@ -249,18 +259,25 @@ def dryrun_command(args) -> int:
 
 
 def gpucheck_command(args) -> int:
+    """Run the GPU check; print its JSON (every stage that finished, and the errors of those
+    that failed). Exit 1 if any stage failed, 2 if it could not start (no GPU)."""
     import json
 
-    from .experiments.gpucheck import gpucheck
+    from .experiments.gpucheck import default_out_path, gpucheck
 
+    out = args.out or default_out_path()
+    print(f"gpucheck: writing the result to {out} as each stage finishes", file=sys.stderr)
     try:
         result = gpucheck(args.minutes, args.device, args.arch, tuple(args.concurrency),
                           args.images, not args.no_cells, args.data_dir, args.calibration,
-                          args.warmup_seconds)
+                          args.warmup_seconds, out=out, variants=not args.no_variants)
     except RuntimeError as err:
         print(json.dumps({"error": str(err)}))
         return 2
     print(json.dumps(result, indent=1))
+    if result["failed"]:
+        print(f"gpucheck: failed stages: {', '.join(result['failed'])}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -371,17 +388,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="directory searched first for CIFAR-10 (then $IMBALANCE_DATA_DIR, "
                             "../shared/data, a checksummed download)")
     speed.add_argument("--calibration", default=None,
-                       help="calibration file the measured images/s is written to, for plan "
-                            "(default $IMBALANCE_CALIBRATION or .cache/calibration.json)")
+                       help="calibration file the measured images/s is written to, for plan, as "
+                            "a cold figure (default $IMBALANCE_CALIBRATION or "
+                            ".cache/calibration.json)")
     speed.add_argument("--no-record", action="store_true",
                        help="only print; do not write the calibration file")
+    speed.add_argument("--force-calibration", action="store_true",
+                       help="write this cold (first-epoch) figure even over a steady-state one "
+                            "that gpucheck measured (by default gpucheck's is kept)")
     speed.set_defaults(func=throughput_command)
     check = commands.add_parser(
         "gpucheck", help="on a GPU: throughput and MFU at 1, 2, 4 runs, every method once",
         description="Measure ResNet-34 training throughput (images/s, MFU against the card's "
-                    "bf16 peak) at several concurrent runs, run one full-shape cell of every "
-                    "full-profile training path for one epoch, record peak memory, write the "
-                    "calibration file for plan, and print one JSON.")
+                    "bf16 peak) at several concurrent runs, write the steady-state figure to "
+                    "the calibration file for plan, run one full-shape cell of every "
+                    "device-bound (neural) full-profile training path for one epoch, record peak "
+                    "memory, time cudnn.benchmark and torch.compile on/off, and print one JSON. "
+                    "Each stage records its result or its error and the check goes on; the "
+                    "exit status is 1 if any stage failed.")
     check.add_argument("--minutes", type=float, default=8.0, help="time budget (default: 8)")
     check.add_argument("--device", default="cuda", choices=("cpu", "cuda"),
                        help="cuda (default); cpu only to smoke-test the script")
@@ -394,6 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--warmup-seconds", type=float, default=30.0,
                        help="time allowed for starting and warming up each level (default: 30)")
     check.add_argument("--no-cells", action="store_true", help="skip the per-method cells")
+    check.add_argument("--no-variants", action="store_true",
+                       help="skip measuring cudnn.benchmark and torch.compile on/off")
+    check.add_argument("--out", default=None,
+                       help="JSON file written as each stage finishes, so that a killed check "
+                            "keeps what it measured (default .cache/gpucheck/<UTC time>.json)")
     check.add_argument("--data-dir", default=None, help="directory searched first for the datasets")
     check.add_argument("--calibration", default=None,
                        help="calibration file to write (default .cache/calibration.json)")

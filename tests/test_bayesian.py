@@ -98,3 +98,52 @@ def test_laplace_method_predicts_from_the_posterior_and_keeps_the_map():
     assert (posterior.max(1).values <= map_confidence + 1e-5).all()
     with pytest.raises(ValueError, match="laplace_subset"):
         small(epochs=1).fit(x, y, method=methods.create("laplace", laplace_subset="kron"))
+
+
+def test_sghmc_draws_its_noise_with_its_own_generator_on_the_run_s_device(monkeypatch):
+    """On CUDA the noise generator is a CUDA generator (the noise is drawn on the device); it is
+    not the generator that orders and augments the batches; on the CPU it is seeded as before."""
+
+    class FakeGenerator:  # torch.Generator(device="cuda") needs a GPU: record what was asked
+        def __init__(self, device="cpu"):
+            self.device = torch.device(device)
+
+        def manual_seed(self, seed):
+            self.seed = seed
+            return self
+
+    w = torch.zeros(3, requires_grad=True)
+    hp = {"momentum": 0.9, "weight_decay": 5e-4}
+    labels = torch.zeros(8, dtype=torch.long)
+    method = methods.create("sghmc")
+
+    def state_on(device):
+        return methods.TrainingState(net=None, labels=labels, num_classes=2, class_counts=None,
+                                     hp=hp, seed=7, generator=torch.Generator().manual_seed(7),
+                                     device=torch.device(device))
+
+    cpu_state = state_on("cpu")
+    cpu = method.optimizer(cpu_state, [w], 0.1).generator
+    assert cpu is not cpu_state.generator and cpu.device == torch.device("cpu")
+    assert torch.equal(cpu.get_state(), torch.Generator().manual_seed(7).get_state())
+    monkeypatch.setattr(torch, "Generator", FakeGenerator)
+    cuda = method.optimizer(state_on("cuda"), [w], 0.1).generator
+    assert cuda.device == torch.device("cuda") and cuda.seed == 7
+
+
+def test_the_laplace_fit_runs_without_tf32_and_restores_the_settings():
+    """On CUDA, cuDNN would run the fit's convolutions as TF32; the fit switches it off, and
+    torch's settings are back afterwards, also when the fit fails."""
+    from tests.test_batches import STRICT, forward_precision, precision_now, tf32_allowed
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 3, generator=g), torch.arange(32) % 2
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    with tf32_allowed():
+        with forward_precision() as seen:
+            bayesian.fit_diagonal_laplace(net, x, y, "last_layer", batch_size=16)
+        assert seen and set(seen) == {STRICT}
+        assert precision_now() == (False, True, True)
+        with pytest.raises(RuntimeError):
+            bayesian.fit_diagonal_laplace(net, x[:, :2], y, "last_layer")  # wrong input width
+        assert precision_now() == (False, True, True)

@@ -64,3 +64,26 @@ def test_dry_run_records_are_never_stored(synthetic, tmp_path):
     assert record["metrics"]["test"]["1"]["counts"] == [3, 3]
     with pytest.raises(ValueError, match="never stored"):
         ResultStore(tmp_path).put(record)
+
+
+def test_device_bound_dry_runs_read_no_tabular_data(monkeypatch):
+    """Issue 21: gpucheck runs only the device-bound cells; building them must not need the
+    tabular datasets, which a GPU machine may lack."""
+    from harness import data
+    from harness.experiments import dryrun
+    from harness.learners import models
+
+    real = data.load
+    asked = []
+    images = {name for name in data.DATASETS if name.startswith("cifar")}
+
+    def load(name, *args, **kwargs):
+        asked.append(name)
+        if name not in images:
+            raise data.DataError(f"{name}: not on this machine")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(data, "load", load)
+    runs = dryrun.dry_runs(device="cpu", device_bound_only=True)
+    assert runs and all(run.spec.model in models.NEURAL for run in runs)
+    assert asked and set(asked) <= images

@@ -5,6 +5,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from functools import partial
 
 import pytest
@@ -146,7 +147,7 @@ def test_gpus_without_a_visible_gpu_is_rejected(monkeypatch):
 def test_gpus_gives_each_slot_its_gpu(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
     executor = make_executor("gpus", runs_per_gpu=3)
-    assert executor.slots == ["2", "2", "2", "5", "5", "5"] and executor.workers == 6
+    assert executor.slots == ["2", "5", "2", "5", "2", "5"] and executor.workers == 6
     outcomes = run_all(executor, executors_visible_device, list(range(6)))
     assert sorted(result for _, result, _ in outcomes) == ["2", "2", "2", "5", "5", "5"]
 
@@ -285,3 +286,100 @@ def test_slurm_local_jobs_see_the_gpus_this_process_sees(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a machine without GPUs: none asked for
     assert make_executor("slurm-local", workers=1, folder=tmp_path / "jobs2").executor.parameters[
         "gpus_per_node"] == 0
+
+
+# ------------------------------------------------------------------ issue 21: slots that survive
+
+@dataclass(frozen=True)
+class Item:
+    """A run as executors see it: a name and the device it declares."""
+
+    name: str
+    device: str = "cpu"
+
+
+def pid_or_die(item):
+    """The worker's pid; "die" kills the worker without a result, "cuda" fails as a sticky CUDA
+    error does, "plain" fails as a run's own bug does."""
+    import os
+
+    if item == "die":
+        os._exit(3)
+    if item == "cuda":
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    if item == "plain":
+        raise ValueError("a bug in the run")
+    time.sleep(0.05)
+    return os.getpid()
+
+
+@pytest.mark.parametrize("name", ["local pool", "gpu slots"])
+def test_a_dead_worker_fails_its_run_alone_and_its_slot_goes_on(name):
+    """Issue 21: after a worker died, its pool was broken: the next submit raised
+    BrokenProcessPool out of submit_all and the queued runs were lost."""
+    executor = {"local pool": lambda: make_executor("local", workers=2),
+                "gpu slots": lambda: GpuSlotsExecutor(["0"], 1)}[name]()
+    items = ["a", "die", "b", "c", "d"]
+    outcomes = {item: (result, error) for item, result, error in run_all(executor, pid_or_die, items)}
+    assert sorted(outcomes) == sorted(items)
+    assert outcomes["die"][0] is None and isinstance(outcomes["die"][1], executors.JobFailed)
+    assert "died" in str(outcomes["die"][1])
+    assert all(outcomes[i][1] is None and outcomes[i][0] > 0 for i in "abcd")
+
+
+def test_a_device_error_leaves_a_fresh_worker_and_a_plain_error_does_not():
+    """Issue 21: a CUDA error is sticky, so the slot that hit one would fail every later run."""
+    executor = GpuSlotsExecutor(["0"], 1)
+    try:
+        pids = [result for _, result, _ in executor.submit_all(pid_or_die, ["a", "cuda", "b", "plain", "c"])]
+    finally:
+        executor.close()
+    a, _, b, _, c = pids
+    assert a != b, "the worker that raised a CUDA error trained the next run"
+    assert b == c, "a run's own error should not cost the slot its warm worker"
+
+
+def test_slots_interleave_gpus_so_the_first_runs_spread_over_the_cards(monkeypatch):
+    """Issue 21: slots were [0, 0, 0, 1, 1, 1], so the first (heaviest) runs shared GPU 0."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert make_executor("gpus", runs_per_gpu=2).slots[:2] == ["0", "1"]
+
+
+def device_seen(item):
+    import os
+
+    time.sleep(0.2)
+    return item.device, os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_workers_auto_on_a_gpu_machine_counts_gpu_slots_beside_cpu_workers(monkeypatch):
+    """Issue 21: --workers=auto started one process per core, all on the same GPU. Now GPU runs
+    get --runs-per-gpu slots per GPU, each pinned, and CPU-only runs the remaining cores."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    executor = make_executor("local", workers="auto", runs_per_gpu=2)
+    assert sorted(executor.slots, key=str) == ["0", "0", "1", "1"] + [None] * 4
+    assert executor.workers == 8 and executor.threads_per_run == 1  # 8 cores, not oversubscribed
+    items = [Item(f"n{i}", "cuda") for i in range(4)] + [Item(f"t{i}") for i in range(6)]
+    seen = [result for _, result, _ in run_all(executor, device_seen, items)]
+    assert sorted(gpu for device, gpu in seen if device == "cuda") == ["0", "0", "1", "1"]
+    assert {gpu for device, gpu in seen if device == "cpu"} == {"0,1"}  # never pinned to a GPU slot
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: one worker per core, as before
+    assert make_executor("local", workers="auto").slots == [None] * 8
+
+
+def test_gpu_detection_does_not_import_torch_on_a_machine_without_gpu_nodes(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(executors, "gpu_device_nodes", lambda: [])
+    monkeypatch.setitem(sys.modules, "torch", None)  # importing torch would raise
+    assert executors.visible_gpus() == []
+
+
+def test_slurm_cpu_only_runs_ask_for_no_gpu(tmp_path, monkeypatch):
+    """Issue 21: every array task asked for the session's GPUs, so a one-second XGBoost run held
+    a GPU. (slurm-local on a fake device list: a task sees the GPUs it asked for.)"""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    executor = make_executor("slurm-local", workers=2, folder=tmp_path / "jobs")
+    items = [Item("tabular"), Item("network", "cuda"), Item("toy")]
+    seen = {item.name: result for item, result, error in run_all(executor, device_seen, items)}
+    assert seen == {"tabular": ("cpu", ""), "network": ("cuda", "0,1"), "toy": ("cpu", "")}

@@ -1,6 +1,7 @@
-"""Hessian eigenvalues against an exact Hessian; filter-normalized directions."""
+"""Hessian eigenvalues against an exact Hessian; filter-normalized directions; both in strict fp32."""
 
 import numpy as np
+import pytest
 import torch
 
 from harness.nn import flatness
@@ -74,3 +75,41 @@ def test_a_gradient_constant_in_the_weights_gives_zero_curvature():
     got = flatness.hessian_top_eigenvalues(model, lambda out: out.mean() + (model.weight ** 2).sum(), x,
                                            k=2, tol=1e-10)
     assert np.allclose(got, [2.0, 2.0])
+
+
+def test_hessian_products_and_loss_curves_run_without_tf32_and_restore_the_settings(monkeypatch):
+    """On CUDA, cuDNN would run these "fp32" convolutions as TF32 (~1e-3 relative): the first
+    gradient and every Hessian-vector product (each a torch.autograd.grad call), and every loss of
+    the curve, see TF32 off; torch's settings are back afterwards, also after an error."""
+    from tests.test_batches import STRICT, precision_now, tf32_allowed
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    x, y = torch.randn(6, 2, 4, 4), torch.arange(6) % 2
+    loss = lambda out: torch.nn.functional.cross_entropy(out, y)  # noqa: E731
+    seen = []
+    grad = torch.autograd.grad
+
+    def recording_grad(*args, **kwargs):
+        seen.append(precision_now())
+        return grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", recording_grad)
+    with tf32_allowed():
+        flatness.hessian_top_eigenvalues(net, loss, x, k=2)
+        assert len(seen) > 2 and set(seen) == {STRICT}  # the gradient, then the products
+        assert precision_now() == (False, True, True)
+        seen.clear()
+        direction = flatness.filter_normalized_direction(net, torch.Generator().manual_seed(0))
+        flatness.loss_along(net, direction, [0.0, 1.0], lambda m: seen.append(precision_now()) or 0.0)
+        assert seen == [STRICT, STRICT] and precision_now() == (False, True, True)
+
+        def fails(_):
+            raise RuntimeError("boom")
+
+        before = [p.clone() for p in net.parameters()]
+        with pytest.raises(RuntimeError, match="boom"):
+            flatness.hessian_top_eigenvalues(net, fails, x, k=2)
+        with pytest.raises(RuntimeError, match="boom"):
+            flatness.loss_along(net, direction, [1.0], fails)
+        assert precision_now() == (False, True, True)
+        assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))

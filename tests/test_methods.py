@@ -51,9 +51,12 @@ def test_a_post_hoc_method_that_changes_training_is_refused():
 
 
 @pytest.mark.parametrize("name", sorted(methods.BUILTIN_METHODS))
-def test_every_method_runs_its_hooks_on_a_tiny_network(name):
+def test_every_method_runs_its_hooks_on_a_tiny_network(name, monkeypatch):
     """The training-loop contract: each method trains a tiny CNN for one epoch and predicts
-    probabilities that sum to one, wherever the CNN has the capabilities it needs."""
+    probabilities that sum to one, wherever the CNN has the capabilities it needs; its
+    predictions and variants evaluate networks in strict fp32 only, even for CUDA images."""
+    from tests.test_batches import (STRICT, LooksLikeCuda, forward_precision, pretend_cuda_autocast,
+                                    tf32_allowed)
     from tests.test_engine import small, tiny_images
 
     cls = methods.get(name)
@@ -70,6 +73,13 @@ def test_every_method_runs_its_hooks_on_a_tiny_network(name):
     probabilities = model.probabilities(model.train_images)
     assert torch.allclose(probabilities.sum(1), torch.ones(len(ys)), atol=1e-5)
     assert model.predict(x).shape == (len(x),)
+    # The CPU pretends to be CUDA (tests/test_batches.py): no bf16 autocast, no TF32 anywhere.
+    pretend_cuda_autocast(monkeypatch)
+    images = model.images(x).as_subclass(LooksLikeCuda)
+    with tf32_allowed(), forward_precision() as seen:
+        model.probabilities(images)
+        model.method.variants(model.state, images)
+    assert seen and set(seen) == {STRICT}
 
 
 def test_oversampling_balances_classes():

@@ -136,3 +136,42 @@ def test_readme_quotes_the_full_plan(tmp_path):
     readme = " ".join((REPO_ROOT / "README.md").read_text().split())
     assert (f"The full profile is the paper's grids: {result['runs_total']} unique runs, {resnet} of "
             "them ResNet-34 runs") in readme
+
+
+def test_a_cold_figure_does_not_replace_a_steady_state_one_unless_forced(tmp_path):
+    """gpucheck's steady state (after a warm-up epoch) is what a long run sustains; the
+    throughput command's first epoch from cold is not, and does not overwrite it."""
+    file = tmp_path / "calibration.json"
+    plan.record_throughput("resnet34", "cuda", {"images_per_second": 20_000, "device_name": "H200"},
+                           file, kind="steady")
+    before = file.read_text()
+    with pytest.raises(plan.SteadyFigureKept, match="steady-state.*--force-calibration"):
+        plan.record_throughput("resnet34", "cuda", {"images_per_second": 9_000}, file, kind="cold")
+    assert file.read_text() == before
+    figure = plan.load_calibration(file)["resnet34/cuda"]
+    assert figure["images_per_second"] == 20_000 and figure["kind"] == "steady"
+    assert "steady state" in figure["source"]
+    plan.record_throughput("resnet34", "cuda", {"images_per_second": 9_000}, file, kind="cold", force=True)
+    assert plan.load_calibration(file)["resnet34/cuda"]["kind"] == "cold"
+    plan.record_throughput("resnet34", "cuda", {"images_per_second": 9_500}, file, kind="cold")  # cold over cold
+    plan.record_throughput("resnet34", "cuda", {"images_per_second": 21_000}, file, kind="steady")
+    assert plan.load_calibration(file)["resnet34/cuda"]["images_per_second"] == 21_000
+    with pytest.raises(ValueError, match="kind"):
+        plan.record_throughput("resnet34", "cuda", {"images_per_second": 1}, file, kind="warm")
+
+
+def test_figures_written_before_kinds_were_recorded_keep_their_kind(tmp_path):
+    """A figure of an older file: gpucheck's (it alone has aggregate_images_per_second) is
+    steady and kept; the throughput command's is cold and replaced."""
+    file = tmp_path / "calibration.json"
+    file.write_text(json.dumps({"throughput": {
+        "resnet34/cuda": {"images_per_second": 20_000, "aggregate_images_per_second": {"1": 20_000},
+                          "source": "measured on gpu1 (H100) 2025-01-01"},
+        "small_cnn/cpu": {"images_per_second": 8_000, "images": 256, "threads": 2,
+                          "source": "measured on ci (cpu) 2025-01-01"}}}))
+    figures = plan.load_calibration(file)
+    assert figures["resnet34/cuda"]["kind"] == "steady" and figures["small_cnn/cpu"]["kind"] == "cold"
+    with pytest.raises(plan.SteadyFigureKept):
+        plan.record_throughput("resnet34", "cuda", {"images_per_second": 9_000}, file, kind="cold")
+    plan.record_throughput("small_cnn", "cpu", {"images_per_second": 9_000}, file, kind="cold")
+    assert plan.load_calibration(file)["small_cnn/cpu"]["images_per_second"] == 9_000

@@ -171,7 +171,7 @@ def test_runs_registered_only_in_this_process_train_here_even_with_a_pool(tmp_pa
     finally:
         pool.close()
     assert runner.trained == 6 and len(SpyModel.seen) == 6  # trained here, where the spy records
-    assert pool.pool is None  # no worker was ever started
+    assert pool.pools == []  # no worker was ever started
 
 
 def test_builtin_registrations_are_portable(synthetic):
@@ -507,3 +507,26 @@ def test_the_erm_runs_of_a_group_whose_laplace_stage_fails_are_stored_and_judged
               for path in (tmp_path / "store" / "runs").rglob("*.json")]
     assert sorted(stored) == ["erm"] * 8, stored  # 2 ratios x 2 seeds, each arm's ERM runs
     assert "4 failed" in out.stdout and "8 runs trained" in out.stdout, out.stdout[-3000:]
+
+
+def test_each_group_hands_cached_gpu_memory_back(monkeypatch, synthetic):
+    """Issue 21: a worker kept what torch's allocator cached after a Hessian run, memory the
+    other slots on its GPU needed. Now it is released after every group, also a failed one."""
+    import torch
+
+    from harness.runs.runner import execute_spec
+
+    released = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: released.append("group"))
+    spec = make_spec("synthetic", "spy", "erm", (100, 20), (1.0,), seed=0)
+    execute_spec(spec)
+    assert released == ["group"]
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("CUDA error: out of memory")
+
+    monkeypatch.setattr(training, "execute", crash)
+    with pytest.raises(RuntimeError):
+        execute_spec(spec)
+    assert released == ["group", "group"]

@@ -77,13 +77,41 @@ def test_minority_radius_lengthens_the_step_along_the_minority_gradient():
     assert flat(asymmetric).norm() > flat(symmetric).norm()
 
 
-def test_radii_are_validated():
+def test_radii_are_validated_where_they_are_made():
+    """Radii are fixed for a run: a negative (or NaN) one is refused when the radii are made, not
+    at every step (a check of a CUDA tensor's values synchronizes the device)."""
     model, x, y = tiny_problem()
     losses = per_sample(model, x, y)()
     with pytest.raises(ValueError, match="one radius per sample"):
         sam.ascent_vector(list(model.parameters()), losses, torch.ones(3))
-    with pytest.raises(ValueError, match="non-negative"):
-        sam.ascent_vector(list(model.parameters()), losses, -torch.ones(16))
+    for rho, scale in ((-0.05, 2.0), (0.05, -2.0), (float("nan"), 2.0)):
+        with pytest.raises(ValueError, match="non-negative"):
+            sam.minority_half_radii(y, 2, rho, scale)
+    for table in (torch.tensor([0.1, -0.5]), torch.tensor([0.1, float("nan")])):
+        with pytest.raises(ValueError, match="non-negative"):
+            sam.class_radii(y, table)
+    assert torch.equal(sam.minority_half_radii(y, 2, 0.1, 2.0), sam.class_radii(y, torch.tensor([0.1, 0.2])))
+
+
+def test_a_step_reads_back_only_whether_the_radii_are_equal(monkeypatch):
+    """At most one value leaves the device per step (is the batch plain SAM?), none when the
+    caller says; the answer given and the answer checked take the same step."""
+    reads = []
+    to_bool, item = torch.Tensor.__bool__, torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: reads.append("bool") or to_bool(t))
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append("item") or item(t))
+    steps = {}
+    for uniform, radii in ((None, sam.minority_half_radii), (None, None), (True, None)):
+        model, x, y = tiny_problem()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        table = radii(y, 2, 0.1, 2.0) if radii else torch.full((16,), 0.1)
+        for _ in range(3):
+            reads.clear()
+            told = {} if uniform is None else {"uniform": uniform}
+            sam.sam_step(list(model.parameters()), per_sample(model, x, y), table, opt, **told)
+            assert len(reads) == (0 if uniform else 1), reads
+        steps[uniform, radii] = [p.detach() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(steps[None, None], steps[True, None]))
 
 
 def test_toy_margins_are_exact_distances_to_the_boundary():
@@ -143,3 +171,18 @@ def test_toy_margins_stop_marching_at_the_first_crossing_without_changing_them(s
     points = (np.random.default_rng(seed).normal(size=(12, 2)) * 2).astype(np.float32)
     expected = full_march_distances(gap, points)
     assert toy.boundary_distances(gap, points) == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize("name, uniform", [("sam", True), ("asymmetric_sam", None)])
+def test_plain_sam_tells_its_steps_the_radii_are_uniform(name, uniform, monkeypatch):
+    """Issue 21: plain SAM's radii are one value, known when they are made; its steps say so and
+    read nothing back from the device. Asymmetric SAM leaves it to each batch."""
+    from harness import methods
+    from tests.test_engine import small, tiny_images
+
+    told = []
+    step = sam.sam_step
+    monkeypatch.setattr(sam, "sam_step", lambda *a, **k: told.append(k.get("uniform")) or step(*a, **k))
+    x, y = tiny_images()
+    small(epochs=1).fit(x, y, method=methods.get(name)())
+    assert told and set(told) == {uniform}

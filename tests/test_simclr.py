@@ -82,6 +82,45 @@ def test_colour_ops_keep_range_and_luma():
     assert torch.equal(simclr.color_jitter(images, torch.Generator().manual_seed(0), p=0.0), images)
 
 
+def rotate_hue_as_it_was(images, angle):
+    """``simclr.rotate_hue`` before its matrices became constants: YIQ built and inverted per call."""
+    to_yiq = torch.tensor(simclr.RGB_TO_YIQ, device=images.device)
+    from_yiq = torch.linalg.inv(to_yiq)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.zeros(len(images), 3, 3, device=images.device)
+    rotation[:, 0, 0] = 1
+    rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
+    return torch.einsum("nij,njhw->nihw", from_yiq @ rotation @ to_yiq, images)
+
+
+def grayscale_as_it_was(images):
+    weights = torch.tensor(simclr.GRAY, device=images.device).view(1, 3, 1, 1)
+    return (images * weights).sum(1, keepdim=True)
+
+
+def test_views_are_bitwise_what_they_were_and_invert_no_matrix(monkeypatch):
+    """The colour matrices are constants (the YIQ inverse computed once, not per view on the
+    device); a seeded view is bit for bit the view of before."""
+    batch = torch.randint(0, 256, (16, 12, 12, 3), generator=torch.Generator().manual_seed(0),
+                          dtype=torch.uint8)
+    with monkeypatch.context() as old:
+        old.setattr(simclr, "rotate_hue", rotate_hue_as_it_was)
+        old.setattr(simclr, "grayscale", grayscale_as_it_was)
+        expected = simclr.simclr_view(batch, torch.Generator().manual_seed(1), 0.2)
+    angle = torch.linspace(-0.6, 0.6, 16)
+    images = batch.permute(0, 3, 1, 2).float() / 255
+    rotated = rotate_hue_as_it_was(images, angle)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.linalg.inv called while augmenting")
+
+    monkeypatch.setattr(torch.linalg, "inv", refuse)
+    got = simclr.simclr_view(batch, torch.Generator().manual_seed(1), 0.2)
+    assert torch.equal(got, expected)
+    assert torch.equal(simclr.rotate_hue(images, angle), rotated)
+    assert simclr.color_constants(images.device)[2] is simclr.color_constants(images.device)[2]
+
+
 def test_split_and_replace_classifier_share_the_encoder():
     for arch in ("small_cnn", "resnet34"):
         net = networks.build_network(arch, 3, 8).eval()

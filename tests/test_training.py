@@ -170,3 +170,31 @@ def test_a_failure_in_the_shared_training_fails_the_whole_group(synthetic, monke
     specs = [make_spec("synthetic", "spy", "erm", (100, 20), ratios, 0) for ratios in ((1.0,), (0.5,))]
     with pytest.raises(RuntimeError, match="training failed"):
         training.execute_group(specs)
+
+
+def fake_gpu_memory(monkeypatch) -> list:
+    """torch.cuda's memory counters answering as a GPU would (3 GiB allocated, 4 reserved)."""
+    import torch
+
+    resets = []
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: resets.append("reset"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: 4 * 2**30)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    return resets
+
+
+def test_a_gpu_run_records_the_peak_memory_of_its_group(synthetic, monkeypatch):
+    """Issue 21: a run's record says how much GPU memory it needed (allocated and reserved),
+    counted from the start of its group; a CPU run's record has no such field."""
+    from dataclasses import replace
+
+    from harness.learners import models
+
+    monkeypatch.setitem(models.DEFAULTS, "spy", {"device": "cpu"})  # a model placed by --device
+    resets = fake_gpu_memory(monkeypatch)
+    spec = make_spec("synthetic", "spy", "erm", (100, 20), (1.0,), seed=0)
+    record = training.execute(replace(spec, hyperparameters=spec.hyperparameters + (("device", "cuda"),)))
+    assert resets == ["reset"]
+    assert record["peak_memory_gib"] == {"allocated": 3.0, "reserved": 4.0}
+    assert "peak_memory_gib" not in training.execute(spec) and resets == ["reset"]

@@ -59,17 +59,20 @@ def measurement(cfg) -> str:
 
 def dry_runs(data_dir=None, device: str = "cpu", profile: str = "full",
              train_images: int | None = TRAIN_IMAGES, test_per_class: int | None = TEST_PER_CLASS,
-             network_budget: dict | None = None) -> list[DryRun]:
+             network_budget: dict | None = None, device_bound_only: bool = False) -> list[DryRun]:
     """One :class:`DryRun` per distinct (dataset, model, method, measurement) of ``profile``.
 
     ``train_images`` (None: the arm's own size), ``test_per_class`` (None: whole test sets) and
     ``network_budget`` (default :data:`NETWORK_BUDGET`) size the runs; ``gpucheck`` uses larger
-    ones than the CPU dry run."""
+    ones than the CPU dry run, and only the device-bound arms (``device_bound_only``: their
+    datasets alone are read, so a GPU machine without the tabular data can run it)."""
     sizing = (train_images, test_per_class,
               NETWORK_BUDGET if network_budget is None else network_budget)
     runs: dict[str, DryRun] = {}
     for arm, cfg in protocols.PROFILES[profile].items():
         neural = cfg.model in models.NEURAL
+        if device_bound_only and not neural:
+            continue
         methods = getattr(cfg, "methods", None) or (cfg.method,)
         for method in methods:
             path = f"{cfg.dataset}/{cfg.model}/{method}{measurement(cfg)}"

@@ -56,7 +56,8 @@ def calibration_path(path=None) -> Path:
 
 def load_calibration(path=None) -> dict:
     """Throughput figures: the defaults, overridden by the calibration file's measured ones.
-    Keys are ``"model/device"``; each value has its figure, ``source`` and ``measured``."""
+    Keys are ``"model/device"``; each value has its figure, ``source``, ``measured`` and, for a
+    measured one, its ``kind`` (:func:`figure_kind`)."""
     figures = {f"{m}/{d}": dict(v, measured=False) for (m, d), v in ASSUMED.items()}
     file = calibration_path(path)
     if file.is_file():
@@ -66,25 +67,63 @@ def load_calibration(path=None) -> dict:
             raise ValueError(f"calibration file {file} is not JSON ({err}); delete it or rerun "
                              "python -m harness throughput") from None
         for key, value in stored.get("throughput", {}).items():
-            figures[key] = dict(value, measured=True)
+            figures[key] = dict(value, measured=True, kind=figure_kind(value))
     return figures
 
 
-def record_throughput(model: str, device: str, figure: dict, path=None) -> Path:
+# The kinds of measured figure. A steady-state figure (python -m harness gpucheck: images/s over
+# a synchronized window after a warm-up epoch) is what a 200-epoch run sustains; a cold one
+# (python -m harness throughput: the first epoch(s) of a freshly built model, start-up, cuDNN
+# and allocator warm-up included) understates it, so it never replaces a steady one unless forced.
+FIGURE_KINDS = {"steady": "steady state after a warm-up epoch (gpucheck)",
+                "cold": "first epochs from cold, start-up included (throughput)"}
+
+
+class SteadyFigureKept(ValueError):
+    """A cold figure was not recorded over a steady-state one (see :func:`record_throughput`)."""
+
+
+def figure_kind(figure: dict) -> str:
+    """``"steady"`` or ``"cold"``: the figure's ``kind``; for one written before kinds were
+    recorded, steady if gpucheck wrote it (it alone records ``aggregate_images_per_second``)."""
+    kind = figure.get("kind")
+    if kind in FIGURE_KINDS:
+        return kind
+    return "steady" if "aggregate_images_per_second" in figure else "cold"
+
+
+def record_throughput(model: str, device: str, figure: dict, path=None, kind: str = "steady",
+                      force: bool = False) -> Path:
     """Add a measured figure (``images_per_second``, ``seconds_per_10k_rows`` or
-    ``seconds_per_run``) to the calibration
-    file, with the device name, host and date."""
+    ``seconds_per_run``) to the calibration file under ``"model/device"``, with its ``kind``
+    (``"steady"`` or ``"cold"``, :data:`FIGURE_KINDS`), the device name, host and date.
+
+    A cold figure does not replace a steady-state one (gpucheck's) of the same key unless
+    ``force``: it raises :class:`SteadyFigureKept` and leaves the file as it was. Any other
+    combination replaces the stored figure."""
+    if kind not in FIGURE_KINDS:
+        raise ValueError(f"calibration figure kind must be one of {sorted(FIGURE_KINDS)}; got {kind!r}")
     file = calibration_path(path)
     stored = json.loads(file.read_text()) if file.is_file() else {}
-    stored.setdefault("throughput", {})[f"{model}/{device}"] = {
-        **figure, "source": f"measured on {platform.node()} ({figure.get('device_name', device)}) "
-                            f"{dt.date.today().isoformat()}"}
+    key = f"{model}/{device}"
+    old = stored.get("throughput", {}).get(key)
+    if old is not None and kind == "cold" and figure_kind(old) == "steady" and not force:
+        rate = old.get("images_per_second")
+        raise SteadyFigureKept(
+            f"calibration file {file} keeps {key}'s steady-state figure"
+            f"{f' ({rate:,} images/s)' if rate is not None else ''}, {old.get('source', '')}; a cold "
+            "first-epoch figure does not replace it (force it: python -m harness throughput "
+            "--force-calibration)")
+    stored.setdefault("throughput", {})[key] = {
+        **figure, "kind": kind,
+        "source": f"measured on {platform.node()} ({figure.get('device_name', device)}) "
+                  f"{dt.date.today().isoformat()}, {FIGURE_KINDS[kind]}"}
     atomic_write_json(file, stored)
     return file
 
 
 def device_kind(spec: RunSpec) -> str:
-    return "cuda" if dict(spec.hyperparameters).get("device") == "cuda" else "cpu"
+    return "cuda" if spec.device == "cuda" else "cpu"
 
 
 def image_passes(spec: RunSpec, trains: bool = True) -> float:

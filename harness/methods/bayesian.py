@@ -1,7 +1,9 @@
 """Bayesian inference over the network's weights (Figure 8): diagonal Laplace and SGHMC.
 
 The numerics live in :mod:`harness.nn.bayesian` and :mod:`harness.nn.sghmc`; these classes plug them
-into the training loop's hooks.
+into the training loop's hooks. Their predictives and the MAP variant are evaluated alike, in
+strict fp32 (:mod:`harness.nn.batches`), so that Figure 8's paired gains compare the methods, not
+bf16 against fp32.
 """
 
 from __future__ import annotations
@@ -73,8 +75,10 @@ class SGHMC(Method):
 
         from ..nn.bayesian import sghmc_optimizer
 
-        make = sghmc_optimizer(len(state.labels), self.settings["sghmc_temperature"],
-                               torch.Generator().manual_seed(state.seed))
+        # The noise is drawn on the run's device, by a generator of its own (not the one that
+        # orders and augments the batches). On the CPU it is the generator SGHMC always had.
+        noise = torch.Generator(device=state.device or "cpu").manual_seed(state.seed)
+        make = sghmc_optimizer(len(state.labels), self.settings["sghmc_temperature"], noise)
         return make(params, lr, state.hp)
 
     def lr_factor(self, step: int, total_steps: int) -> float:

@@ -89,13 +89,17 @@ class SAM(Method):
         scale = self.settings[self.minority_scale_key] if self.minority_scale_key else 1.0
         state.extra["radii"] = minority_half_radii(state.labels, state.num_classes,
                                                    self.settings["sam_rho"], scale)
+        # One radius for every sample (plain SAM): each batch takes the one-backward path, known
+        # here, so a step need not read the radii back from the device to find out (a sync).
+        state.extra["uniform_radii"] = True if scale == 1.0 or self.settings["sam_rho"] == 0 else None
         return {}
 
     def step(self, state: TrainingState, per_sample_loss, idx, optimizer) -> None:
         from ..nn.sam import sam_step
 
         radii = state.extra["radii"]
-        sam_step(state.params, per_sample_loss, radii if idx is None else radii[idx], optimizer)
+        sam_step(state.params, per_sample_loss, radii if idx is None else radii[idx], optimizer,
+                 uniform=state.extra["uniform_radii"])
 
 
 @register

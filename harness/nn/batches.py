@@ -6,6 +6,14 @@ The training set is one uint8 NHWC tensor on the device. Each step gathers a bat
 random crop offset and a horizontal flip *per image* and applies them to the whole batch with one
 gather (no DataLoader, no per-image PIL transforms). NHWC memory is what PyTorch calls
 channels_last, so the gathered batch feeds channels_last convolutions without a copy.
+
+Predictions are fp32. Training runs under bf16 autocast on CUDA, but every prediction (test and
+training logits, probabilities, posterior predictives, a run's variants, the fit check) goes
+through :func:`each_batch`, which evaluates each batch in strict fp32
+(:func:`harness.nn.precision.strict_fp32`: no autocast, no TF32). Paired comparisons set one
+predictor against another (Laplace's and SGHMC's predictives against the MAP network, Figure 8);
+with bf16 on one side and fp32 on the other, argmax flips on near-ties would enter the gain.
+Evaluation is a small fraction of a run's compute, so fp32 costs little.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import CIFAR_MEAN, CIFAR_STD  # dataset facts live with the dataset
+from .precision import strict_fp32
 
 
 def resolve_device(requested: str = "auto") -> str:
@@ -82,9 +91,14 @@ def to_model_layout(batch_nhwc: torch.Tensor) -> torch.Tensor:
 
 def each_batch(fn, images_u8: torch.Tensor, batch_size: int = 1024):
     """``fn`` applied to network-ready batches (normalized, model layout) of uint8 NHWC
-    images, one result per batch, lazily (a caller may stop early)."""
+    images, one result per batch, lazily (a caller may stop early). Each call of ``fn`` runs in
+    strict fp32 (module docstring); the settings are restored before each batch's result is
+    handed out, so that they never leak into the caller between batches."""
     for start in range(0, len(images_u8), batch_size):
-        yield fn(to_model_layout(normalize(images_u8[start:start + batch_size])))
+        batch = to_model_layout(normalize(images_u8[start:start + batch_size]))
+        with strict_fp32():
+            out = fn(batch)
+        yield out
 
 
 @torch.no_grad()
@@ -96,9 +110,9 @@ def map_batches(fn, images_u8: torch.Tensor, batch_size: int = 1024) -> torch.Te
 
 
 def predict_logits(net, images_u8: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """``net``'s fp32 logits (eval mode) for uint8 NHWC images."""
     net.eval()
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images_u8.is_cuda):
-        return map_batches(lambda x: net(x).float(), images_u8, batch_size)
+    return map_batches(lambda x: net(x).float(), images_u8, batch_size)
 
 
 @torch.no_grad()
@@ -107,10 +121,9 @@ def classifies_all(net, images_u8: torch.Tensor, labels: torch.Tensor, batch_siz
     stopping at the first batch with an error (a network that is not yet fit is found there,
     at a fraction of a pass over the training set)."""
     net.eval()
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images_u8.is_cuda):
-        predictions = each_batch(lambda x: net(x).float().argmax(1), images_u8, batch_size)
-        return all(bool((predicted == labels[i * batch_size:(i + 1) * batch_size]).all())
-                   for i, predicted in enumerate(predictions))
+    predictions = each_batch(lambda x: net(x).float().argmax(1), images_u8, batch_size)
+    return all(bool((predicted == labels[i * batch_size:(i + 1) * batch_size]).all())
+               for i, predicted in enumerate(predictions))
 
 
 def network_inputs(images_u8: torch.Tensor) -> torch.Tensor:

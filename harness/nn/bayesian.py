@@ -28,14 +28,18 @@ import warnings
 import torch
 
 from ..nn.optim import cosine
+from ..nn.precision import strict_fp32
 from ..nn.sghmc import SGHMC
 
 
+@strict_fp32()
 def fit_diagonal_laplace(net, inputs: torch.Tensor, labels: torch.Tensor, subset: str,
                          batch_size: int = 256):
     """Fit laplace-torch's diagonal Laplace around ``net`` and tune the prior by marginal likelihood.
 
-    ``inputs`` are network-ready (normalized, NCHW) un-augmented training images.
+    ``inputs`` are network-ready (normalized, NCHW) un-augmented training images. The fit runs in
+    strict fp32 (:func:`~harness.nn.precision.strict_fp32`): on CUDA, cuDNN would otherwise run
+    its convolutions as TF32 (~1e-3 relative), in the curvature and the marginal likelihood.
     """
     if subset not in ("last_layer", "all"):
         raise ValueError(f"laplace_subset must be 'last_layer' or 'all'; got {subset!r}")

@@ -8,7 +8,10 @@
   (the paper's Figure 7b, citing Huang et al. 2019b).
 
 Call both with the network in eval mode so that BatchNorm uses its running statistics and the
-loss is a fixed function of the weights.
+loss is a fixed function of the weights. :func:`hessian_top_eigenvalues` and :func:`loss_along`
+run in strict fp32 (:func:`harness.nn.precision.strict_fp32`): on CUDA, cuDNN would otherwise
+run their fp32 convolutions as TF32 (~1e-3 relative), a noise floor under the eigenvalues and
+the curves.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from .precision import strict_fp32
 
+
+@strict_fp32()
 def hessian_top_eigenvalues(model: torch.nn.Module, loss_of_outputs: Callable[[torch.Tensor], torch.Tensor],
                             inputs: torch.Tensor, k: int = 10, tol: float = 1e-3,
                             seed: int = 0) -> np.ndarray:
@@ -79,6 +85,7 @@ def filter_normalized_direction(model: torch.nn.Module, generator: torch.Generat
 
 
 @torch.no_grad()
+@strict_fp32()
 def loss_along(model: torch.nn.Module, direction: dict, alphas: Sequence[float],
                loss_of_model: Callable[[torch.nn.Module], float]) -> list[float]:
     """Loss at ``w + alpha * direction`` for each alpha; the weights are restored afterwards."""

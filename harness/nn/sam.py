@@ -19,6 +19,12 @@ so each sample's pull on the ascent direction is scaled by its own radius. Conse
 
 Costs: SAM needs two backward passes per step; asymmetric SAM three (the plain and the
 radius-weighted gradient at ``w``, then the gradient at ``w + e``).
+
+The radii are fixed for a run, so they are validated once, where they are made
+(:func:`minority_half_radii`, :func:`class_radii`), not at every step: a check of a CUDA tensor's
+values is a host-device synchronization. The one value a step still reads back is whether the
+batch's radii are all equal (the plain-SAM path, one backward pass fewer); a caller that knows
+it (one radius for the whole run) passes ``uniform=True`` and the step reads nothing back.
 """
 
 from __future__ import annotations
@@ -29,15 +35,18 @@ import torch
 
 
 def ascent_vector(params: list[torch.Tensor], losses: torch.Tensor, radii: torch.Tensor,
-                  eps: float = 1e-12) -> list[torch.Tensor]:
-    """The (asymmetric) SAM perturbation for per-sample ``losses`` with per-sample ``radii``."""
-    if radii.shape != losses.shape:
+                  eps: float = 1e-12, uniform: bool | None = None) -> list[torch.Tensor]:
+    """The (asymmetric) SAM perturbation for per-sample ``losses`` with per-sample ``radii``.
+
+    ``radii`` are taken as valid (non-negative: checked where they are made). ``uniform``:
+    whether all radii are equal; None checks it (one read of a value from the device).
+    """
+    if radii.shape != losses.shape:  # shapes live on the host: no synchronization
         raise ValueError(f"one radius per sample: radii {tuple(radii.shape)} vs losses {tuple(losses.shape)}")
-    if (radii < 0).any():
-        raise ValueError("SAM radii must be non-negative")
     grads = torch.autograd.grad(losses.mean(), params, retain_graph=True)
     norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads)) + eps
-    uniform = bool((radii == radii[0]).all())
+    if uniform is None:
+        uniform = bool((radii == radii[0]).all())
     if uniform:  # plain SAM: one backward pass suffices
         weighted = [radii[0] * g for g in grads]
     else:
@@ -46,14 +55,17 @@ def ascent_vector(params: list[torch.Tensor], losses: torch.Tensor, radii: torch
 
 
 def sam_step(params: list[torch.Tensor], per_sample_loss: Callable[[], torch.Tensor],
-             radii: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+             radii: torch.Tensor, optimizer: torch.optim.Optimizer,
+             uniform: bool | None = None) -> torch.Tensor:
     """One SAM / asymmetric-SAM step; returns the mean loss at ``w`` (before the step).
 
     ``per_sample_loss()`` evaluates the model on the current batch and returns one loss per
-    sample; it is called twice (at ``w`` and at ``w + e``).
+    sample; it is called twice (at ``w`` and at ``w + e``). ``radii`` come from
+    :func:`minority_half_radii` or :func:`class_radii` (validated there); ``uniform`` as in
+    :func:`ascent_vector`.
     """
     losses = per_sample_loss()
-    perturbation = ascent_vector(params, losses, radii)
+    perturbation = ascent_vector(params, losses, radii, uniform=uniform)
     with torch.no_grad():
         for p, e in zip(params, perturbation):
             p.add_(e)
@@ -67,14 +79,24 @@ def sam_step(params: list[torch.Tensor], per_sample_loss: Callable[[], torch.Ten
 
 
 def class_radii(labels: torch.Tensor, radius_per_class: torch.Tensor) -> torch.Tensor:
-    """Per-sample radii from a per-class table (e.g. ``[rho, rho * k]`` for majority, minority)."""
+    """Per-sample radii from a per-class table (e.g. ``[rho, rho * k]`` for majority, minority).
+
+    Raises ValueError for a negative (or NaN) radius in the table (checked on the table's own
+    device, before it moves to the labels')."""
+    if not bool((radius_per_class >= 0).all()):  # NaN fails too
+        raise ValueError(f"SAM radii must be non-negative; got {radius_per_class.tolist()}")
     return radius_per_class.to(labels.device)[labels]
 
 
 def minority_half_radii(labels: torch.Tensor, num_classes: int, rho: float,
                         scale: float) -> torch.Tensor:
     """Per-sample radii: ``rho`` for the more frequent half of the classes in ``labels``,
-    ``rho * scale`` for the rarer half (binary: the minority class; CIFAR-10: the 5 rarest)."""
+    ``rho * scale`` for the rarer half (binary: the minority class; CIFAR-10: the 5 rarest).
+
+    Raises ValueError for a negative (or NaN) ``rho`` or ``scale`` (the radii are validated
+    here, once)."""
+    if not (rho >= 0 and scale >= 0):  # NaN fails too
+        raise ValueError(f"SAM radii must be non-negative: rho={rho}, scale={scale}")
     counts = torch.bincount(labels, minlength=num_classes)
     rarest = torch.argsort(counts, stable=True)[: num_classes // 2]
     per_class = torch.full((num_classes,), float(rho), device=labels.device)

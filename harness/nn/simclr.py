@@ -23,6 +23,7 @@ frozen under a linear probe (multinomial logistic regression on its features).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -34,6 +35,17 @@ from ..nn.optim import cosine, sgd
 GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale
 # RGB -> YIQ; hue rotation turns the (I, Q) chroma plane and maps back.
 RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+# Its inverse, once, on the CPU (the numbers the CPU always used): inverting it per view, on the
+# views' device, cost a small linear solve and its synchronization for every view.
+YIQ_TO_RGB = torch.linalg.inv(torch.tensor(RGB_TO_YIQ))
+
+
+@lru_cache(maxsize=4)
+def color_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Luma weights (1, 3, 1, 1), RGB -> YIQ and YIQ -> RGB (3 x 3) on ``device``, copied there
+    once per device rather than from Python lists at every view."""
+    return (torch.tensor(GRAY, device=device).view(1, 3, 1, 1),
+            torch.tensor(RGB_TO_YIQ, device=device), YIQ_TO_RGB.to(device))
 
 
 def random_resized_crop_flip(images: torch.Tensor, generator: torch.Generator,
@@ -73,7 +85,7 @@ def resized_crop_at(images: torch.Tensor, width: torch.Tensor, height: torch.Ten
 
 def grayscale(images: torch.Tensor) -> torch.Tensor:
     """Luma of NCHW RGB images, shape (N, 1, H, W)."""
-    weights = torch.tensor(GRAY, device=images.device).view(1, 3, 1, 1)
+    weights = color_constants(images.device)[0]
     return (images * weights).sum(1, keepdim=True)
 
 
@@ -99,8 +111,7 @@ def color_jitter(images: torch.Tensor, generator: torch.Generator, strength: flo
 
 def rotate_hue(images: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Rotate each image's chroma by ``angle[i]`` radians in YIQ space (luma unchanged)."""
-    to_yiq = torch.tensor(RGB_TO_YIQ, device=images.device)
-    from_yiq = torch.linalg.inv(to_yiq)
+    _, to_yiq, from_yiq = color_constants(images.device)
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotation = torch.zeros(len(images), 3, 3, device=images.device)
     rotation[:, 0, 0] = 1

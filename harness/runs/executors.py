@@ -25,9 +25,15 @@ To add an engine, write a class with those four members whose ``submit_all`` sen
 
 Executors here:
 
-* ``local``: in this process (``workers`` = 1) or a pool of local processes;
+* ``local``: in this process (``workers`` = 1) or local worker processes, one per slot; with
+  ``workers="auto"`` on a machine with GPUs, GPU slots for the runs that train on a GPU beside
+  CPU workers for the others (:func:`make_executor`);
 * ``gpus``: one process per slot, ``runs_per_gpu`` slots per GPU, each pinned to its GPU with
   ``CUDA_VISIBLE_DEVICES`` (small runs do not fill a large GPU, so several share one);
+
+Local slots survive their workers: a worker that dies, or a run that hits a CUDA error, costs
+that run alone, and the slot goes on with a fresh worker (:class:`SlotsExecutor`). An item
+declares where it trains (its ``device``, :func:`needs_gpu`); the executors route by it.
 * ``slurm`` / ``slurm-local``: `submitit <https://github.com/facebookincubator/submitit>`_ job
   arrays on a Slurm cluster, or the same code path with submitit's local executor (how CI tests
   it). Each job trains its runs one after another and drops each result into a spool folder as it
@@ -43,11 +49,13 @@ import math
 import multiprocessing
 import os
 import pickle
+import re
 import shutil
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,58 +151,9 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, KEEP_FREED_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
 
 
-def completed(pending: dict, tick_s: float | None) -> Iterator:
-    """``(item, result, error)`` for each future of ``pending`` (future -> item) as it finishes,
-    and a :class:`Heartbeat` after every ``tick_s`` seconds without one. A run's start is when a
-    heartbeat first sees its future running (so it is known to within ``tick_s``)."""
-    waiting, started = set(pending), {}
-    while waiting:
-        done, waiting = futures.wait(waiting, timeout=tick_s, return_when=futures.FIRST_COMPLETED)
-        if not done:
-            now = time.monotonic()
-            for future in waiting:
-                if future.running():
-                    started.setdefault(future, now - (tick_s or 0))
-            yield Heartbeat([(pending[f], now - t) for f, t in started.items() if f in waiting])
-        for future in done:
-            error = future.exception()
-            yield pending[future], (None if error else future.result()), error
-
-
-class ProcessPoolExecutor:
-    """Runs items in a pool of ``workers`` local processes, kept alive across calls."""
-
-    def __init__(self, workers: int):
-        if workers < 1:
-            raise ExecutorError(f"workers must be at least 1; got {workers}")
-        self.workers = workers
-        self.threads_per_run = threads_per_worker(workers)
-        self.pool: futures.ProcessPoolExecutor | None = None
-
-    def started_pool(self) -> futures.ProcessPoolExecutor:
-        """The pool, spawned on first use and kept across calls."""
-        if self.pool is None:
-            self.pool = spawn_pool(self.workers)
-        return self.pool
-
-    def start(self, fn: Callable) -> list[futures.Future]:
-        """Spawn the pool now and submit ``fn`` once per worker (each submit beyond the idle
-        workers spawns one more process, so every worker starts)."""
-        return [self.started_pool().submit(fn) for _ in range(self.workers)]
-
-    def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
-        pool = self.started_pool()
-        pending = {pool.submit(fn, item): item for item in items}
-        try:
-            yield from completed(pending, tick_s)
-        finally:
-            for future in pending:
-                future.cancel()
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+def needs_gpu(item) -> bool:
+    """Whether ``item`` trains on a GPU, as it declares (a run spec's or group's ``device``)."""
+    return getattr(item, "device", "cpu") == "cuda"
 
 
 def pin_gpu(gpu: str) -> None:
@@ -203,51 +162,89 @@ def pin_gpu(gpu: str) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
 
 
-class GpuSlotsExecutor:
-    """One worker process per slot, ``runs_per_gpu`` slots per GPU, each pinned to its GPU.
+# What a run's error says when the device, not the run, is at fault. CUDA errors are sticky (after
+# an illegal access or a device-side assert every later call in that process fails), and an
+# out-of-memory leaves a fragmented cache behind: either way the next run deserves a fresh process.
+DEVICE_ERROR = re.compile(r"CUDA|cuDNN|CUBLAS|AcceleratorError|NCCL")
 
-    A slot takes the next item whenever its run finishes, so slow and fast runs mix without idle
-    GPUs. Slots are kept alive across calls (each keeps its CUDA context and cached data).
+
+def device_error(error: BaseException | None) -> bool:
+    return error is not None and bool(DEVICE_ERROR.search(f"{type(error).__name__}: {error}"))
+
+
+class SlotsExecutor:
+    """One worker process per slot; a slot takes the next item whenever its run finishes, so slow
+    and fast runs mix without an idle worker. Workers are kept alive across calls (each keeps its
+    imports, its CUDA context and its cached data).
+
+    A slot is ``None`` (a CPU worker) or a GPU id (a worker pinned to that GPU with
+    ``CUDA_VISIBLE_DEVICES``). When the executor has slots of both kinds, a run goes only to a slot
+    of its own kind (:func:`needs_gpu`): a GPU run never waits behind CPU work on a core it does
+    not have, and no CPU-only run holds a GPU. With one kind, every slot takes every run.
+
+    A slot whose worker died (killed, out of host memory, a crash in native code) gets a fresh
+    worker, and the run it was training fails alone with :class:`JobFailed`; a run that failed
+    with a device error (:func:`device_error`) also leaves a fresh worker behind it. Without this,
+    the broken pool would fail every later run of its slot, and its ``BrokenProcessPool`` would
+    end the whole submission with the queued runs.
 
     Parameters
     ----------
-    gpus : sequence of str or int
-        GPU ids as ``CUDA_VISIBLE_DEVICES`` names them.
-    runs_per_gpu : int
-        Concurrent runs per GPU (at least 1).
+    slots : sequence of (str or None)
+        One entry per worker: ``None`` for a CPU worker, else the GPU id it is pinned to.
+    threads_per_run : int, optional
+        CPU threads each run may use; default: the machine's cores over the slots.
     """
 
-    def __init__(self, gpus: Sequence, runs_per_gpu: int = 1):
-        if runs_per_gpu < 1:
-            raise ExecutorError(f"--runs-per-gpu must be at least 1; got {runs_per_gpu}")
-        if not gpus:
-            raise ExecutorError("the gpus executor needs at least one GPU")
-        self.slots = [str(g) for g in gpus for _ in range(runs_per_gpu)]
+    def __init__(self, slots: Sequence, threads_per_run: int | None = None):
+        if not slots:
+            raise ExecutorError("an executor needs at least one worker")
+        self.slots = [None if s is None else str(s) for s in slots]
         self.workers = len(self.slots)
-        self.threads_per_run = threads_per_worker(self.workers)
+        self.threads_per_run = threads_per_run or threads_per_worker(self.workers)
         self.pools: list[futures.ProcessPoolExecutor] = []
 
+    def spawn(self, slot: int) -> futures.ProcessPoolExecutor:
+        gpu = self.slots[slot]
+        return spawn_pool(1) if gpu is None else spawn_pool(1, pin_gpu, (gpu,))
+
     def started_pools(self) -> list[futures.ProcessPoolExecutor]:
-        """One single-process pool per slot, pinned to its GPU; spawned on first use."""
+        """One single-process pool per slot; spawned on first use."""
         if not self.pools:
-            self.pools = [spawn_pool(1, pin_gpu, (gpu,)) for gpu in self.slots]
+            self.pools = [self.spawn(slot) for slot in range(self.workers)]
         return self.pools
+
+    def restart(self, slot: int) -> None:
+        """A fresh worker for ``slot``; the old one exits once it is idle (at once if dead)."""
+        self.pools[slot].shutdown(wait=False, cancel_futures=True)
+        self.pools[slot] = self.spawn(slot)
 
     def start(self, fn: Callable) -> list[futures.Future]:
         """Start every slot's process now and run ``fn`` once in each."""
         return [pool.submit(fn) for pool in self.started_pools()]
 
+    def takes(self, slot: int, item) -> bool:
+        kinds = {gpu is not None for gpu in self.slots}
+        return len(kinds) == 1 or (self.slots[slot] is not None) == needs_gpu(item)
+
     def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
         self.started_pools()
-        queue = list(items)[::-1]
+        queue = list(items)
         running: dict = {}  # future -> (item, slot)
         started: dict = {}  # future -> when its slot took it
 
         def feed(slot: int) -> None:
-            if queue:
-                item = queue.pop()
-                future = self.pools[slot].submit(fn, item)
-                running[future], started[future] = (item, slot), time.monotonic()
+            """Give ``slot`` the first queued item it takes (the queue's order is the caller's)."""
+            for position, item in enumerate(queue):
+                if self.takes(slot, item):
+                    del queue[position]
+                    try:
+                        future = self.pools[slot].submit(fn, item)
+                    except BrokenProcessPool:  # died while idle
+                        self.restart(slot)
+                        future = self.pools[slot].submit(fn, item)
+                    running[future], started[future] = (item, slot), time.monotonic()
+                    return
 
         for slot in range(self.workers):
             feed(slot)
@@ -259,8 +256,17 @@ class GpuSlotsExecutor:
                     yield Heartbeat([(item, now - started[f]) for f, (item, _) in running.items()])
                 for future in done:
                     item, slot = running.pop(future)
-                    feed(slot)
                     error = future.exception()
+                    if isinstance(error, BrokenProcessPool):
+                        where = "" if self.slots[slot] is None else f" on GPU {self.slots[slot]}"
+                        error = JobFailed(
+                            f"the worker process training this run{where} died without its result "
+                            "(killed, out of host memory, or a crash in native code); its slot "
+                            "goes on with a fresh worker")
+                        self.restart(slot)
+                    elif device_error(error):
+                        self.restart(slot)
+                    feed(slot)
                     yield item, (None if error else future.result()), error
         finally:
             for future in running:
@@ -270,6 +276,43 @@ class GpuSlotsExecutor:
         for pool in self.pools:
             pool.shutdown(wait=True, cancel_futures=True)
         self.pools = []
+
+
+class ProcessPoolExecutor(SlotsExecutor):
+    """``workers`` local CPU worker processes (``--executor=local --workers=N``)."""
+
+    def __init__(self, workers: int):
+        if workers < 1:
+            raise ExecutorError(f"workers must be at least 1; got {workers}")
+        super().__init__([None] * workers)
+
+
+class GpuSlotsExecutor(SlotsExecutor):
+    """``runs_per_gpu`` slots per GPU, each pinned to its GPU (``--executor=gpus``): small runs do
+    not fill a large GPU, so several share one.
+
+    Slots are interleaved across GPUs (``[0, 1, 0, 1]``, not ``[0, 0, 1, 1]``): runs go longest
+    first, so the first runs to start are the heaviest (the Hessian spectra), and they should
+    not all share the first card.
+
+    Parameters
+    ----------
+    gpus : sequence of str or int
+        GPU ids as ``CUDA_VISIBLE_DEVICES`` names them.
+    runs_per_gpu : int
+        Concurrent runs per GPU (at least 1).
+    cpu_workers : int
+        CPU worker processes beside the GPU slots, for runs that do not train on a GPU (0: every
+        run takes a GPU slot).
+    """
+
+    def __init__(self, gpus: Sequence, runs_per_gpu: int = 1, cpu_workers: int = 0):
+        if runs_per_gpu < 1:
+            raise ExecutorError(f"--runs-per-gpu must be at least 1; got {runs_per_gpu}")
+        if not gpus:
+            raise ExecutorError("the gpus executor needs at least one GPU")
+        gpu_slots = [str(g) for _ in range(runs_per_gpu) for g in gpus]
+        super().__init__(gpu_slots + [None] * cpu_workers)
 
 
 # ----------------------------------------------------------------------------------- submitit
@@ -310,7 +353,8 @@ class SubmititExecutor:
     partition : str, optional
         Slurm partition.
     gpus_per_job, cpus_per_job : int
-        Resources of each array task.
+        Resources of each array task. A task whose runs do not train on a GPU (:func:`needs_gpu`:
+        tabular, toy) asks for no GPU.
     time_min : int
         Time limit of each array task, minutes.
     array_parallelism : int
@@ -342,6 +386,7 @@ class SubmititExecutor:
             raise ExecutorError(f"--slurm-runs-per-job must be at least 1; got {runs_per_job}")
         self.folder = Path(folder)
         self.cluster = cluster
+        self.gpus_per_job = gpus_per_job
         self.runs_per_job = runs_per_job
         self.workers = array_parallelism
         self.threads_per_run = cpus_per_job
@@ -376,12 +421,23 @@ class SubmititExecutor:
             return
         spool = self.folder / "spool" / f"{os.getpid()}-{time.time_ns()}"
         spool.mkdir(parents=True)
-        chunks = self.chunks(items)
-        starts = [sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
-        jobs = self.executor.map_array(run_chunk, [fn] * len(chunks), chunks,
-                                       [str(spool)] * len(chunks), starts)
+        if self.gpus_per_job:  # GPU runs first, then the CPU-only ones in tasks of their own
+            items = [i for i in items if needs_gpu(i)] + [i for i in items if not needs_gpu(i)]
+        gpu_runs = sum(map(needs_gpu, items)) if self.gpus_per_job else len(items)
+        jobs, owner = [], {}  # owner: item index -> its job's index in jobs
+        for first, part in ((0, items[:gpu_runs]), (gpu_runs, items[gpu_runs:])):
+            if not part:
+                continue
+            chunks = self.chunks(part)
+            starts = [first + sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
+            owner.update({starts[j] + k: len(jobs) + j for j, chunk in enumerate(chunks)
+                          for k in range(len(chunk))})
+            # A CPU-only run's task asks for no GPU: no one-second XGBoost run holds a GPU.
+            self.executor.update_parameters(gpus_per_node=self.gpus_per_job if first == 0 else 0)
+            jobs += self.executor.map_array(run_chunk, [fn] * len(chunks), chunks,
+                                            [str(spool)] * len(chunks), starts)
+        self.executor.update_parameters(gpus_per_node=self.gpus_per_job)
         self.jobs += jobs
-        owner = {starts[j] + k: j for j, chunk in enumerate(chunks) for k in range(len(chunk))}
         pending = set(range(len(items)))
         last_event = time.monotonic()
         finished_jobs, checked = set(), 0.0
@@ -441,18 +497,35 @@ def job_failure(job) -> str:
 # ------------------------------------------------------------------------------------ factory
 
 def visible_gpus() -> list[str]:
-    """GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else torch's count."""
+    """GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else torch's count.
+
+    Where no GPU device node exists (``/dev/nvidia<N>``, or ``/dev/kfd`` for ROCm) the answer is
+    none without importing torch, which costs the driver ~2 s on a CPU-only machine."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
-        return [g for g in env.split(",") if g.strip() and g.strip() != "-1"]
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    if not gpu_device_nodes():
+        return []
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def make_executor(name: str = "local", workers: int = 1, runs_per_gpu: int = 1,
+def gpu_device_nodes() -> list[str]:
+    import glob
+
+    return glob.glob("/dev/nvidia[0-9]*") + glob.glob("/dev/kfd")
+
+
+def make_executor(name: str = "local", workers: int | str = 1, runs_per_gpu: int = 1,
                   folder=None, **slurm):
     """The executor ``name`` (one of :data:`EXECUTORS`), checked before anything is submitted.
+
+    ``workers="auto"`` (``--workers=auto``) with ``local``: on a machine with visible GPUs,
+    ``runs_per_gpu`` slots per GPU for the runs that train on a GPU plus a CPU worker for each
+    remaining core for the others (:class:`GpuSlotsExecutor` with ``cpu_workers``), so one
+    session mixes networks and tabular runs without oversubscribing either; without a GPU, one
+    worker per core.
 
     Raises
     ------
@@ -460,11 +533,21 @@ def make_executor(name: str = "local", workers: int = 1, runs_per_gpu: int = 1,
         Unknown name, ``runs_per_gpu`` < 1, ``gpus`` with no GPU visible, submitit missing, no
         ``sbatch`` for ``slurm``.
     """
+    if runs_per_gpu < 1:
+        raise ExecutorError(f"--runs-per-gpu must be at least 1; got {runs_per_gpu}")
+    cores = os.cpu_count() or 1
     if name == "local":
+        if workers == "auto":
+            gpus = visible_gpus()
+            if gpus:
+                gpu_slots = len(gpus) * runs_per_gpu
+                # Each GPU run drives its card from one core; the other cores take CPU-only runs.
+                return GpuSlotsExecutor(gpus, runs_per_gpu, cpu_workers=max(1, cores - gpu_slots))
+            workers = cores
         return InProcessExecutor() if workers <= 1 else ProcessPoolExecutor(workers)
+    if workers == "auto":
+        workers = cores
     if name == "gpus":
-        if runs_per_gpu < 1:
-            raise ExecutorError(f"--runs-per-gpu must be at least 1; got {runs_per_gpu}")
         gpus = visible_gpus()
         if not gpus:
             raise ExecutorError("--executor=gpus: no GPU is visible (torch.cuda.device_count() is 0 "

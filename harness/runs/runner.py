@@ -101,6 +101,11 @@ class RunGroup:
     def key(self) -> str:
         return self.specs[0].key
 
+    @property
+    def device(self) -> str:
+        """Where the group's model trains (its runs share it)."""
+        return self.specs[0].device
+
     def describe(self) -> str:
         extra = f" (+{len(self.specs) - 1} sharing its model)" if len(self.specs) > 1 else ""
         return self.specs[0].describe() + extra
@@ -129,10 +134,13 @@ def execute_spec(group, data_dir=None, n_jobs: int = 1):
     from threadpoolctl import threadpool_limits
 
     keep_freed_memory()
-    with threadpool_limits(limits=n_jobs):
-        if isinstance(group, RunGroup):
-            return training.execute_group(list(group.specs), data_dir=data_dir, n_jobs=n_jobs)
-        return training.execute(group, data_dir=data_dir, n_jobs=n_jobs)
+    try:
+        with threadpool_limits(limits=n_jobs):
+            if isinstance(group, RunGroup):
+                return training.execute_group(list(group.specs), data_dir=data_dir, n_jobs=n_jobs)
+            return training.execute(group, data_dir=data_dir, n_jobs=n_jobs)
+    finally:
+        training.release_device_memory()  # between groups, whatever the run did
 
 
 def probe_device() -> str:

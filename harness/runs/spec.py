@@ -78,6 +78,12 @@ class RunSpec:
         )
 
     @property
+    def device(self) -> str:
+        """Where the run trains: its ``device`` hyperparameter (a network's), else ``"cpu"``.
+        Executors route by it (a CPU-only run never takes a GPU slot or a GPU request)."""
+        return dict(self.hyperparameters).get("device", "cpu")
+
+    @property
     def key(self) -> str:
         """Store key: sha256 of the spec's canonical JSON (first 24 hex digits)."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

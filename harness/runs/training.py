@@ -17,6 +17,7 @@ import hashlib
 import math
 import os
 import platform
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -181,6 +182,38 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
+def reset_peak_memory(device: str) -> None:
+    """Start counting a group's peak GPU memory from now (CUDA only; a no-op on the CPU)."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_gib(device: str) -> dict | None:
+    """Peak GPU memory since :func:`reset_peak_memory`, GiB: ``allocated`` (tensors) and
+    ``reserved`` (held by torch's caching allocator: what the card must have free). None on the
+    CPU, where a process's peak spans every run it trained and is no one run's."""
+    if device != "cuda":
+        return None
+    import torch
+
+    return {"allocated": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+            "reserved": round(torch.cuda.max_memory_reserved() / 2**30, 3)}
+
+
+def release_device_memory() -> None:
+    """Hand the memory torch's CUDA allocator caches but no tensor uses back to the card, between
+    groups: a worker that trained a Hessian run keeps gigabytes cached that the runs of the other
+    slots on its GPU may need. A no-op where this process never initialized CUDA (no import)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        import gc
+
+        gc.collect()  # tensors held only by reference cycles (autograd graphs) go first
+        torch.cuda.empty_cache()
+
+
 def capped(indices: np.ndarray, labels: np.ndarray, per_class: int) -> np.ndarray:
     """The first ``per_class`` indices of each class, in their order (for the dry run)."""
     keep = np.zeros(len(indices), dtype=bool)
@@ -267,6 +300,7 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     """
     started = time.perf_counter()
     spec = specs[0]
+    reset_peak_memory(spec.device)  # each record says what its group needed
     budget = dict(budget or {})
     test_per_class = budget.pop("test_per_class", None)
     # Built first: this imports a method defined outside the harness in a fresh worker, which
@@ -374,7 +408,7 @@ def evaluation_rows(dataset, spec: RunSpec, test_per_class: int | None) -> tuple
 
 
 def make_record(spec: RunSpec, dataset, metrics: dict, log: dict, seconds: float) -> dict:
-    device = dict(spec.hyperparameters).get("device", "cpu")
+    device = spec.device
     return {
         "key": spec.key,
         "spec": spec.to_dict(),
@@ -385,6 +419,7 @@ def make_record(spec: RunSpec, dataset, metrics: dict, log: dict, seconds: float
         "device_name": device_name(device),
         "training_log": dict(log),
         "wall_time_s": seconds,
+        **({"peak_memory_gib": peak} if (peak := peak_memory_gib(device)) else {}),
         "versions": library_versions(),
         "host": platform.node(),
         "pid": os.getpid(),
