@@ -405,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "device-bound (neural) full-profile training path for one epoch, record peak "
                     "memory, time cudnn.benchmark and torch.compile on/off, and print one JSON. "
                     "Each stage records its result or its error and the check goes on; the "
-                    "exit status is 1 if any stage failed.")
+                    "exit status is 1 if any stage failed, 2 if it could not start (no GPU). "
+                    "Cells left out for lack of time are listed under 'skipped' (exit 0).")
     check.add_argument("--minutes", type=float, default=8.0, help="time budget (default: 8)")
     check.add_argument("--device", default="cuda", choices=("cpu", "cuda"),
                        help="cuda (default); cpu only to smoke-test the script")

@@ -363,7 +363,9 @@ def test_workers_auto_on_a_gpu_machine_counts_gpu_slots_beside_cpu_workers(monke
     items = [Item(f"n{i}", "cuda") for i in range(4)] + [Item(f"t{i}") for i in range(6)]
     seen = [result for _, result, _ in run_all(executor, device_seen, items)]
     assert sorted(gpu for device, gpu in seen if device == "cuda") == ["0", "0", "1", "1"]
-    assert {gpu for device, gpu in seen if device == "cpu"} == {"0,1"}  # never pinned to a GPU slot
+    cpu = [gpu for device, gpu in seen if device == "cpu"]
+    # the CPU workers took the first CPU runs; the rest may go to a GPU slot once no GPU run waits
+    assert cpu.count("0,1") >= 4 and set(cpu) <= {"0,1", "0", "1"}
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: one worker per core, as before
     assert make_executor("local", workers="auto").slots == [None] * 8
 
@@ -383,3 +385,72 @@ def test_slurm_cpu_only_runs_ask_for_no_gpu(tmp_path, monkeypatch):
     items = [Item("tabular"), Item("network", "cuda"), Item("toy")]
     seen = {item.name: result for item, result, error in run_all(executor, device_seen, items)}
     assert seen == {"tabular": ("cpu", ""), "network": ("cuda", "0,1"), "toy": ("cpu", "")}
+
+
+def pid_with_a_failed_run(item):
+    """A group's result whose second run failed on its own, with a CUDA error for "cuda-run"."""
+    import os
+
+    from harness.runs.training import RunFailure
+
+    time.sleep(0.05)
+    if item == "cuda-run":
+        return [os.getpid(), RunFailure("k", "RuntimeError: CUDA error: device-side assert triggered")]
+    if item == "plain-run":
+        return [os.getpid(), RunFailure("k", "ValueError: a bug in the stage")]
+    return [os.getpid()]
+
+
+def test_a_cuda_error_inside_a_group_s_result_also_leaves_a_fresh_worker():
+    """A run's own failure comes back inside its group's result, not raised; a CUDA error there
+    breaks the worker just the same."""
+    executor = GpuSlotsExecutor(["0"], 1)
+    try:
+        pids = [result[0] for _, result, _ in executor.submit_all(
+            pid_with_a_failed_run, ["a", "cuda-run", "b", "plain-run", "c"])]
+    finally:
+        executor.close()
+    a, cuda_run, b, plain_run, c = pids
+    assert cuda_run == a and b != cuda_run  # replaced after the CUDA failure
+    assert plain_run == b and c == plain_run  # kept after a plain one
+
+
+def test_gpu_slots_take_cpu_runs_once_no_gpu_run_is_queued(monkeypatch):
+    """Auditor: with only CPU runs left (--device=cpu, -m "full and not gpu", GPU runs stored),
+    the GPU slots sat idle beside the CPU workers."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    executor = make_executor("local", workers="auto")
+    assert sorted(executor.slots, key=str) == ["0", "1", None]
+    seen = [result for _, result, _ in run_all(executor, device_seen, [Item(f"t{i}") for i in range(6)])]
+    assert {gpu for _, gpu in seen} == {"0", "1", "0,1"}  # every slot trained CPU runs
+
+
+def test_slurm_cpu_only_tasks_leave_the_gpu_flag_out_and_restore_it(tmp_path, monkeypatch):
+    """On Slurm a CPU-only task's script carries no --gpus-per-node (some sites refuse =0), and
+    the GPU request comes back for the next submission even when one is refused."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for tool in ("srun", "sbatch"):
+        (fake / tool).write_text("#!/bin/sh\nexit 0\n")
+        (fake / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    executor = executors.SubmititExecutor(tmp_path / "jobs", cluster="slurm", gpus_per_job=1)
+    inner = executor.executor._executor
+
+    def script() -> str:
+        return inner._make_submission_file_text("cmd", "uid")
+
+    assert "--gpus-per-node=1" in script()
+    with pytest.raises(RuntimeError):
+        with executor.asking_no_gpu():
+            assert "gpus-per-node" not in script()
+            raise RuntimeError("sbatch: error: invalid partition for a job without a GPU")
+    assert "--gpus-per-node=1" in script()
+
+
+def test_slurm_packs_cpu_only_runs_into_at_most_one_task_per_parallel_slot(tmp_path):
+    executor = make_executor("slurm-local", workers=1, folder=tmp_path / "jobs")
+    executor.cluster, executor.workers = "slurm", 4  # the chunking of a Slurm executor
+    assert len(executor.chunks(list(range(400)))) == 400  # a GPU run per task: a log each
+    assert len(executor.chunks(list(range(400)), packed=True)) == 4

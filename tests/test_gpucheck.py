@@ -260,3 +260,26 @@ def test_the_throughput_command_does_not_replace_a_gpucheck_figure(tmp_path, mon
     assert cli.main(command + ["--force-calibration"]) == 0
     figure = plan.load_calibration(calibration)["small_cnn/cpu"]
     assert figure["images_per_second"] == 55.0 and figure["kind"] == "cold"
+
+
+def test_a_cpu_smoke_test_leaves_the_default_calibration_alone(tmp_path, monkeypatch):
+    """Auditor: `gpucheck --device cpu` wrote its contended figure as a steady-state one into the
+    file plan reads by default, where a later cold figure could not replace it."""
+    default = tmp_path / "default-calibration.json"
+    monkeypatch.setenv(plan.CALIBRATION_ENV, str(default))
+    monkeypatch.setattr(gpucheck, "training_flops_per_image", lambda *a: 1e9)
+    monkeypatch.setattr(gpucheck, "measure_concurrency", measure_failing_at(set()))
+    result = gpucheck.gpucheck(minutes=0.1, device="cpu", arch="small_cnn", levels=(1,), cells=False)
+    assert not default.exists() and result["calibration_file"] is None
+    assert "--calibration FILE" in result["calibration_skipped"] and result["failed"] == []
+
+
+def test_an_unwritable_result_file_is_said_and_the_check_goes_on(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gpucheck, "training_flops_per_image", lambda *a: 1e9)
+    monkeypatch.setattr(gpucheck, "measure_concurrency", measure_failing_at(set()))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    result = gpucheck.gpucheck(minutes=0.1, device="cpu", arch="small_cnn", levels=(1, 2), cells=False,
+                               calibration=tmp_path / "c.json", out=blocked / "gpucheck.json")
+    assert result["complete"] is True and len(result["throughput"]) == 2
+    assert "out_file_error" in result and "cannot write" in capsys.readouterr().err

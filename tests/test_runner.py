@@ -530,3 +530,27 @@ def test_each_group_hands_cached_gpu_memory_back(monkeypatch, synthetic):
     with pytest.raises(RuntimeError):
         execute_spec(spec)
     assert released == ["group", "group"]
+
+
+def test_releasing_gpu_memory_never_replaces_a_group_s_outcome(monkeypatch, synthetic, capsys):
+    """A failing empty_cache() (a broken device) must not turn a group's records, or its own
+    error, into the housekeeping's error."""
+    import torch
+
+    from harness.runs.runner import execute_spec
+
+    def broken():
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", broken)
+    spec = make_spec("synthetic", "spy", "erm", (100, 20), (1.0,), seed=0)
+    assert execute_spec(spec)["key"] == spec.key
+    assert "could not release cached GPU memory" in capsys.readouterr().err
+
+    def own_error(*args, **kwargs):
+        raise ValueError("the run's own error")
+
+    monkeypatch.setattr(training, "execute", own_error)
+    with pytest.raises(ValueError, match="the run's own error"):
+        execute_spec(spec)

@@ -177,6 +177,7 @@ def fake_gpu_memory(monkeypatch) -> list:
     import torch
 
     resets = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: resets.append("reset"))
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 3 * 2**30)
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: 4 * 2**30)
@@ -198,3 +199,17 @@ def test_a_gpu_run_records_the_peak_memory_of_its_group(synthetic, monkeypatch):
     assert resets == ["reset"]
     assert record["peak_memory_gib"] == {"allocated": 3.0, "reserved": 4.0}
     assert "peak_memory_gib" not in training.execute(spec) and resets == ["reset"]
+
+
+def test_the_peak_memory_counter_is_not_what_fails_a_gpu_run_on_a_cpu_machine(monkeypatch):
+    """Where torch sees no GPU the counter is left alone, so a CUDA run fails at the model's
+    device check, whose message names the fix, not in torch's "invalid argument to
+    reset_peak_memory_stats"."""
+    import torch
+
+    def unavailable(*args):
+        raise RuntimeError("invalid argument to reset_peak_memory_stats")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", unavailable)
+    training.reset_peak_memory("cuda")

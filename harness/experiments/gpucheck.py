@@ -69,10 +69,11 @@ def bf16_peak(name: str) -> float | None:
 
 
 def default_out_path() -> Path:
-    """Where the command writes its JSON by default: ``.cache/gpucheck/<UTC time>.json``."""
-    from ..data import DEFAULT_CACHE_DIR
+    """Where the command writes its JSON by default: ``<cache>/gpucheck/<UTC time>.json``
+    (``$IMBALANCE_CACHE_DIR`` or ``.cache``)."""
+    from ..data import cache_dir
 
-    return DEFAULT_CACHE_DIR / "gpucheck" / f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    return cache_dir() / "gpucheck" / f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
 
 
 def error_record(err: BaseException) -> dict:
@@ -241,8 +242,7 @@ def run_cells(device: str, deadline: float, data_dir=None, progress=None) -> dic
         if time.time() > deadline:
             cells[run.path] = {"skipped": "out of time (raise --minutes)"}
             continue
-        if device == "cuda":
-            torch.cuda.empty_cache()  # the reserved peak is this cell's, not its predecessors' cache
+        training.release_device_memory()  # the reserved peak is this cell's, not its predecessors' cache
         training.reset_peak_memory(device)
         started, cell = time.perf_counter(), {}
         try:
@@ -273,10 +273,18 @@ class _Check:
             result["out_file"] = str(self.out)
 
     def save(self) -> None:
-        if self.out:
+        """Write the result so far; a file that cannot be written (no space, no permission) is
+        said once in the result and on stderr, and the check goes on (its JSON is still
+        printed at the end)."""
+        if self.out and "out_file_error" not in self.result:
             from ..runs.store import atomic_write_json
 
-            atomic_write_json(self.out, self.result)
+            try:
+                atomic_write_json(self.out, self.result)
+            except OSError as err:
+                self.result["out_file_error"] = f"{type(err).__name__}: {err}"
+                print(f"gpucheck: cannot write {self.out} ({err}); the JSON is printed at the end",
+                      file=sys.stderr, flush=True)
 
     def fail(self, stage: str, err: BaseException) -> dict:
         self.result["failed"].append(stage)
@@ -337,7 +345,15 @@ def gpucheck(minutes: float = 8.0, device: str = "cuda", arch: str = "resnet34",
         check.save()
 
     succeeded = [t for t in throughput if "error" not in t]
-    if succeeded:
+    if device == "cpu" and calibration is None:
+        # A CPU check is a smoke test of the script, on a machine busy with other things: its
+        # figure would stand as a steady-state one in the file plan reads by default.
+        result["calibration_file"] = None
+        result["calibration_skipped"] = ("--device cpu is a smoke test of the script: its figure is "
+                                         "not written to the default calibration file (pass "
+                                         "--calibration FILE to keep it)")
+        check.save()
+    elif succeeded:
         single = min(succeeded, key=lambda t: t["concurrent_runs"])
         figure = {"images_per_second": single["images_per_second_per_run"][0], "device_name": name,
                   "concurrent_runs": single["concurrent_runs"],
@@ -365,6 +381,8 @@ def gpucheck(minutes: float = 8.0, device: str = "cuda", arch: str = "resnet34",
             for path, cell in done.items():
                 if cell.get("problems"):
                     result["failed"].append(f"method_cells/{path}")
+                elif "skipped" in cell:  # not a failure, but not measured either: listed
+                    result.setdefault("skipped", []).append(f"method_cells/{path}")
             check.save()
 
     if variants and device != "cuda":

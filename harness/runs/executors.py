@@ -30,20 +30,22 @@ Executors here:
   CPU workers for the others (:func:`make_executor`);
 * ``gpus``: one process per slot, ``runs_per_gpu`` slots per GPU, each pinned to its GPU with
   ``CUDA_VISIBLE_DEVICES`` (small runs do not fill a large GPU, so several share one);
-
-Local slots survive their workers: a worker that dies, or a run that hits a CUDA error, costs
-that run alone, and the slot goes on with a fresh worker (:class:`SlotsExecutor`). An item
-declares where it trains (its ``device``, :func:`needs_gpu`); the executors route by it.
 * ``slurm`` / ``slurm-local``: `submitit <https://github.com/facebookincubator/submitit>`_ job
   arrays on a Slurm cluster, or the same code path with submitit's local executor (how CI tests
   it). Each job trains its runs one after another and drops each result into a spool folder as it
   finishes, so results stream back while the job runs and a job that dies keeps what it finished.
+
+Local slots survive their workers: a worker that dies, or an item that hits a CUDA error, costs
+that item alone (a run group: the runs sharing one trained model), and the slot goes on with a
+fresh worker (:class:`SlotsExecutor`). An item declares where it trains (its ``device``,
+:func:`needs_gpu`); the executors route by it.
 """
 
 from __future__ import annotations
 
 import atexit
 import concurrent.futures as futures
+import contextlib
 import functools
 import math
 import multiprocessing
@@ -168,8 +170,20 @@ def pin_gpu(gpu: str) -> None:
 DEVICE_ERROR = re.compile(r"CUDA|cuDNN|CUBLAS|AcceleratorError|NCCL")
 
 
-def device_error(error: BaseException | None) -> bool:
-    return error is not None and bool(DEVICE_ERROR.search(f"{type(error).__name__}: {error}"))
+def device_error(error) -> bool:
+    """Whether ``error`` (an exception, or a run's failure message) is the device's fault."""
+    if error is None:
+        return False
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return bool(DEVICE_ERROR.search(text))
+
+
+def run_failures(result) -> list[str]:
+    """The failure messages inside a result: a group's records may hold a run's own failure (an
+    object with an ``error`` message, :class:`~harness.runs.training.RunFailure`) in place of
+    its record, which the runner reports; a CUDA error there leaves the worker broken too."""
+    records = result if isinstance(result, (list, tuple)) else [result]
+    return [r.error for r in records if isinstance(getattr(r, "error", None), str)]
 
 
 class SlotsExecutor:
@@ -178,13 +192,14 @@ class SlotsExecutor:
     imports, its CUDA context and its cached data).
 
     A slot is ``None`` (a CPU worker) or a GPU id (a worker pinned to that GPU with
-    ``CUDA_VISIBLE_DEVICES``). When the executor has slots of both kinds, a run goes only to a slot
-    of its own kind (:func:`needs_gpu`): a GPU run never waits behind CPU work on a core it does
-    not have, and no CPU-only run holds a GPU. With one kind, every slot takes every run.
+    ``CUDA_VISIBLE_DEVICES``). When the executor has slots of both kinds, a run goes to a slot of
+    its own kind (:func:`needs_gpu`): a GPU run never waits behind CPU work, and a CPU-only run
+    takes a GPU slot only once no GPU run is queued. With one kind, every slot takes every run.
 
     A slot whose worker died (killed, out of host memory, a crash in native code) gets a fresh
-    worker, and the run it was training fails alone with :class:`JobFailed`; a run that failed
-    with a device error (:func:`device_error`) also leaves a fresh worker behind it. Without this,
+    worker, and the item it was training fails alone with :class:`JobFailed`; an item that failed
+    with a device error (:func:`device_error`), raised or in a run's failure inside its result
+    (:func:`run_failures`), also leaves a fresh worker behind it. Without this,
     the broken pool would fail every later run of its slot, and its ``BrokenProcessPool`` would
     end the whole submission with the queued runs.
 
@@ -223,9 +238,15 @@ class SlotsExecutor:
         """Start every slot's process now and run ``fn`` once in each."""
         return [pool.submit(fn) for pool in self.started_pools()]
 
-    def takes(self, slot: int, item) -> bool:
-        kinds = {gpu is not None for gpu in self.slots}
-        return len(kinds) == 1 or (self.slots[slot] is not None) == needs_gpu(item)
+    def takes(self, slot: int, item, queue: list) -> bool:
+        """Whether ``slot`` may train ``item`` now: its own kind of run; a GPU slot also takes a
+        CPU-only run once no GPU run is queued (the queue only shrinks, so no GPU run waits for
+        it, and an idle card's slot helps the cores); with one kind of slot, every run."""
+        if len({gpu is not None for gpu in self.slots}) == 1:
+            return True
+        if (self.slots[slot] is not None) == needs_gpu(item):
+            return True
+        return self.slots[slot] is not None and not any(map(needs_gpu, queue))
 
     def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
         self.started_pools()
@@ -236,7 +257,7 @@ class SlotsExecutor:
         def feed(slot: int) -> None:
             """Give ``slot`` the first queued item it takes (the queue's order is the caller's)."""
             for position, item in enumerate(queue):
-                if self.takes(slot, item):
+                if self.takes(slot, item, queue):
                     del queue[position]
                     try:
                         future = self.pools[slot].submit(fn, item)
@@ -264,10 +285,13 @@ class SlotsExecutor:
                             "(killed, out of host memory, or a crash in native code); its slot "
                             "goes on with a fresh worker")
                         self.restart(slot)
-                    elif device_error(error):
+                    elif device_error(error) or (error is None and any(
+                            device_error(failure) for failure in run_failures(future.result()))):
                         self.restart(slot)
                     feed(slot)
                     yield item, (None if error else future.result()), error
+            for item in queue:  # unreachable while every item has a slot of its kind; said if not
+                yield item, None, ExecutorError(f"no slot of this executor takes {item!r}")
         finally:
             for future in running:
                 future.cancel()
@@ -410,10 +434,28 @@ class SubmititExecutor:
         self.jobs: list = []
         self.delivered: list = []
 
-    def chunks(self, items: list) -> list[list]:
-        size = self.runs_per_job or (1 if self.cluster == "slurm"
+    def chunks(self, items: list, packed: bool = False) -> list[list]:
+        """``items`` split into array tasks: ``runs_per_job`` each when given; else one per task
+        on Slurm (a log per run) and one task per parallel slot locally. ``packed``: at most one
+        task per parallel slot on Slurm too (CPU-only runs take seconds: a task each would
+        flood the queue)."""
+        size = self.runs_per_job or (1 if self.cluster == "slurm" and not packed
                                      else math.ceil(len(items) / self.workers))
         return [items[i:i + size] for i in range(0, len(items), size)]
+
+    @contextlib.contextmanager
+    def asking_no_gpu(self):
+        """Within the block, array tasks ask for no GPU: no one-second XGBoost run holds one.
+        On Slurm the flag is left out of the job script (some sites refuse
+        ``--gpus-per-node=0``); submitit's local executor reads 0 as "hide every GPU"."""
+        if self.cluster == "local":
+            self.executor.update_parameters(gpus_per_node=0)
+        else:  # submitit ignores None in update_parameters: drop the parameter itself
+            getattr(self.executor, "_executor", self.executor).parameters.pop("gpus_per_node", None)
+        try:
+            yield
+        finally:
+            self.executor.update_parameters(gpus_per_node=self.gpus_per_job)
 
     def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
         items = list(items)
@@ -421,23 +463,27 @@ class SubmititExecutor:
             return
         spool = self.folder / "spool" / f"{os.getpid()}-{time.time_ns()}"
         spool.mkdir(parents=True)
-        if self.gpus_per_job:  # GPU runs first, then the CPU-only ones in tasks of their own
+        split = bool(self.gpus_per_job)  # GPU runs first, then the CPU-only ones in tasks of their own
+        if split:
             items = [i for i in items if needs_gpu(i)] + [i for i in items if not needs_gpu(i)]
-        gpu_runs = sum(map(needs_gpu, items)) if self.gpus_per_job else len(items)
+        gpu_runs = sum(map(needs_gpu, items)) if split else len(items)
         jobs, owner = [], {}  # owner: item index -> its job's index in jobs
-        for first, part in ((0, items[:gpu_runs]), (gpu_runs, items[gpu_runs:])):
-            if not part:
-                continue
-            chunks = self.chunks(part)
-            starts = [first + sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
-            owner.update({starts[j] + k: len(jobs) + j for j, chunk in enumerate(chunks)
-                          for k in range(len(chunk))})
-            # A CPU-only run's task asks for no GPU: no one-second XGBoost run holds a GPU.
-            self.executor.update_parameters(gpus_per_node=self.gpus_per_job if first == 0 else 0)
-            jobs += self.executor.map_array(run_chunk, [fn] * len(chunks), chunks,
-                                            [str(spool)] * len(chunks), starts)
-        self.executor.update_parameters(gpus_per_node=self.gpus_per_job)
-        self.jobs += jobs
+        try:
+            for first, part in ((0, items[:gpu_runs]), (gpu_runs, items[gpu_runs:])):
+                if not part:
+                    continue
+                chunks = self.chunks(part, packed=first > 0)
+                starts = [first + sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
+                owner.update({starts[j] + k: len(jobs) + j for j, chunk in enumerate(chunks)
+                              for k in range(len(chunk))})
+                with self.asking_no_gpu() if first > 0 else contextlib.nullcontext():
+                    part_jobs = self.executor.map_array(run_chunk, [fn] * len(chunks), chunks,
+                                                        [str(spool)] * len(chunks), starts)
+                jobs += part_jobs
+                self.jobs += part_jobs  # close() cancels them even if the next part is refused
+        except BaseException:
+            self.close()  # nothing of a half-submitted session keeps running untracked
+            raise
         pending = set(range(len(items)))
         last_event = time.monotonic()
         finished_jobs, checked = set(), 0.0

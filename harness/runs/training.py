@@ -183,17 +183,20 @@ def device_name(device: str) -> str:
 
 
 def reset_peak_memory(device: str) -> None:
-    """Start counting a group's peak GPU memory from now (CUDA only; a no-op on the CPU)."""
+    """Start counting a group's peak GPU memory from now (CUDA only; a no-op on the CPU, and
+    where torch sees no GPU: the run then fails with the device's own message)."""
     if device == "cuda":
         import torch
 
-        torch.cuda.reset_peak_memory_stats()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
 
 
 def peak_memory_gib(device: str) -> dict | None:
-    """Peak GPU memory since :func:`reset_peak_memory`, GiB: ``allocated`` (tensors) and
-    ``reserved`` (held by torch's caching allocator: what the card must have free). None on the
-    CPU, where a process's peak spans every run it trained and is no one run's."""
+    """Peak GPU memory since :func:`reset_peak_memory` (the start of the run's group) up to now,
+    GiB: ``allocated`` (tensors) and ``reserved`` (held by torch's caching allocator: what the
+    card must have free). None on the CPU, where a process's peak spans every run it trained and
+    is no one run's."""
     if device != "cuda":
         return None
     import torch
@@ -207,11 +210,17 @@ def release_device_memory() -> None:
     groups: a worker that trained a Hessian run keeps gigabytes cached that the runs of the other
     slots on its GPU may need. A no-op where this process never initialized CUDA (no import)."""
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_initialized():
-        import gc
+    if torch is None or not torch.cuda.is_initialized():
+        return
+    import gc
 
-        gc.collect()  # tensors held only by reference cycles (autograd graphs) go first
+    gc.collect()  # tensors held only by reference cycles (autograd graphs) go first
+    try:
         torch.cuda.empty_cache()
+    except Exception as err:  # noqa: BLE001 - housekeeping never replaces the group's outcome
+        # (a broken device says so in the next run, whose worker the executor then replaces)
+        print(f"[harness] could not release cached GPU memory: {type(err).__name__}: {err}",
+              file=sys.stderr, flush=True)
 
 
 def capped(indices: np.ndarray, labels: np.ndarray, per_class: int) -> np.ndarray:
