@@ -227,8 +227,6 @@ def run_cells(device: str, deadline: float, data_dir=None, progress=None) -> dic
     """One full-shape cell of each device-bound full-profile training path (:func:`device_bound`),
     one epoch each, until ``deadline``. A cell that crashes is reported with its error
     (``"error"``) and the next one runs; ``progress(cells)`` is called after each cell."""
-    import torch
-
     from . import dryrun
     from ..runs import training
 
