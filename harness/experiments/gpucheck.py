@@ -127,6 +127,7 @@ def throughput_worker(arch: str, device: str, seconds: float, images: int, threa
 
     from ..learners import engine, models
     from ..nn.networks import build_network
+    from ..runs import training
 
     torch.set_num_threads(threads)
     if cudnn_benchmark is not None:
@@ -145,7 +146,7 @@ def throughput_worker(arch: str, device: str, seconds: float, images: int, threa
         time.sleep(0.01)
     if device == "cuda":
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+    training.reset_peak_memory(device)
     seen, began = 0, time.perf_counter()
     while time.perf_counter() - began < seconds:
         log = engine.train(net, data, labels, None, hp, 1, hp["lr"], generator)
@@ -153,10 +154,9 @@ def throughput_worker(arch: str, device: str, seconds: float, images: int, threa
     if device == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - began
-    cuda = device == "cuda"
-    return {"images_per_second": seen / elapsed,
-            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-            "peak_memory_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if cuda else None}
+    peak = training.peak_memory_gib(device) or {}  # the runs' own counter: the same figures
+    return {"images_per_second": seen / elapsed, "peak_memory_gib": peak.get("allocated"),
+            "peak_memory_reserved_gib": peak.get("reserved")}
 
 
 def measure_concurrency(arch: str, device: str, level: int, seconds: float, images: int,

@@ -217,6 +217,7 @@ class SlotsExecutor:
         self.slots = [None if s is None else str(s) for s in slots]
         self.workers = len(self.slots)
         self.threads_per_run = threads_per_run or threads_per_worker(self.workers)
+        self.mixed = len({gpu is not None for gpu in self.slots}) > 1  # both kinds of slot
         self.pools: list[futures.ProcessPoolExecutor] = []
 
     def spawn(self, slot: int) -> futures.ProcessPoolExecutor:
@@ -238,15 +239,13 @@ class SlotsExecutor:
         """Start every slot's process now and run ``fn`` once in each."""
         return [pool.submit(fn) for pool in self.started_pools()]
 
-    def takes(self, slot: int, item, queue: list) -> bool:
+    def takes(self, slot: int, item, gpu_run_queued: bool) -> bool:
         """Whether ``slot`` may train ``item`` now: its own kind of run; a GPU slot also takes a
         CPU-only run once no GPU run is queued (the queue only shrinks, so no GPU run waits for
         it, and an idle card's slot helps the cores); with one kind of slot, every run."""
-        if len({gpu is not None for gpu in self.slots}) == 1:
+        if not self.mixed or (self.slots[slot] is not None) == needs_gpu(item):
             return True
-        if (self.slots[slot] is not None) == needs_gpu(item):
-            return True
-        return self.slots[slot] is not None and not any(map(needs_gpu, queue))
+        return self.slots[slot] is not None and not gpu_run_queued
 
     def submit_all(self, fn: Callable, items: Iterable, tick_s: float | None = None) -> Iterator:
         self.started_pools()
@@ -256,8 +255,9 @@ class SlotsExecutor:
 
         def feed(slot: int) -> None:
             """Give ``slot`` the first queued item it takes (the queue's order is the caller's)."""
+            gpu_run_queued = self.mixed and any(map(needs_gpu, queue))  # once per feed, not per item
             for position, item in enumerate(queue):
-                if self.takes(slot, item, queue):
+                if self.takes(slot, item, gpu_run_queued):
                     del queue[position]
                     try:
                         future = self.pools[slot].submit(fn, item)
