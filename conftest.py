@@ -1,3 +1,3 @@
 """Top-level pytest configuration: load the imbalance-claims plugin (options, fixtures, report)."""
 
-pytest_plugins = ["fixtures.plugin"]
+pytest_plugins = ["fixtures.options", "fixtures.plugin"]

@@ -14,7 +14,7 @@ applies to, four claims about its balanced test error (the paper's headline metr
 Protocol: the arm's ratio grid (``harness.experiments.protocols.METHOD_ARMS``), five seeds; every method at a
 seed trains on the same training subset and is tested on the same test sets, so comparisons are
 paired by seed. Without ``--method``, the module runs the zoo's baselines themselves
-(``harness.methods.ZOO``: logit adjustment, the logit-adjusted loss, balanced softmax, LDAM-DRW,
+(``harness.methods.zoo()``, the methods that declare ``zoo = True``: logit adjustment, the logit-adjusted loss, balanced softmax, LDAM-DRW,
 focal loss, class-balanced weights; SMOTE and undersampling for XGBoost) at the imbalanced
 ratios, so the report places the paper's claims beside the methods people use. A zoo baseline's
 verdicts are measurements for the report, not claims of the paper: without ``--method`` its
@@ -30,12 +30,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures.plugin import METHODS_KEY
 from harness import methods
 from harness.learners import models
 from harness.judging import stats
 from harness.judging.stats import Rule, declare_outcomes
-from harness.experiments.protocols import METHOD_ARMS, ZOO_LEFT_OUT, balanced_test_error, per_seed
+from harness.experiments.protocols import (METHOD_ARMS, ZOO_LEFT_OUT, balanced_test_error,
+                                           method_arms, per_seed)
 from harness.judging.report import line_figure, mean_series
 
 TAKEAWAY = "M"
@@ -68,14 +68,17 @@ def pytest_generate_tests(metafunc):
     (the full zoo has members the quick one leaves out)."""
     if "method_under_test" not in metafunc.fixturenames:
         return
-    under_test = metafunc.config.stash.get(METHODS_KEY, None) or []
+    # The plugin checked every --method when the session was configured (a usage error if not).
+    under_test = list(dict.fromkeys(methods.resolve(ref).name
+                                    for ref in metafunc.config.getoption("--method")))
     name = metafunc.function.__name__
     triples = []
-    for profile, arms in METHOD_ARMS.items():
+    for profile in METHOD_ARMS:
+        arms = method_arms(profile)
         if under_test:
             triples += [t for m in under_test for t in method_triples(profile, arms, m, name)]
         elif name in ZOO_MEASURES:
-            triples += [t for m in methods.ZOO for t in zoo_triples(profile, arms, m)]
+            triples += [t for m in methods.zoo() for t in zoo_triples(profile, arms, m)]
     # Parametrized over nothing (a claim the zoo is not measured on, without --method), pytest
     # makes one item that always skips; the plugin leaves such items out at collection.
     metafunc.parametrize("profile,arm,method_under_test", triples)
@@ -105,7 +108,8 @@ def zoo_triples(profile: str, arms: dict, name: str) -> list:
     zoo section shows); one left out without a reason is a collection error, since a reader
     would never learn it is missing."""
     fitting = [arm for arm, cfg in arms.items() if name in cfg.methods]
-    if not fitting and name not in ZOO_LEFT_OUT.get(profile, {}):
+    left_out = {m for members in ZOO_LEFT_OUT.get(profile, {}).values() for m in members}
+    if not fitting and name not in left_out:
         raise ValueError(f"zoo member {name!r} is trained on no methods arm of the {profile} "
                          "profile, and harness.experiments.protocols.ZOO_LEFT_OUT does not say why")
     return [pytest.param(profile, arm, name, marks=PROFILE_MARKS[profile],
@@ -119,7 +123,7 @@ def imbalanced(cfg) -> list[float]:
 def strongest_baseline(cfg, records, seeds, exclude: str) -> str:
     """The zoo member of this arm (not ``exclude``) with the lowest mean balanced test error over
     the imbalanced ratios."""
-    zoo = [m for m in cfg.methods if m in methods.ZOO and m != exclude]
+    zoo = [m for m in cfg.methods if m in methods.zoo() and m != exclude]
     return min(zoo, key=lambda m: np.mean([per_seed(records, (m, r), seeds, balanced_test_error)
                                            for r in imbalanced(cfg)]))
 
@@ -131,7 +135,7 @@ def error_figure(arm, cfg, records, seeds) -> dict:
         ratios = [r for r in cfg.train_ratios if (m, r, seeds[0]) in records]
         series.append(mean_series(m, ratios, [per_seed(records, (m, r), seeds, balanced_test_error)
                                               for r in ratios],
-                                  linestyle=":" if m in methods.ZOO else "-"))
+                                  linestyle=":" if m in methods.zoo() else "-"))
     return line_figure(f"methods-{arm}", f"Balanced test error vs train imbalance, {cfg.model} on "
                        f"{cfg.dataset}", "train imbalance ratio", "balanced test error", series,
                        caption="Mean ± 1 SE over seeds; the zoo's baselines dotted, ERM, "

@@ -125,7 +125,7 @@ def test_in_domain_ssl_comes_close_to_imagenet_pretraining(profile, arm, suite, 
     error(ImageNet SimCLR + fine-tuning) < 0.05 (the margin reading "almost as high"), Holm,
     alpha = 0.05. Needs ``--simclr-weights``; skipped with a reason without it.
     """
-    weights = suite.simclr_weights()
+    weights = claim.simclr_weights()
     cfg, records = claim.grid(arm)
     icfg = dataclasses.replace(cfg, methods=("simclr_imagenet",), imbalanced_only=(),
                                hyperparameters=cfg.hyperparameters + tuple(weights.items()))

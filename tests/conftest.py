@@ -46,11 +46,11 @@ class SpyModel:
 def synthetic(monkeypatch):
     """Register the synthetic dataset and the spy model for one test."""
     dataset = make_synthetic()
-    monkeypatch.setitem(data.DATASETS, "synthetic", lambda data_dir=None: dataset)
     monkeypatch.setitem(models.MODELS, "spy", SpyModel)
     monkeypatch.setitem(models.DEFAULTS, "spy", {})
     SpyModel.seen = []
-    return dataset
+    with data.registered_dataset("synthetic", lambda data_dir=None: dataset):
+        yield dataset
 
 
 def shared_data_available(relative: str) -> bool:

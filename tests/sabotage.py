@@ -198,10 +198,10 @@ def pytest_configure(config):
     elif sabotage == "sam_is_sgd":
         methods.METHODS["sam"] = SAMIsSGD
     elif sabotage == "crash_nn":
-        for name in models.NEURAL:
+        for name in [n for n in models.MODELS if models.device_bound(n)]:
             models.MODELS[name] = crashing(models.MODELS[name])
     elif sabotage == "no_adult":
-        data.DATASETS["adult"] = missing_adult
+        data.register_dataset("adult", missing_adult, replace=True)
     elif sabotage == "seed_never_reaches_run":
         training.execute_group = with_seed_zero(training.execute_group)
     elif sabotage == "ratios_reversed":

@@ -159,3 +159,56 @@ def test_strict_fp32_restores_the_settings_after_an_error():
         assert torch.get_float32_matmul_precision() == "medium"
     finally:
         torch.set_float32_matmul_precision(saved)
+
+
+def test_normalize_standardizes_with_the_statistics_of_the_active_dataset():
+    import numpy as np
+
+    from harness import data
+
+    x = torch.arange(2 * 4 * 4 * 3, dtype=torch.uint8).view(2, 4, 4, 3) * 5
+    mean, std = torch.tensor([0.2, 0.4, 0.6]), torch.tensor([0.1, 0.2, 0.3])
+
+    def loader(data_dir=None):
+        images = np.zeros((2, 4, 4, 3), np.uint8)
+        return data.Dataset("mine", images, np.arange(2), images, np.arange(2), ("a", "b"))
+
+    expected = (x / 255 - mean) / std
+    with (data.registered_dataset("mine", loader, image_statistics=((0.2, 0.4, 0.6), (0.1, 0.2, 0.3))),
+          batches.standardized_by(*data.image_statistics("mine"))):
+        assert torch.allclose(batches.normalize(x), expected, atol=1e-5)
+        with batches.standardized_by(0.5, 1.0):  # blocks nest
+            assert torch.allclose(batches.normalize(x), x / 255 - 0.5, atol=1e-6)
+        assert torch.allclose(batches.network_inputs(x), expected.permute(0, 3, 1, 2), atol=1e-5)
+    # Outside any block: the generic mean 0.5, std 0.25 for every channel, not CIFAR's.
+    assert batches.active_image_statistics() == batches.GENERIC_IMAGE_STATISTICS == ((0.5,), (0.25,))
+    assert torch.allclose(batches.normalize(x), (x / 255 - 0.5) / 0.25, atol=1e-5)
+    scale, shift = batches.normalization_constants(x.device)
+    assert scale.shape == shift.shape == (3,)  # the generic value for each of the RGB channels
+
+
+def test_cifar_statistics_standardize_exactly_as_before():
+    from harness import data
+
+    x = torch.randint(0, 256, (3, 5, 5, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = torch.tensor(data.CIFAR_MEAN), torch.tensor(data.CIFAR_STD)
+    before = torch.addcmul(-mean / std, x.float(), 1 / (255 * std))  # the formula the networks used
+    with batches.standardized_by(*data.image_statistics("cifar10")):
+        assert torch.equal(batches.normalize(x), before)
+
+
+def test_the_statistics_are_per_thread_and_checked():
+    import threading
+
+    seen = []
+    with batches.standardized_by(0.3, 0.3):
+        worker = threading.Thread(target=lambda: seen.append(batches.active_image_statistics()))
+        worker.start()
+        worker.join()
+    assert seen == [batches.GENERIC_IMAGE_STATISTICS]  # another thread's run has its own
+    with (pytest.raises(ValueError, match="std must be finite and greater than 0"),
+          batches.standardized_by(0.5, -1)):
+        pass
+    with (batches.standardized_by((0.5, 0.5), (0.25, 0.25)),
+          pytest.raises(ValueError, match="statistics have 2 channels but the images have 3")):
+        batches.normalize(torch.zeros(1, 2, 2, 3, dtype=torch.uint8))

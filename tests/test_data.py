@@ -138,3 +138,76 @@ def test_cifar_zip_decodes_to_uint8_and_is_cached(isolated, monkeypatch):
     assert list((isolated / "cache" / "cifar10").glob("*.npz"))  # decoded once, cached
     binary = data.load("cifar10-binary", data_dir=isolated / "mine")
     assert set(binary.y_train.tolist()) == {0, 1} and binary.class_names == ("airplane", "automobile")
+
+
+def tiny_dataset(name="mine"):
+    return data.Dataset(name, np.zeros((4, 2, 2, 3), np.uint8), np.arange(4) % 2,
+                        np.zeros((2, 2, 2, 3), np.uint8), np.arange(2) % 2, ("a", "b"))
+
+
+def test_a_registered_dataset_loads_by_name_with_its_checksums_and_statistics():
+    dataset, digest = tiny_dataset(), "ab" * 32
+    with data.registered_dataset("mine", lambda data_dir=None: dataset, {"mine/train.bin": digest},
+                                 image_statistics=((0.1, 0.2, 0.3), 0.2)):
+        assert data.load("mine") is dataset
+        assert data.SHA256["mine/train.bin"] == digest
+        assert data.image_statistics("mine") == ((0.1, 0.2, 0.3), (0.2, 0.2, 0.2))
+        assert "mine" not in data.BUILTIN_DATASETS
+    assert "mine" not in data.DATASETS and "mine/train.bin" not in data.SHA256
+    with pytest.raises(data.DataError, match="unknown dataset 'mine'"):
+        data.image_statistics("mine")
+
+
+def test_the_builtin_datasets_are_registered_with_their_facts():
+    assert set(data.BUILTIN_DATASETS) == {"adult", "covtype", "cifar10", "cifar10-binary", "toy2d"}
+    assert data.DATASETS["cifar10"] is data.load_cifar10
+    for name in ("cifar10", "cifar10-binary"):
+        assert data.image_statistics(name) == (data.CIFAR_MEAN, data.CIFAR_STD)
+    for name in ("adult", "covtype", "toy2d"):
+        assert data.image_statistics(name) is None
+    assert set(data.SHA256) >= set(data.ADULT_SHA256) | set(data.CIFAR10_SHA256)
+
+
+def test_a_taken_name_is_refused_and_replacing_puts_the_old_dataset_back():
+    with pytest.raises(ValueError, match="dataset 'adult' is already registered.*replace=True"):
+        data.register_dataset("adult", lambda data_dir=None: tiny_dataset("adult"))
+    with data.registered_dataset("adult", lambda data_dir=None: tiny_dataset("adult"),
+                                 image_statistics=(0.5, 0.25)):
+        assert data.load("adult").x_train.shape == (4, 2, 2, 3)
+        assert data.image_statistics("adult") == ((0.5,), (0.25,))
+        assert "adult/adult.data" not in data.SHA256  # the replaced dataset's checksums went too
+    assert data.DATASETS["adult"] is data.load_adult and data.image_statistics("adult") is None
+    assert data.SHA256["adult/adult.data"] == data.ADULT_SHA256["adult/adult.data"]
+
+
+@pytest.mark.parametrize("statistics, message", [
+    ((0.5, 0.0), "std must be finite and greater than 0.*give it std 1"),
+    ((0.5, float("nan")), "std must be finite and greater than 0"),
+    (((0.5, 0.5), (0.2, 0.2, 0.2)), "mean has 2 channels and std 3; give one value per channel"),
+    ((125.3, 63.0), "mean must lie in 0..1.*divide 0..255 pixel statistics by 255"),
+    ((0.5,), "image_statistics must be a pair \\(mean, std\\)"),
+    (("bright", 0.2), "mean must be a number or one number per channel"),
+])
+def test_unusable_image_statistics_are_refused_with_the_fix(statistics, message):
+    with pytest.raises(ValueError, match=f"dataset 'mine': .*{message}"):
+        data.register_dataset("mine", lambda data_dir=None: tiny_dataset(), image_statistics=statistics)
+    assert "mine" not in data.DATASETS  # nothing half-registered
+
+
+def test_a_loader_that_is_not_callable_and_a_contradicting_checksum_are_refused():
+    with pytest.raises(TypeError, match="loader must be callable"):
+        data.register_dataset("mine", tiny_dataset())
+    with pytest.raises(ValueError, match="'adult/adult.data' has another checksum in dataset 'adult'"):
+        data.register_dataset("mine", tiny_dataset, {"adult/adult.data": "0" * 64})
+    with pytest.raises(ValueError, match="sha256 as 64 lowercase hex digits"):
+        data.register_dataset("mine", tiny_dataset, {"mine/x": "not-a-digest"})
+    assert "mine" not in data.DATASETS
+
+
+def test_a_registered_checksum_is_checked(isolated, monkeypatch):
+    folder = isolated / "given" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "train.bin").write_bytes(b"not the published bytes")
+    with (data.registered_dataset("mine", tiny_dataset, {"mine/train.bin": "0" * 64}),
+          pytest.raises(data.DataError, match="train.bin is corrupt")):
+        data.fetch_file("mine", "mine/train.bin", None, isolated / "given")

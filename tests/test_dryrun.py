@@ -20,7 +20,7 @@ needs_data = pytest.mark.skipif(
 
 def full_profile_paths() -> set[str]:
     paths = set()
-    for cfg in protocols.PROFILES["full"].values():
+    for cfg in protocols.arms("full").values():
         for method in getattr(cfg, "methods", None) or (cfg.method,):
             paths.add(f"{cfg.dataset}/{cfg.model}/{method}{dryrun.measurement(cfg)}")
     return paths
@@ -33,7 +33,7 @@ def test_every_full_profile_training_path_runs_at_full_shape_and_records_what_cl
     hessian = next(r for r in runs if r.path.endswith("+hessian"))
     hp = dict(hessian.spec.hyperparameters)
     assert hp["arch"] == "resnet34" and hp["image_size"] == 32 and hp["hessian_top_k"] == 10
-    assert hp["loss_directions"] == 5 and dict(hessian.budget)["epochs"] == 1
+    assert hp["loss_directions"] == 5 and hessian.evaluation.dry_run["epochs"] == 1
     executor = make_executor("local", workers=2)
     try:
         outcome = dryrun.run_all(runs, executor)
@@ -57,9 +57,10 @@ def test_a_record_missing_a_field_the_claims_read_is_caught():
 def test_dry_run_records_are_never_stored(synthetic, tmp_path):
     from harness.runs.spec import make_spec
     from harness.runs.store import ResultStore
-    from harness.runs.training import execute
+    from harness.runs.training import Evaluation, execute
 
-    record = execute(make_spec("synthetic", "spy", "erm", (200, 10), (1.0,), 0), budget={"test_per_class": 3})
+    record = execute(make_spec("synthetic", "spy", "erm", (200, 10), (1.0,), 0),
+                     evaluation=Evaluation(test_per_class=3, dry_run={}))
     assert record["dry_run"]["test_per_class"] == 3
     assert record["metrics"]["test"]["1"]["counts"] == [3, 3]
     with pytest.raises(ValueError, match="never stored"):
@@ -85,5 +86,5 @@ def test_device_bound_dry_runs_read_no_tabular_data(monkeypatch):
 
     monkeypatch.setattr(data, "load", load)
     runs = dryrun.dry_runs(device="cpu", device_bound_only=True)
-    assert runs and all(run.spec.model in models.NEURAL for run in runs)
+    assert runs and all(models.device_bound(run.spec.model) for run in runs)
     assert asked and set(asked) <= images

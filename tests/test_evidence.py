@@ -19,7 +19,7 @@ def test_every_evidence_file_names_a_claim_and_holds_whole_entries():
     assert files, "no evidence files: every quick expected failure keeps its numbers"
     for path in files:
         test, _, arm = path.stem.partition("--")
-        assert arm in protocols.PROFILES["quick"], path.name
+        assert arm in protocols.arms("quick"), path.name
         module = next(m for m in (evidence.REPO_ROOT / "claims").glob("test_*.py") if f"def {test}(" in m.read_text())
         assert module, path.name
         entries = evidence.read_evidence(test, arm)

@@ -52,23 +52,23 @@ def test_downsample_is_per_image_and_checks_its_input():
         downsample(images.astype(np.float32), 4)
 
 
-def test_a_dataset_at_an_image_size_is_downsampled_once(monkeypatch):
+def test_a_dataset_at_an_image_size_is_downsampled_once():
     rng = np.random.default_rng(1)
     native = data.Dataset("tiny", rng.integers(0, 256, (10, 8, 8, 3), dtype=np.uint8),
                           np.arange(10) % 2, rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),
                           np.arange(4) % 2, ("a", "b"), {"kind": "synthetic"})
-    monkeypatch.setitem(data.DATASETS, "tiny", lambda data_dir=None: native)
-    small = data.load("tiny", image_size=4)
-    assert small.x_train.shape == (10, 4, 4, 3) and small.y_train is native.y_train
-    assert np.array_equal(small.x_test, downsample(native.x_test, 4))
-    assert data.load("tiny", image_size=4) is small  # cached for this dataset object
-    assert data.load("tiny") is native
+    with data.registered_dataset("tiny", lambda data_dir=None: native):
+        small = data.load("tiny", image_size=4)
+        assert small.x_train.shape == (10, 4, 4, 3) and small.y_train is native.y_train
+        assert np.array_equal(small.x_test, downsample(native.x_test, 4))
+        assert data.load("tiny", image_size=4) is small  # cached for this dataset object
+        assert data.load("tiny") is native
     assert at_image_size(native, 8).x_train is native.x_train
 
 
-def test_an_image_size_for_a_dataset_without_images_is_a_data_error(monkeypatch):
+def test_an_image_size_for_a_dataset_without_images_is_a_data_error():
     table = data.Dataset("table", np.zeros((4, 3), np.float32), np.arange(4) % 2,
                          np.zeros((2, 3), np.float32), np.arange(2) % 2, ("a", "b"))
-    monkeypatch.setitem(data.DATASETS, "table", lambda data_dir=None: table)
-    with pytest.raises(data.DataError, match="'table' cannot be read at image_size=16.*uint8 NHWC"):
+    with (data.registered_dataset("table", lambda data_dir=None: table),
+          pytest.raises(data.DataError, match="'table' cannot be read at image_size=16.*uint8 NHWC")):
         data.load("table", image_size=16)

@@ -8,7 +8,7 @@ import pytest
 
 from harness.learners import models
 
-TABULAR = sorted(set(models.MODELS) - models.NEURAL)
+TABULAR = sorted(name for name in models.MODELS if not models.device_bound(name))
 
 
 def blobs(n=200, seed=0):
@@ -70,7 +70,7 @@ def test_unknown_model_and_hyperparameter_errors():
 def test_contract_an_initialization_digest_follows_the_seed(name):
     """A model that reports ``init_digest`` (the networks) gives another one for another seed
     and the same one for the same seed: the fingerprint that the seed reached it."""
-    if name in models.NEURAL:
+    if models.device_bound(name):
         x = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
         y, params = np.arange(16) % 2, {"epochs": 1, "image_size": 16}
     else:
@@ -79,7 +79,7 @@ def test_contract_an_initialization_digest_follows_the_seed(name):
             x, params = x[:, :2], {"steps": 2}
     digests = [getattr(models.build(name, seed=s, **params).fit(x, y), "init_digest", None) for s in (0, 0, 1)]
     if digests[0] is None:
-        assert name not in models.NEURAL and name != "mlp2d", f"{name} reports no init_digest"
+        assert not models.device_bound(name) and name != "mlp2d", f"{name} reports no init_digest"
         return
     assert digests[0] == digests[1] != digests[2]
 
@@ -92,7 +92,7 @@ def test_contract_every_model_s_declared_libraries_import(name):
 
     assert models.libraries(name), f"{name} declares no libraries"
     assert preflight.import_failures(models.libraries(name)) == []
-    if name in models.NEURAL or name == "mlp2d":
+    if models.device_bound(name) or name == "mlp2d":
         assert "torch" in models.libraries(name)
 
 

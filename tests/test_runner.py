@@ -131,7 +131,7 @@ RACER = textwrap.dedent("""
             return super().fit(x, y, **kwargs)
 
     dataset = make_synthetic()
-    data.DATASETS["synthetic"] = lambda data_dir=None: dataset
+    data.register_dataset("synthetic", lambda data_dir=None: dataset)
     models.MODELS["slow"], models.DEFAULTS["slow"] = SlowSpy, {}
     specs = [make_spec("synthetic", "slow", "erm", (100, 20), (1.0,), seed) for seed in range(12)]
     start = float(sys.argv[2])
@@ -222,7 +222,7 @@ def test_a_long_run_gives_heartbeat_lines(tmp_path):
 
 
 @pytest.fixture
-def image_task(monkeypatch):
+def image_task():
     """A tiny two-class image dataset (registered in this process only) and a 1-epoch CNN."""
     from harness import data
     from tests.test_engine import tiny_images
@@ -231,8 +231,8 @@ def image_task(monkeypatch):
     x_test, y_test = tiny_images(per_class=12, seed=1)
     dataset = data.Dataset("tiny-images", x_train, y_train, x_test, y_test, ("red", "blue"),
                            {"variant": "test", "sha256": "1" * 64})
-    monkeypatch.setitem(data.DATASETS, "tiny-images", lambda data_dir=None: dataset)
-    return dict(width=4, epochs=1, batch_size=8)
+    with data.registered_dataset("tiny-images", lambda data_dir=None: dataset):
+        yield dict(width=4, epochs=1, batch_size=8)
 
 
 def test_runs_that_share_their_training_train_one_model(tmp_path, image_task, monkeypatch):

@@ -125,7 +125,7 @@ def stage_fails(monkeypatch):
     return StageFails
 
 
-def test_a_failing_post_training_stage_fails_only_its_run(image_task, stage_fails):
+def test_a_failing_post_training_stage_fails_only_its_run(image_task, stage_fails):  # noqa: F811 - the fixture
     """ERM and a post-hoc run share one trained network; the post-hoc run's stage raises: its
     place holds a RunFailure with the error, and the ERM record is the one it has alone."""
     erm, failing = (make_spec("tiny-images", "small_cnn", m, (24, 6), (1.0,), 0, **image_task)
@@ -213,3 +213,43 @@ def test_the_peak_memory_counter_is_not_what_fails_a_gpu_run_on_a_cpu_machine(mo
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", unavailable)
     training.reset_peak_memory("cuda")
+
+
+def test_a_dry_run_evaluation_marks_its_record_and_caps_its_test_sets(synthetic, tmp_path):
+    """The dry run trains a shrunk spec and evaluates it with an Evaluation: each test set is
+    capped per class, and the record says it is a dry run's, which the store refuses."""
+    from harness.runs.store import ResultStore
+
+    spec = make_spec("synthetic", "spy", "erm", (200, 10), (0.5, 1.0), 0)
+    evaluation = training.Evaluation(test_per_class=2, dry_run={"epochs": 1})
+    assert pickle.loads(pickle.dumps(evaluation)) == evaluation  # it crosses to workers
+    record = training.execute(spec, evaluation=evaluation)
+    assert record["dry_run"] == {"epochs": 1, "test_per_class": 2}
+    assert record["metrics"]["test"]["1"]["counts"] == [2, 2]
+    assert record["metrics"]["test"]["0.5"]["counts"] == [2, 2]
+    assert record["spec"] == spec.to_dict()
+    with pytest.raises(ValueError, match="never stored"):
+        ResultStore(tmp_path).put(record)
+    real = training.execute(spec)
+    assert "dry_run" not in real and real["metrics"]["test"]["1"]["counts"] == [100, 100]
+
+
+def test_train_group_then_record_run_is_execute_group(image_task):  # noqa: F811 - the fixture
+    """execute_group is train_group, then record_run per run (a post-training stage last)."""
+    specs = [make_spec("tiny-images", "small_cnn", m, (24, 6), (1.0, 0.5), 0, **image_task)
+             for m in ("laplace", "erm")]
+    trained = training.train_group(specs)
+    assert trained.spec == specs[0] and trained.recording_order() == [1, 0]  # Laplace's stage last
+    assert type(trained.trainer).name == "erm" and len(trained.y_train) == 30
+    by_hand = {i: training.record_run(trained, i) for i in trained.recording_order()}
+    grouped = training.execute_group(specs)
+
+    def comparable(record):  # all but the clocks
+        log = {k: v for k, v in record["training_log"].items()
+               if k not in ("train_seconds", "images_per_second")}
+        return {**{k: v for k, v in record.items() if k not in ("wall_time_s", "pid", "created")},
+                "training_log": log}
+
+    for i, record in enumerate(grouped):
+        assert comparable(record) == comparable(by_hand[i]), specs[i].method
+    assert "map" in grouped[0]["metrics"]["variants"]

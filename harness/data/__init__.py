@@ -42,20 +42,25 @@ majority's tail. Fixed data seeds (1234 train, 5678 test): one problem; run seed
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
 import io
+import math
+import numbers
 import os
 import struct
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from ..caching import ObjectCache
 from .images import at_image_size
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # harness/data/__init__.py -> the checkout
@@ -64,11 +69,18 @@ DEFAULT_CACHE_DIR = REPO_ROOT / ".cache"
 DATA_DIR_ENV = "IMBALANCE_DATA_DIR"
 CACHE_DIR_ENV = "IMBALANCE_CACHE_DIR"
 
-# Published checksums (sha256) of the files we read. The Adult files equal the UCI originals.
-SHA256 = {
+# Published checksums (sha256) of the files the loaders read, by path relative to a data
+# directory: each dataset declares its own when it is registered (register_dataset).
+SHA256: dict[str, str] = {}
+# The Adult files equal the UCI originals.
+ADULT_SHA256 = {
     "adult/adult.data": "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
     "adult/adult.test": "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
+}
+COVTYPE_SHA256 = {
     "covtype/covtype-sample.csv.gz": "d1683af154f7279cfb7221e813d44d904346d4965779c56bfbe7c5c74cebf8fd",
+}
+CIFAR10_SHA256 = {
     "cifar10/cifar10-jpeg.zip": "ead45e06542622104d3e17a0e554f18656c4cf310408a9ee502d835a28cf897d",
 }
 ADULT_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
@@ -80,10 +92,6 @@ COVTYPE_SPLIT_SEED = 0
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 CIFAR10_BINARY_CLASSES = ("airplane", "automobile")  # the pair the authors' code uses
-# Per-channel statistics of the CIFAR-10 training images (0..1 scale); the networks standardize
-# their inputs with them (harness.batches.normalize).
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
 class DataError(RuntimeError):
@@ -314,6 +322,12 @@ def load_covtype(data_dir=None) -> Dataset:
 
 # ------------------------------------------------------------------------------------ CIFAR-10
 
+# Per-channel statistics of the CIFAR-10 training images (0..1 scale), declared when cifar10 and
+# cifar10-binary are registered: the networks standardize their inputs with them
+# (harness.nn.batches.normalize).
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
 def read_torchvision_cifar(folder: Path) -> tuple[np.ndarray, ...]:
     """Read torchvision's ``cifar-10-batches-py`` folder (the dataset's own pickle format)."""
     import pickle  # the dataset's distribution format; the result store never uses pickle
@@ -444,19 +458,203 @@ def load_toy2d(data_dir=None) -> Dataset:
                    {"variant": "generated", "kind": "synthetic", "sha256": "seed1234-seed5678"})
 
 
-DATASETS = {
-    "adult": load_adult,
-    "covtype": load_covtype,
-    "cifar10": load_cifar10,
-    "cifar10-binary": load_cifar10_binary,
-    "toy2d": load_toy2d,
-}
+# -------------------------------------------------------------------------------- the registry
+
+Loader = Callable[[str | None], Dataset]  # loader(data_dir) -> Dataset
+ImageStatistics = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std), one value a channel
+
+DATASETS: dict[str, Loader] = {}  # name -> loader; register_dataset adds to it
+_IMAGE_STATISTICS: dict[str, ImageStatistics] = {}  # name -> (mean, std), image datasets only
+_CHECKSUMS_OF: dict[str, dict[str, str]] = {}  # name -> the checksums it declared
+
+
+def checked_image_statistics(mean, std) -> ImageStatistics:
+    """``(mean, std)`` as tuples of floats, one value per channel, or a ValueError saying the fix.
+
+    Parameters
+    ----------
+    mean, std : float or sequence of float
+        Per-channel mean and standard deviation of the training images on the 0..1 scale (pixel
+        values divided by 255). A scalar stands for every channel; with a sequence on the other
+        side it is repeated to that length.
+
+    Returns
+    -------
+    tuple of (tuple of float, tuple of float)
+        ``mean`` and ``std``, of one length.
+
+    Raises
+    ------
+    ValueError
+        Not numbers, different lengths, a mean outside 0..1 or a std that is not finite and > 0.
+    """
+    def channels(values, which: str) -> tuple[float, ...]:
+        if isinstance(values, np.ndarray):
+            values = values.ravel().tolist()
+        values = (values,) if isinstance(values, numbers.Real) else values
+        try:
+            values = tuple(float(v) for v in values)
+        except (TypeError, ValueError):
+            raise ValueError(f"image statistics: {which} must be a number or one number per channel "
+                             f"(0..1 scale); got {values!r}") from None
+        if not values:
+            raise ValueError(f"image statistics: {which} is empty; give one number per channel, "
+                             "or one number for all channels")
+        return values
+
+    mean, std = channels(mean, "mean"), channels(std, "std")
+    if len(mean) != len(std):
+        if 1 not in (len(mean), len(std)):
+            raise ValueError(f"image statistics: mean has {len(mean)} channels and std {len(std)}; "
+                             "give one value per channel for both (or one value for all channels)")
+        n = max(len(mean), len(std))
+        mean, std = mean * (n // len(mean)), std * (n // len(std))
+    if not all(math.isfinite(s) and s > 0 for s in std):
+        raise ValueError(f"image statistics: std must be finite and greater than 0 for every channel; "
+                         f"got {std}. Pass each channel's standard deviation of the training "
+                         "pixels on the 0..1 scale (a constant channel cannot be standardized: "
+                         "give it std 1)")
+    if not all(math.isfinite(m) and 0 <= m <= 1 for m in mean):
+        raise ValueError(f"image statistics: mean must lie in 0..1 for every channel; got {mean}. "
+                         "The statistics are on the 0..1 scale: divide 0..255 pixel statistics "
+                         "by 255")
+    return mean, std
+
+
+def register_dataset(name: str, loader: Loader, checksums: dict[str, str] | None = None,
+                     image_statistics: tuple | None = None, *, replace: bool = False) -> None:
+    """Make a dataset loadable by name: :func:`load`, run specs, the claim tests.
+
+    Parameters
+    ----------
+    name : str
+        The name runs ask for (``make_spec(name, ...)``); not one registered already.
+    loader : callable
+        ``loader(data_dir) -> Dataset``, ``data_dir`` a str or None (see :func:`candidate_dirs`
+        for the search order a loader is expected to follow). Cache what it loads
+        (``functools.lru_cache``): every run asks for it again.
+    checksums : dict of str to str, optional
+        Published sha256 of the files the loader reads, by path relative to a data directory
+        (``"mydata/train.csv"``). They join :data:`SHA256`, which :func:`fetch_file` and
+        :func:`verified_sha256` check files against.
+    image_statistics : (mean, std), optional
+        For an image dataset: the per-channel mean and standard deviation of its training
+        images on the 0..1 scale (tuples of floats, or a scalar each for every channel); the
+        networks standardize their inputs with them (:func:`harness.nn.batches.standardized_by`).
+        None for tabular data; an image dataset without them is standardized with a generic
+        mean 0.5, std 0.25.
+    replace : bool
+        Replace a dataset registered under ``name`` (its loader, checksums and statistics).
+        For a test that swaps a dataset for the whole process; one that swaps it for a while
+        uses :func:`registered_dataset`, which puts the old one back.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is taken (without ``replace``), a checksum contradicts another dataset's for
+        the same file, or the statistics are unusable (:func:`checked_image_statistics`).
+    TypeError
+        ``loader`` is not callable.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a dataset name must be a non-empty string; got {name!r}")
+    if name in DATASETS and not replace:
+        raise ValueError(f"dataset {name!r} is already registered; choose another name, or pass "
+                         "replace=True to replace it (registered_dataset(...) replaces it for a while)")
+    if not callable(loader):
+        raise TypeError(f"dataset {name!r}: the loader must be callable as loader(data_dir) -> "
+                        f"Dataset; got {type(loader).__name__}")
+    checksums = dict(checksums or {})
+    for relative, digest in checksums.items():
+        if not (isinstance(digest, str) and len(digest) == 64
+                and all(c in "0123456789abcdef" for c in digest)):
+            raise ValueError(f"dataset {name!r}: the checksum of {relative!r} must be a sha256 as 64 "
+                             f"lowercase hex digits (sha256_of(path)); got {digest!r}")
+        for other, declared in _CHECKSUMS_OF.items():
+            if other != name and declared.get(relative, digest) != digest:
+                raise ValueError(f"dataset {name!r}: {relative!r} has another checksum in dataset "
+                                 f"{other!r}; give the file another path, or the same checksum")
+    statistics = None if image_statistics is None else _statistics_pair(name, image_statistics)
+    _forget(name)
+    DATASETS[name] = loader
+    _CHECKSUMS_OF[name] = checksums
+    SHA256.update(checksums)
+    if statistics is not None:
+        _IMAGE_STATISTICS[name] = statistics
+    if checksums:
+        verified_sha256.cache_clear()  # a file hashed before may now have a checksum to meet
+
+
+def _statistics_pair(name: str, image_statistics) -> ImageStatistics:
+    try:
+        mean, std = image_statistics
+    except (TypeError, ValueError):
+        raise ValueError(f"dataset {name!r}: image_statistics must be a pair (mean, std); got "
+                         f"{image_statistics!r}") from None
+    try:
+        return checked_image_statistics(mean, std)
+    except ValueError as err:
+        raise ValueError(f"dataset {name!r}: {err}") from None
+
+
+def _forget(name: str) -> None:
+    """Remove ``name``'s loader, statistics and the checksums only it declared."""
+    DATASETS.pop(name, None)
+    _IMAGE_STATISTICS.pop(name, None)
+    mine = _CHECKSUMS_OF.pop(name, {})
+    shared = {path for declared in _CHECKSUMS_OF.values() for path in declared}
+    for relative in set(mine) - shared:
+        SHA256.pop(relative, None)
+    if mine:
+        verified_sha256.cache_clear()
+
+
+@contextlib.contextmanager
+def registered_dataset(name: str, loader: Loader, checksums: dict[str, str] | None = None,
+                       image_statistics: tuple | None = None):
+    """:func:`register_dataset` for the ``with`` block only (``replace=True``); afterwards the
+    dataset registered under ``name`` before, if any, is back as it was. For tests."""
+    before = (DATASETS.get(name), _IMAGE_STATISTICS.get(name), _CHECKSUMS_OF.get(name))
+    register_dataset(name, loader, checksums, image_statistics, replace=True)
+    try:
+        yield
+    finally:
+        _forget(name)
+        loader, statistics, checksums = before
+        if loader is not None:
+            DATASETS[name] = loader
+            if statistics is not None:
+                _IMAGE_STATISTICS[name] = statistics
+            if checksums is not None:
+                _CHECKSUMS_OF[name] = checksums
+                SHA256.update(checksums)
+
+
+def image_statistics(name: str) -> ImageStatistics | None:
+    """``(mean, std)`` per channel (0..1 scale) registered for dataset ``name``; None when it
+    has none (tabular data, or images to be standardized with the generic statistics).
+
+    Raises
+    ------
+    DataError
+        ``name`` is not a registered dataset.
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    return _IMAGE_STATISTICS.get(name)
+
+
+register_dataset("adult", load_adult, ADULT_SHA256)
+register_dataset("covtype", load_covtype, COVTYPE_SHA256)
+register_dataset("cifar10", load_cifar10, CIFAR10_SHA256, image_statistics=(CIFAR_MEAN, CIFAR_STD))
+register_dataset("cifar10-binary", load_cifar10_binary, image_statistics=(CIFAR_MEAN, CIFAR_STD))
+register_dataset("toy2d", load_toy2d)
 BUILTIN_DATASETS = dict(DATASETS)  # what a freshly started worker process has (harness.runs.runner)
 
-
-# (id(dataset), size) -> (dataset, downsampled copy). The loaders cache their datasets, so each
-# worker process downsamples a split once; the dataset is held so that its id is never reused.
-_AT_IMAGE_SIZE: dict[tuple[int, int], tuple[Dataset, Dataset]] = {}
+# A dataset at an image size: downsampled once per dataset object and size. The loaders cache
+# their datasets, so each worker process downsamples a split once; a few datasets at a few
+# sizes are kept.
+_AT_IMAGE_SIZE = ObjectCache(maxsize=4)
 
 
 def load(name: str, data_dir: str | os.PathLike | None = None,
@@ -466,7 +664,8 @@ def load(name: str, data_dir: str | os.PathLike | None = None,
     Parameters
     ----------
     name : str
-        One of ``adult``, ``covtype``, ``cifar10``, ``cifar10-binary``, ``toy2d``.
+        A registered dataset (:func:`register_dataset`): the built-in ``adult``, ``covtype``,
+        ``cifar10``, ``cifar10-binary``, ``toy2d``, or one of your own.
     data_dir : path, optional
         Directory searched first (see the module docstring for the full order).
     image_size : int, optional
@@ -484,13 +683,8 @@ def load(name: str, data_dir: str | os.PathLike | None = None,
     dataset = DATASETS[name](str(data_dir) if data_dir else None)
     if image_size is None:
         return dataset
-    key = (id(dataset), int(image_size))
-    if key not in _AT_IMAGE_SIZE:
-        try:
-            resized = at_image_size(dataset, int(image_size))
-        except ValueError as err:
-            raise DataError(f"dataset {name!r} cannot be read at image_size={image_size}: {err}") from err
-        if len(_AT_IMAGE_SIZE) >= 4:  # a few datasets at a few sizes; the oldest goes first
-            _AT_IMAGE_SIZE.pop(next(iter(_AT_IMAGE_SIZE)))
-        _AT_IMAGE_SIZE[key] = (dataset, resized)
-    return _AT_IMAGE_SIZE[key][1]
+    try:
+        return _AT_IMAGE_SIZE.get(dataset, lambda d: at_image_size(d, int(image_size)),
+                                  tag=int(image_size))
+    except ValueError as err:
+        raise DataError(f"dataset {name!r} cannot be read at image_size={image_size}: {err}") from err

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from functools import partial
 
-from .. import data
+from .. import data, methods
 from ..data import imbalance
 from ..learners import models
 from . import protocols
@@ -31,9 +31,8 @@ from ..runs.store import strict_json
 TRAIN_IMAGES = 48       # training images of a network dry run (tabular: TRAIN_ROWS rows)
 TRAIN_ROWS = 2_000
 TEST_PER_CLASS = 4      # test samples per class in each test set
-NETWORK_BUDGET = {      # replaces the full profile's settings; shapes stay
-    "epochs": 1,               # SGHMC: one per cycle (below)
-    "simclr_epochs": 1,
+NETWORK_BUDGET = {      # replaces a device-bound model's settings; shapes stay
+    "epochs": 1,
     "hessian_samples": 2,      # images the Hessian and the loss curves use
     "hessian_tol": 0.5,        # eigsh relative tolerance: a few dozen Hessian-vector products
 }
@@ -41,12 +40,13 @@ NETWORK_BUDGET = {      # replaces the full profile's settings; shapes stay
 
 @dataclass(frozen=True)
 class DryRun:
-    """One distinct training path of the full profile and the spec that exercises it."""
+    """One distinct training path of the full profile: the shrunk spec that exercises it and
+    how its record is evaluated (``training.Evaluation``: capped test sets, marked dry run)."""
 
     path: str      # "dataset/model/method[+measurement]"
     arm: str
     spec: RunSpec
-    budget: tuple  # (name, value) pairs for training.execute
+    evaluation: training.Evaluation
 
     def describe(self) -> str:
         return self.path
@@ -60,37 +60,39 @@ def measurement(cfg) -> str:
 def dry_runs(data_dir=None, device: str = "cpu", profile: str = "full",
              train_images: int | None = TRAIN_IMAGES, test_per_class: int | None = TEST_PER_CLASS,
              network_budget: dict | None = None, device_bound_only: bool = False) -> list[DryRun]:
-    """One :class:`DryRun` per distinct (dataset, model, method, measurement) of ``profile``.
+    """One :class:`DryRun` per distinct (dataset, model, method, measurement) of ``profile``'s
+    arms (:func:`harness.experiments.protocols.arms`: the zoo as the registry declares it).
 
     ``train_images`` (None: the arm's own size), ``test_per_class`` (None: whole test sets) and
-    ``network_budget`` (default :data:`NETWORK_BUDGET`) size the runs; ``gpucheck`` uses larger
-    ones than the CPU dry run, and only the device-bound arms (``device_bound_only``: their
+    ``network_budget`` (default :data:`NETWORK_BUDGET`) size the runs; each method shrinks its
+    own settings (:meth:`harness.methods.Method.dry_run_settings`). ``gpucheck`` uses larger
+    sizes than the CPU dry run, and only the device-bound arms (``device_bound_only``: their
     datasets alone are read, so a GPU machine without the tabular data can run it)."""
     sizing = (train_images, test_per_class,
               NETWORK_BUDGET if network_budget is None else network_budget)
     runs: dict[str, DryRun] = {}
-    for arm, cfg in protocols.PROFILES[profile].items():
-        neural = cfg.model in models.NEURAL
-        if device_bound_only and not neural:
+    for arm, cfg in protocols.arms(profile).items():
+        if device_bound_only and not models.device_bound(cfg.model):
             continue
-        methods = getattr(cfg, "methods", None) or (cfg.method,)
-        for method in methods:
+        for method in getattr(cfg, "methods", None) or (cfg.method,):
             path = f"{cfg.dataset}/{cfg.model}/{method}{measurement(cfg)}"
-            if path in runs:
-                continue
-            runs[path] = DryRun(path, arm, *dry_spec(cfg, method, data_dir, device, neural, *sizing))
+            if path not in runs:
+                runs[path] = DryRun(path, arm, *dry_spec(cfg, method, data_dir, device, *sizing))
     return list(runs.values())
 
 
-def dry_spec(cfg, method: str, data_dir, device: str, neural: bool, train_images=TRAIN_IMAGES,
-             test_per_class=TEST_PER_CLASS, network_budget=NETWORK_BUDGET) -> tuple[RunSpec, tuple]:
-    """The arm's spec for ``method`` at its most imbalanced training ratio, shrunk in size."""
+def dry_spec(cfg, method: str, data_dir, device: str, train_images=TRAIN_IMAGES,
+             test_per_class=TEST_PER_CLASS,
+             network_budget=NETWORK_BUDGET) -> tuple[RunSpec, training.Evaluation]:
+    """The arm's spec for ``method`` at its most imbalanced training ratio, shrunk in size and
+    budget, and its evaluation."""
+    device_bound = models.device_bound(cfg.model)
     hyperparameters = dict(cfg.hyperparameters)
-    if neural:
+    if device_bound:
         hyperparameters["device"] = device
     if isinstance(cfg, protocols.RatioGrid):
         ratio = min(cfg.ratios_for(method))
-        total = cfg.total if train_images is None else (train_images if neural else TRAIN_ROWS)
+        total = cfg.total if train_images is None else (train_images if device_bound else TRAIN_ROWS)
         counts = imbalance.counts_for_total(total,
                                             len(data.load(cfg.dataset, data_dir).class_names),
                                             ratio)
@@ -99,26 +101,24 @@ def dry_spec(cfg, method: str, data_dir, device: str, neural: bool, train_images
     elif isinstance(cfg, protocols.MajorityGrid):
         minority = min(cfg.minority_counts)
         counts = (max(1, round(minority * max(cfg.majority_factors))), minority)
-        if neural and train_images is not None:  # the same shapes with fewer images
+        if device_bound and train_images is not None:  # the same shapes with fewer images
             counts = (train_images - train_images // 8, train_images // 8)
         test_ratios = cfg.test_ratios
     else:  # MethodGrid: the toy problem is cheap; its full grid is the dry run
         counts, test_ratios = cfg.train_counts, cfg.test_ratios
-    spec = make_spec(cfg.dataset, cfg.model, method, counts, test_ratios, 0, data_dir, **hyperparameters)
-    budget = {}
-    if neural:
-        full = dict(spec.hyperparameters)
-        budget = {k: v for k, v in network_budget.items() if k in full}
-        if method == "sghmc":  # SGHMC needs an epoch per cycle
-            budget["epochs"] = full["sghmc_cycles"]
-    if test_per_class and not isinstance(cfg, protocols.MethodGrid):
-        budget["test_per_class"] = test_per_class
-    return spec, tuple(sorted(budget.items()))
+    full = dict(make_spec(cfg.dataset, cfg.model, method, counts, test_ratios, 0, data_dir,
+                          **hyperparameters).hyperparameters)
+    budget = {k: v for k, v in network_budget.items() if k in full} if device_bound else {}
+    budget.update(methods.get(method).dry_run_settings({**full, **budget}))
+    spec = make_spec(cfg.dataset, cfg.model, method, counts, test_ratios, 0, data_dir,
+                     **{**hyperparameters, **budget})
+    per_class = test_per_class if not isinstance(cfg, protocols.MethodGrid) else None
+    return spec, training.Evaluation(test_per_class=per_class or None, dry_run=budget)
 
 
 def execute_dry(run: DryRun, data_dir=None, n_jobs: int = 1) -> dict:
     """Train one dry run (module-level, so an executor can send it to another process)."""
-    return training.execute(run.spec, data_dir=data_dir, n_jobs=n_jobs, budget=dict(run.budget))
+    return training.execute(run.spec, data_dir=data_dir, n_jobs=n_jobs, evaluation=run.evaluation)
 
 
 def missing_fields(spec: RunSpec, record: dict) -> list[str]:
@@ -146,9 +146,8 @@ def missing_fields(spec: RunSpec, record: dict) -> list[str]:
     if 1.0 in spec.test_ratios:
         check("balanced test error", lambda: protocols.balanced_test_error(record))
         check("gate: balanced accuracy", lambda: protocols.balanced_accuracy_on_most_balanced_test(record))
-    variant = {"laplace": "map", "simclr": "linear_probe", "simclr_imagenet": "linear_probe"}.get(spec.method)
-    if variant and 1.0 in spec.test_ratios:
-        check(f"variant {variant}", lambda: protocols.variant_balanced_test_error(variant)(record))
+    for variant in methods.get(spec.method).variant_names if 1.0 in spec.test_ratios else ():
+        check(f"variant {variant}", lambda v=variant: protocols.variant_balanced_test_error(v)(record))
     hp = dict(spec.hyperparameters)
     if hp.get("hessian_top_k"):
         eig = check("hessian_top_eigenvalues", lambda: record["metrics"]["extra"]["hessian_top_eigenvalues"])

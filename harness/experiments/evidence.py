@@ -77,7 +77,8 @@ def apply_scale(scale: dict) -> None:
     arm = scale["arm"]
     cfg = protocols.arm_config(scale.get("from_profile") or "quick", arm)
     hyperparameters = {**dict(cfg.hyperparameters), **scale.get("hyperparameters", {})}
-    protocols.PROFILES["quick"][arm] = replace(cfg, hyperparameters=tuple(sorted(hyperparameters.items())))
+    owner = protocols.METHOD_ARMS["quick"] if arm in protocols.METHOD_ARMS["quick"] else protocols.PROFILES["quick"]
+    owner[arm] = replace(cfg, hyperparameters=tuple(sorted(hyperparameters.items())))
 
 
 def parse_settings(pairs: list[str]) -> dict:

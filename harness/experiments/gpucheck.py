@@ -13,8 +13,8 @@
    succeeded) to the calibration file that ``python -m harness plan`` reads, as a steady-state
    figure (see :func:`harness.experiments.plan.record_throughput`);
 4. ``method_cells/<path>``: runs one full-shape cell of every device-bound training path of the
-   full profile (the dry run's paths whose model is a neural network,
-   :data:`harness.learners.models.NEURAL`, at the arm's own training-set size, one epoch) and
+   full profile (the dry run's paths whose model is device-bound,
+   :func:`harness.learners.models.device_bound`, at the arm's own training-set size, one epoch) and
    records seconds and peak memory of each; the tabular and toy paths train on the CPU and are
    ``python -m harness dryrun``'s to check;
 5. ``variants``: ``torch.backends.cudnn.benchmark`` and ``torch.compile``, each on and off, at one
@@ -216,26 +216,16 @@ def measure_variants(arch: str, device: str, seconds: float, images: int, progre
                                      if winner and default else None)}
 
 
-def device_bound(run) -> bool:
-    """Whether a dry run's model trains on the device (a neural network): the cells the GPU check runs."""
-    from ..learners import models
-
-    return run.spec.model in models.NEURAL
-
-
 def run_cells(device: str, deadline: float, data_dir=None, progress=None) -> dict:
-    """One full-shape cell of each device-bound full-profile training path (:func:`device_bound`),
+    """One full-shape cell of each device-bound full-profile training path,
     one epoch each, until ``deadline``. A cell that crashes is reported with its error
     (``"error"``) and the next one runs; ``progress(cells)`` is called after each cell."""
     from . import dryrun
     from ..runs import training
 
     cells = {}
-    runs = [run for run in dryrun.dry_runs(data_dir, device=device, train_images=None,
-                                           test_per_class=None,
-                                           network_budget={"epochs": 1, "simclr_epochs": 1},
-                                           device_bound_only=True)
-            if device_bound(run)]
+    runs = dryrun.dry_runs(data_dir, device=device, train_images=None, test_per_class=None,
+                           network_budget={"epochs": 1}, device_bound_only=True)
     for run in runs:
         if time.time() > deadline:
             cells[run.path] = {"skipped": "out of time (raise --minutes)"}
@@ -244,7 +234,7 @@ def run_cells(device: str, deadline: float, data_dir=None, progress=None) -> dic
         training.reset_peak_memory(device)
         started, cell = time.perf_counter(), {}
         try:
-            record = training.execute(run.spec, data_dir=data_dir, n_jobs=4, budget=dict(run.budget))
+            record = training.execute(run.spec, data_dir=data_dir, n_jobs=4, evaluation=run.evaluation)
             problems = dryrun.missing_fields(run.spec, record)
         except Exception as err:  # noqa: BLE001 - reported in the JSON, the check goes on
             problems = [f"crashed: {type(err).__name__}: {err}"]

@@ -7,8 +7,9 @@ networks (forward + backward, as the engine's training log reports them) and sec
 file (default ``.cache/calibration.json``, or ``$IMBALANCE_CALIBRATION``) and override the
 defaults below, which are labelled *assumed* with their source.
 
-A run's cost is its work in image passes (training epochs, SAM's second pass, SimCLR's two
-views, Hessian-vector products, the test sets) over that throughput. Runs that share one trained
+A run's cost is its work in image passes (its method's training and post-training passes, which
+each method declares: SAM's second pass, SimCLR's two views; Hessian-vector products, the test
+sets) over that throughput. Runs that share one trained
 model (:func:`harness.runs.spec.training_key`: a post-hoc method and ERM, or runs differing only
 in their test sets or measurements) pay for its training once. The figures are estimates for
 planning, not promises: the progress display rescales its ETA by the speed it observes.
@@ -23,7 +24,8 @@ import platform
 from pathlib import Path
 
 from ..data import DEFAULT_CACHE_DIR
-from ..runs.spec import RunSpec, training_key
+from .. import methods
+from ..runs.spec import RunSpec, split_hyperparameters, training_key
 from ..runs.store import ResultStore, atomic_write_json
 
 CALIBRATION_ENV = "IMBALANCE_CALIBRATION"
@@ -128,12 +130,17 @@ def device_kind(spec: RunSpec) -> str:
 
 def image_passes(spec: RunSpec, trains: bool = True) -> float:
     """Work of one network run in training-image passes (forward + backward of one image);
-    without the training itself when ``trains`` is False (its model is trained by another run)."""
+    without the training itself when ``trains`` is False (its model is trained by another run).
+
+    The method declares its training and post-training work
+    (:meth:`harness.methods.Method.training_passes`, ``post_training_passes``); the network's
+    measurements and the test sets are added here."""
     hp = dict(spec.hyperparameters)
     n = sum(spec.train_counts)
-    work = training_passes(spec.method, n, hp) if trains else 0.0
-    if spec.method == "laplace":
-        work += n  # the GGN diagonal: one pass
+    method = methods.get(spec.method)
+    _, settings = split_hyperparameters(spec.model, spec.method, hp)
+    work = method.training_passes(n, hp["epochs"], settings) if trains else 0.0
+    work += method.post_training_passes(n, settings)
     if hp.get("hessian_top_k"):
         samples = min(hp["hessian_samples"], n)
         # ~30 Lanczos Hessian-vector products, each ~3 training passes (a backward pass through
@@ -141,18 +148,6 @@ def image_passes(spec: RunSpec, trains: bool = True) -> float:
         work += 3 * 30 * samples
         work += hp["loss_directions"] * 11 * samples / 3
     return work + EVAL_PASSES
-
-
-def training_passes(method: str, n: int, hp: dict) -> float:
-    """Image passes of training a network on ``n`` images with ``method``."""
-    work = n * hp["epochs"]
-    if method in ("sam", "asymmetric_sam"):
-        work *= 2  # an ascent step and a descent step
-    if method == "overfit":
-        work *= hp["overfit_epoch_scale"]  # an upper bound: it stops once the training set is fit
-    if method == "simclr":
-        work += 2 * n * hp["simclr_epochs"]  # two views per image
-    return work
 
 
 def estimate_seconds(spec: RunSpec, figures: dict, trains: bool = True) -> tuple[float, str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -141,47 +141,68 @@ PROFILES = {
 
 
 # The methods-under-test arms (claims/test_methods_under_test.py): ERM and oversampling at the
-# arm's ratios (shared with takeaways 1 and 3: same specs), the zoo's baselines that apply to
-# the arm's model, and the methods given with --method (added by the plugin). The zoo runs at the
-# imbalanced ratios only; a method under test also at r = 1 (non-inferiority at balance).
+# arm's ratios (shared with takeaways 1 and 3: same specs), then every zoo member (a method that
+# declares ``zoo = True``, :func:`harness.methods.zoo`) that applies to the arm's model, unless
+# ZOO_LEFT_OUT says why not, and the methods given with --method (added by the session). The zoo
+# runs at the imbalanced ratios only; a method under test also at r = 1 (non-inferiority at
+# balance). :func:`method_arms` expands them from the registry when asked.
 METHOD_ARMS = {
     "quick": {
         "m-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, (0.02, 0.1, 1.0), QUICK_RATIOS,
-                                     ("erm", "oversample", "class_balanced", "smote", "undersample"),
-                                     ("oversample", "class_balanced", "smote", "undersample")),
-        # Without balanced_softmax (ZOO_LEFT_OUT says why).
+                                     ("erm", "oversample"), ("oversample",)),
         "m-cifar10-nn": RatioGrid("cifar10", "small_cnn", 2_500, (0.05, 1.0), QUICK_NN_RATIOS,
-                                  ("erm", "oversample", "logit_adjustment", "logit_adjusted_loss",
-                                   "ldam_drw", "focal", "class_balanced"),
-                                  ("oversample", "logit_adjustment", "logit_adjusted_loss",
-                                   "ldam_drw", "focal", "class_balanced")),
+                                  ("erm", "oversample"), ("oversample",)),
     },
     "full": {
         "m-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, (0.01, 0.05, 0.1, 1.0), FULL_RATIOS,
-                                     ("erm", "oversample", "class_balanced", "smote", "undersample"),
-                                     ("oversample", "class_balanced", "smote", "undersample")),
+                                     ("erm", "oversample"), ("oversample",)),
         "m-cifar10-nn": RatioGrid("cifar10", "resnet34", 12_000, (0.01, 0.1, 1.0), FULL_NN_RATIOS,
-                                  ("erm", "oversample", "logit_adjustment", "logit_adjusted_loss",
-                                   "balanced_softmax", "ldam_drw", "focal", "class_balanced"),
-                                  ("oversample", "logit_adjustment", "logit_adjusted_loss",
-                                   "balanced_softmax", "ldam_drw", "focal", "class_balanced")),
+                                  ("erm", "oversample"), ("oversample",)),
     },
 }
-# Zoo members a profile's methods arms leave out, and why (the claims module's skip reason).
+UNDERSAMPLING_NETWORKS = (
+    "undersample is judged on the tabular methods arm only: on the networks' 10-class grid it "
+    "keeps ten times the rarest class's count (a few hundred images at r = 0.05), a run that "
+    "says more about the training-set size than about the method; --method=undersample adds it")
+# Zoo members a methods arm leaves out, and why (shown in the report's zoo section).
 ZOO_LEFT_OUT = {
-    "quick": {"balanced_softmax": (
-        "balanced_softmax is left out of the quick zoo: it is the logit-adjusted loss at tau = 1 "
-        "(the same loss up to a constant shift of the logits; tests/test_longtail.py), so quick "
-        "trains one of the two; -m full judges both, and --method=balanced_softmax adds it here")},
+    "quick": {"m-cifar10-nn": {
+        "balanced_softmax": (
+            "balanced_softmax is left out of the quick zoo: it is the logit-adjusted loss at tau "
+            "= 1 (the same loss up to a constant shift of the logits; tests/test_longtail.py), so "
+            "quick trains one of the two; -m full judges both, and --method=balanced_softmax adds "
+            "it here"),
+        "undersample": UNDERSAMPLING_NETWORKS}},
+    "full": {"m-cifar10-nn": {"undersample": UNDERSAMPLING_NETWORKS}},
 }
-for _profile, _arms in METHOD_ARMS.items():
-    PROFILES[_profile].update(_arms)
+
+
+def zoo_arm(profile: str, arm: str) -> RatioGrid:
+    """A methods arm with the zoo members that apply to its model and that it does not leave out
+    (:data:`ZOO_LEFT_OUT`), in registration order, at its imbalanced ratios."""
+    from .. import methods
+    from ..learners import models
+
+    cfg = METHOD_ARMS[profile][arm]
+    left_out = ZOO_LEFT_OUT.get(profile, {}).get(arm, {})
+    members = tuple(name for name in methods.zoo() if name not in left_out
+                    and name not in cfg.methods
+                    and not methods.get(name).requires - models.capabilities(cfg.model))
+    return replace(cfg, methods=cfg.methods + members, imbalanced_only=cfg.imbalanced_only + members)
+
+
+def method_arms(profile: str) -> dict:
+    """The methods arms of ``profile``, their zoo as the registry declares it now."""
+    return {arm: zoo_arm(profile, arm) for arm in METHOD_ARMS.get(profile, {})}
+
+
+def arms(profile: str) -> dict:
+    """Every arm of ``profile``: the paper's (:data:`PROFILES`) and the methods arms."""
+    return {**PROFILES[profile], **method_arms(profile)}
 
 
 def with_methods_under_test(cfg: RatioGrid, names) -> RatioGrid:
     """``cfg`` with the methods under test added (at every train ratio, balance included)."""
-    from dataclasses import replace
-
     extra = tuple(n for n in names if n not in cfg.methods)
     imbalanced_only = tuple(m for m in cfg.imbalanced_only if m not in names)
     return replace(cfg, methods=cfg.methods + extra, imbalanced_only=imbalanced_only)
@@ -190,9 +211,10 @@ def with_methods_under_test(cfg: RatioGrid, names) -> RatioGrid:
 def arm_config(profile: str, arm: str):
     if profile not in PROFILES:
         raise KeyError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    if arm not in PROFILES[profile]:
-        raise KeyError(f"profile {profile!r} has no arm {arm!r}; it has {sorted(PROFILES[profile])}")
-    return PROFILES[profile][arm]
+    known = arms(profile)
+    if arm not in known:
+        raise KeyError(f"profile {profile!r} has no arm {arm!r}; it has {sorted(known)}")
+    return known[arm]
 
 
 def ratio_grid_specs(cfg: RatioGrid, seeds: Sequence[int], data_dir=None,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..caching import ObjectCache
 from ..data.images import downsample
 from ..nn.batches import (classifies_all, crop_flip, network_inputs, normalize, resolve_device,
                           to_model_layout)
@@ -106,7 +107,9 @@ class TorchClassifier:
     def __init__(self, seed: int = 0, n_jobs: int = 1, **params):
         self.seed, self.n_jobs, self.hp = seed, n_jobs, dict(params)
         self.log: dict = {}
-        self.images_seen: dict = {}  # id(x) -> (x, x as network-ready images): see images()
+        # x -> x as network-ready images, for the last few arrays (a run asks for its training
+        # rows and its test rows): see images()
+        self.images_seen = ObjectCache(maxsize=4)
 
     def fit(self, x: np.ndarray, y: np.ndarray, sample_weight=None, method: Method | None = None,
             epoch_size: int | None = None):
@@ -212,12 +215,8 @@ class TorchClassifier:
         (:meth:`~harness.methods.TrainingState.network_logits`). (The runner hands networks their
         dataset already at ``image_size``, downsampled once per process; arrays at another size
         are downsampled here.)"""
-        seen = self.images_seen
-        if id(x) not in seen:  # x is held in the entry, so that its id cannot be reused
-            if len(seen) >= 4:  # a run asks for its training rows and its test rows
-                seen.pop(next(iter(seen)))
-            seen[id(x)] = (x, torch.from_numpy(downsample(x, self.hp["image_size"])).to(self.device))
-        return seen[id(x)][1]
+        return self.images_seen.get(
+            x, lambda x: torch.from_numpy(downsample(x, self.hp["image_size"])).to(self.device))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.probabilities(self.images(x)).argmax(1).cpu().numpy().astype(np.int64)

@@ -133,7 +133,10 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "resnet34": ("torch", "torchvision.models", "scipy.sparse.linalg"),  # its ResNet-34
     "mlp2d": ("torch",),
 }
-NEURAL = {"small_cnn", "resnet34"}  # models trained by harness.learners.engine on images
+# Models whose runs train on the session's device (--device; the ``gpu`` marker of the full
+# profile): declared at registration (``register_model(..., device_bound=True)``). The toy MLP
+# is torch too, but small enough that the CPU is its device everywhere.
+DEVICE_BOUND: set[str] = {"small_cnn", "resnet34"}
 BUILTIN_MODELS = dict(MODELS)  # what a freshly started worker process has (see harness.runs.runner)
 
 
@@ -149,21 +152,47 @@ def measurements(name: str) -> frozenset:
     return frozenset(getattr(MODELS[name], "MEASUREMENTS", ()))
 
 
+def device_bound(name: str) -> bool:
+    """Whether model ``name`` trains on the session's device (``--device``: a GPU where there is
+    one) rather than always on the CPU; declared at registration."""
+    return name in DEVICE_BOUND
+
+
 def libraries(name: str) -> tuple[str, ...]:
     """The modules model ``name`` imports (declared at registration; none by default)."""
     return tuple(LIBRARIES.get(name, ()))
 
 
-def register_model(name: str, factory: Callable, defaults: dict, libraries=()) -> None:
-    """Add a model to the registry; ``factory(seed=, n_jobs=, **defaults)`` must follow the
-    contract, its ``CAPABILITIES`` attribute says which method hooks it honours, and
-    ``libraries`` names the modules it imports (the preflight imports them before training)."""
+def register_model(name: str, factory: Callable, defaults: dict, libraries=(),
+                   device_bound: bool = False) -> None:
+    """Add a model to the registry.
+
+    Parameters
+    ----------
+    name : str
+    factory : callable
+        ``factory(seed=, n_jobs=, **defaults)`` follows the contract; its ``CAPABILITIES``
+        attribute says which method hooks it honours.
+    defaults : dict
+        Its hyperparameters (they go into every run spec).
+    libraries : tuple of str
+        The modules it imports (the preflight imports them before training).
+    device_bound : bool
+        Its runs train on the session's device (``--device``, GPU slots, the ``gpu`` marker of
+        the full profile) instead of always on the CPU. Its ``defaults`` then include
+        ``"device"``, which the session sets.
+    """
     if name in MODELS:
         raise ValueError(f"model {name!r} is already registered")
     if isinstance(libraries, str) or not all(isinstance(m, str) and m for m in libraries):
         raise ValueError(f"model {name!r}: libraries must be module names, e.g. ('xgboost',); "
                          f"got {libraries!r}")
+    if device_bound and "device" not in defaults:
+        raise ValueError(f"model {name!r} is device-bound: its defaults need a 'device' entry "
+                         "(e.g. \"device\": \"cpu\"), which the session sets from --device")
     MODELS[name], DEFAULTS[name], LIBRARIES[name] = factory, dict(defaults), tuple(libraries)
+    if device_bound:
+        DEVICE_BOUND.add(name)
 
 
 def build(name: str, seed: int, n_jobs: int = 1, **params):

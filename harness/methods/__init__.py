@@ -25,14 +25,11 @@ A method of your own is one class (see the README, "Your own method")::
 from . import bayesian, longtail, pretraining, resampling, standard  # noqa: F401  (they register)
 from .base import (CAPABILITIES, ENTRY_POINT_GROUP, METHODS, Method, MethodError, TrainingState,
                    TrainPlan, builtin, create, for_spec, get, identity, import_path, load_path,
-                   register, resolve)
+                   register, resolve, zoo)
 
-# The baselines the methods-under-test module compares against (the "zoo"), in report order.
-ZOO = ("logit_adjustment", "logit_adjusted_loss", "balanced_softmax", "ldam_drw", "focal",
-       "class_balanced", "smote", "undersample")
 # The registry as the package defines it: what a freshly started worker process has.
 BUILTIN_METHODS = dict(METHODS)
 
-__all__ = ["CAPABILITIES", "ENTRY_POINT_GROUP", "METHODS", "BUILTIN_METHODS", "ZOO", "Method",
+__all__ = ["CAPABILITIES", "ENTRY_POINT_GROUP", "METHODS", "BUILTIN_METHODS", "Method",
            "MethodError", "TrainPlan", "TrainingState", "builtin", "create", "for_spec", "get",
-           "identity", "import_path", "load_path", "register", "resolve"]
+           "identity", "import_path", "load_path", "register", "resolve", "zoo"]

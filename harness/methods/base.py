@@ -48,6 +48,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..caching import ObjectCache
+
 # What a model can let a method change (models declare a subset in harness.learners.models).
 CAPABILITIES = {
     "rows": "trains on the rows and per-row weights a method picks",
@@ -103,8 +105,9 @@ class TrainingState:
     stop_when_fit: bool = False
     device: Any = None
     extra: dict = field(default_factory=dict)
-    # id(images) -> (images, logits): see network_logits; the engine clears it (forget_logits)
-    logits_seen: dict = field(default_factory=dict, repr=False)
+    # images -> their logits, per images object: see network_logits; the engine clears it
+    # (forget_logits)
+    logits_seen: ObjectCache = field(default_factory=ObjectCache, repr=False)
 
     def network_logits(self, images_u8):
         """The trained network's logits for network-ready uint8 images, computed once per
@@ -117,10 +120,7 @@ class TrainingState:
         post-training stage)."""
         from ..nn.batches import predict_logits
 
-        key = id(images_u8)
-        if key not in self.logits_seen:  # the images are held in the entry: the id stays theirs
-            self.logits_seen[key] = (images_u8, predict_logits(self.net, images_u8))
-        return self.logits_seen[key][1].clone()
+        return self.logits_seen.get(images_u8, lambda images: predict_logits(self.net, images)).clone()
 
     def forget_logits(self) -> None:
         """The network may have changed: recompute logits from now on."""
@@ -151,6 +151,33 @@ class Method:
     # the preflight (harness.runs.preflight) imports them before anything trains, so a broken
     # install stops the session with its fix instead of failing runs one by one.
     libraries: ClassVar[tuple[str, ...]] = ()
+    # A baseline of the methods-under-test zoo (claims/test_methods_under_test.py): the zoo's
+    # arms train every zoo method that applies to their model (harness.experiments.protocols).
+    zoo: ClassVar[bool] = False
+    # The names ``variants`` returns (other predictors recorded beside the main one): the dry run
+    # checks that each run of the method records every one of them.
+    variant_names: ClassVar[tuple[str, ...]] = ()
+
+    # -- what the method costs and how the dry run shrinks it (harness.experiments.plan, .dryrun)
+    @classmethod
+    def training_passes(cls, images: int, epochs: int, settings: dict) -> float:
+        """Work of training a network with this method, in image passes (forward and backward
+        of one training image): ``images`` training images for the model's ``epochs``, with the
+        method's ``settings``. ERM: one pass per image per epoch."""
+        return float(images * epochs)
+
+    @classmethod
+    def post_training_passes(cls, images: int, settings: dict) -> float:
+        """Work of the post-training stage (``finish``) in image passes; none by default."""
+        return 0.0
+
+    @classmethod
+    def dry_run_settings(cls, hyperparameters: dict) -> dict:
+        """Settings (the method's, or its model's) that replace the spec's in the full-shape dry
+        run (:mod:`harness.experiments.dryrun`), given the spec's ``hyperparameters`` after the
+        dry run's own shrinking (one epoch): less work, every shape and branch kept. None by
+        default; e.g. SGHMC keeps an epoch per cycle."""
+        return {}
 
     def __init__(self, **settings):
         unknown = set(settings) - set(type(self).settings)
@@ -271,6 +298,12 @@ def check_method_class(obj, where: str) -> None:
 # The hooks that decide how a model trains: a post-hoc method (``trains_like``) keeps its base's.
 TRAINING_HOOKS = ("rows", "resample", "prepare", "optimizer", "lr_factor", "epoch_start", "loss",
                   "step", "epoch_end")
+
+
+def zoo() -> tuple[str, ...]:
+    """The methods-under-test zoo: every registered method that declares ``zoo = True``, in the
+    order they registered (the report's order)."""
+    return tuple(name for name, cls in METHODS.items() if cls.zoo)
 
 
 def get(name: str) -> type[Method]:

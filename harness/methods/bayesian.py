@@ -28,6 +28,11 @@ class Laplace(Method):
     settings = {
         "laplace_subset": "last_layer",  # which weights get a diagonal posterior ("last_layer" or "all")
     }
+    variant_names = ("map",)
+
+    @classmethod
+    def post_training_passes(cls, images: int, settings: dict) -> float:
+        return float(images)  # the GGN diagonal: one pass over the training images
 
     def finish(self, state: TrainingState) -> dict:
         from ..nn.bayesian import fit_diagonal_laplace
@@ -60,6 +65,10 @@ class SGHMC(Method):
         "sghmc_cycles": 3,             # cosine step-size cycles over the training epochs
         "sghmc_samples_per_cycle": 1,  # samples kept from the last epochs of each cycle
     }
+
+    @classmethod
+    def dry_run_settings(cls, hyperparameters: dict) -> dict:
+        return {"epochs": hyperparameters["sghmc_cycles"]}  # an epoch per cycle, each sampled
 
     def prepare(self, state: TrainingState) -> dict:
         from ..nn.bayesian import sample_epochs

@@ -50,6 +50,7 @@ class LogitAdjustment(Method):
     """Post-hoc logit adjustment (Menon et al. 2021): ERM's network, logits minus tau log prior."""
 
     name = "logit_adjustment"
+    zoo = True  # a baseline of the methods-under-test zoo
     requires = frozenset({"rows", "logits"})
     reference = "Menon et al. 2021 (post-hoc)"
     settings = {"logit_adjustment_tau": 1.0}  # tau: strength of the prior correction (1: Bayes-optimal for balanced error)
@@ -64,6 +65,7 @@ class LogitAdjustedLoss(Method):
     """The logit-adjusted cross-entropy (Menon et al. 2021): train on ``f(x) + tau log pi``."""
 
     name = "logit_adjusted_loss"
+    zoo = True  # a baseline of the methods-under-test zoo
     requires = frozenset({"rows", "loss"})
     reference = "Menon et al. 2021 (loss)"
     settings = {"logit_adjusted_loss_tau": 1.0}  # tau: strength of the prior in the loss
@@ -80,6 +82,7 @@ class BalancedSoftmax(Method):
     """Balanced softmax (Ren et al. 2020): cross-entropy of ``f(x) + log n_c``."""
 
     name = "balanced_softmax"
+    zoo = True  # a baseline of the methods-under-test zoo
     requires = frozenset({"rows", "loss"})
     reference = "Ren et al. 2020"
 
@@ -105,6 +108,7 @@ class LDAMDRW(Method):
     """
 
     name = "ldam_drw"
+    zoo = True  # a baseline of the methods-under-test zoo
     version = "2"  # 2: cosine classifier with s = 30; DRW normalized by the batch's weight sum
     requires = frozenset({"rows", "loss", "loop", "encoder"})  # encoder: its classifier is replaced
     reference = "Cao et al. 2019"
@@ -158,6 +162,7 @@ class Focal(Method):
     """Focal loss (Lin et al. 2017): ``(1 - p_y)^gamma`` times the cross-entropy."""
 
     name = "focal"
+    zoo = True  # a baseline of the methods-under-test zoo
     requires = frozenset({"rows", "loss"})
     reference = "Lin et al. 2017"
     settings = {"focal_gamma": 2.0}  # gamma: how strongly well-classified rows are down-weighted (Lin et al.'s default)
@@ -174,6 +179,7 @@ class ClassBalanced(Method):
     """Class-balanced re-weighting by the effective number of samples (Cui et al. 2019)."""
 
     name = "class_balanced"
+    zoo = True  # a baseline of the methods-under-test zoo
     reference = "Cui et al. 2019"
     settings = {"class_balanced_beta": 0.9999}  # beta: effective-number decay (Cui et al.'s CIFAR value)
 

@@ -14,6 +14,7 @@ class FineTuned(Method):
 
     requires = frozenset({"rows", "loop", "encoder", "logits"})
     libraries = ("sklearn.linear_model",)  # the linear probe (harness.nn.simclr.LinearProbe)
+    variant_names = ("linear_probe",)
 
     def pretrain(self, state: TrainingState, encoder, head_name: str) -> dict:
         raise NotImplementedError
@@ -59,6 +60,15 @@ class SimCLR(FineTuned):
         "crop_scale_min": 0.2,      # random resized crop: smallest area fraction kept
         "finetune_lr_scale": 1.0,   # fine-tuning learning rate = lr x this
     }
+
+    @classmethod
+    def training_passes(cls, images: int, epochs: int, settings: dict) -> float:
+        # Fine-tuning, and pre-training on two views per image.
+        return float(images * epochs + 2 * images * settings["simclr_epochs"])
+
+    @classmethod
+    def dry_run_settings(cls, hyperparameters: dict) -> dict:
+        return {"simclr_epochs": 1}
 
     def pretrain(self, state: TrainingState, encoder, head_name: str) -> dict:
         from ..nn import simclr

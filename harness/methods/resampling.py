@@ -18,6 +18,7 @@ class Undersample(Method):
     class keeps as many rows as the rarest class has, drawn without replacement."""
 
     name = "undersample"
+    zoo = True  # a baseline of the methods-under-test zoo
     reference = "imbalanced-learn RandomUnderSampler"
     libraries = ("imblearn.under_sampling",)
 
@@ -44,6 +45,7 @@ class SMOTE(Method):
     """
 
     name = "smote"
+    zoo = True  # a baseline of the methods-under-test zoo
     version = "2"  # 2: SMOTE-NC on data with categorical columns
     requires = frozenset({"rows", "features"})
     reference = "Chawla et al. 2002, via imbalanced-learn"

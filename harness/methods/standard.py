@@ -62,6 +62,11 @@ class Overfit(Method):
         "overfit_epoch_scale": 3,  # epochs multiplied by this (stops once train error is 0)
     }
 
+    @classmethod
+    def training_passes(cls, images: int, epochs: int, settings: dict) -> float:
+        # An upper bound: it stops once the training set is fit.
+        return float(images * epochs * settings["overfit_epoch_scale"])
+
     def prepare(self, state: TrainingState) -> dict:
         state.epochs = int(state.epochs * self.settings["overfit_epoch_scale"])
         state.lr = state.lr * self.settings["overfit_lr_scale"]
@@ -82,6 +87,10 @@ class SAM(Method):
     # The toy 2D MLP (Figure 9): a larger radius for its full-batch steps.
     model_settings = {"mlp2d": {"sam_rho": 0.1}}
     minority_scale_key = None  # asymmetric SAM names its minority radius multiplier
+
+    @classmethod
+    def training_passes(cls, images: int, epochs: int, settings: dict) -> float:
+        return 2.0 * images * epochs  # an ascent step and a descent step
 
     def prepare(self, state: TrainingState) -> dict:
         from ..nn.sam import minority_half_radii

@@ -14,17 +14,32 @@ through :func:`each_batch`, which evaluates each batch in strict fp32
 predictor against another (Laplace's and SGHMC's predictives against the MAP network, Figure 8);
 with bf16 on one side and fp32 on the other, argmax flips on near-ties would enter the gain.
 Evaluation is a small fraction of a run's compute, so fp32 costs little.
+
+Standardization uses the statistics of the dataset a run trains on: the run's code enters
+``with standardized_by(mean, std):`` (the dataset's registered
+:func:`harness.data.image_statistics`) around training and prediction, and :func:`normalize`
+reads them from a context variable (per thread, so concurrent runs each see their own). Outside
+any such block the statistics are a neutral generic, mean 0.5 and std 0.25 for every channel
+(:data:`GENERIC_IMAGE_STATISTICS`), which maps 0..255 pixels to -2..2: not CIFAR's, so that no
+dataset is silently standardized with another dataset's facts.
 """
 
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
-from ..data import CIFAR_MEAN, CIFAR_STD  # dataset facts live with the dataset
+# Dataset facts live with the dataset; a run picks its dataset's statistics (standardized_by).
+from ..data import ImageStatistics, checked_image_statistics
 from .precision import strict_fp32
+
+# (mean, std) per channel on the 0..1 scale, used where no standardized_by block is active.
+GENERIC_IMAGE_STATISTICS: ImageStatistics = ((0.5,), (0.25,))
+_ACTIVE_STATISTICS: ContextVar[ImageStatistics | None] = ContextVar("image_statistics", default=None)
 
 
 def resolve_device(requested: str = "auto") -> str:
@@ -39,17 +54,49 @@ def resolve_device(requested: str = "auto") -> str:
     return requested
 
 
+@contextlib.contextmanager
+def standardized_by(mean, std):
+    """Inside the block, :func:`normalize` (and everything built on it) standardizes with
+    ``mean`` and ``std``: per channel on the 0..1 scale, tuples of floats or a scalar each
+    (:func:`harness.data.checked_image_statistics`, whose ValueError says what is wrong).
+    Blocks nest; leaving one restores the statistics around it."""
+    token = _ACTIVE_STATISTICS.set(checked_image_statistics(mean, std))
+    try:
+        yield
+    finally:
+        _ACTIVE_STATISTICS.reset(token)
+
+
+def active_image_statistics() -> ImageStatistics:
+    """The ``(mean, std)`` :func:`normalize` uses here: the innermost :func:`standardized_by`
+    block's, else :data:`GENERIC_IMAGE_STATISTICS`."""
+    return _ACTIVE_STATISTICS.get() or GENERIC_IMAGE_STATISTICS
+
+
 def normalize(batch_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 NHWC -> float NHWC, standardized per channel: one fused multiply-add."""
-    scale, shift = normalization_constants(batch_u8.device)
+    """uint8 NHWC -> float NHWC, standardized per channel with the active statistics
+    (:func:`standardized_by`): one fused multiply-add."""
+    scale, shift = normalization_constants(batch_u8.device, batch_u8.shape[-1])
     return torch.addcmul(shift, batch_u8.float(), scale)
 
 
-@lru_cache(maxsize=4)
-def normalization_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x / 255 - mean) / std == x * scale + shift, per channel."""
-    mean = torch.tensor(CIFAR_MEAN, device=device)
-    std = torch.tensor(CIFAR_STD, device=device)
+def normalization_constants(device: torch.device, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)`` with (x / 255 - mean) / std == x * scale + shift, one value per
+    channel (``channels`` of them: the networks take RGB), for the active statistics."""
+    mean, std = active_image_statistics()
+    return _constants(device, mean, std, channels)
+
+
+@lru_cache(maxsize=8)  # per device, statistics and channel count
+def _constants(device, mean: tuple, std: tuple, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if len(mean) == 1:  # one value for every channel
+        mean, std = mean * channels, std * channels
+    elif len(mean) != channels:
+        raise ValueError(f"the image statistics have {len(mean)} channels but the images have "
+                         f"{channels}; register the dataset's statistics with one value per "
+                         "channel (or one value for all channels)")
+    mean = torch.tensor(mean, device=device)
+    std = torch.tensor(std, device=device)
     return 1 / (255 * std), -mean / std
 
 

@@ -84,6 +84,7 @@ class InProcessExecutor:
     """Runs each item in the calling process, one after another."""
 
     workers = 1
+    reaches_gpus = False  # it has the GPUs this process has, nothing more
 
     def __init__(self, threads_per_run: int | None = None):
         self.threads_per_run = threads_per_run or os.cpu_count() or 1
@@ -218,6 +219,9 @@ class SlotsExecutor:
         self.workers = len(self.slots)
         self.threads_per_run = threads_per_run or threads_per_worker(self.workers)
         self.mixed = len({gpu is not None for gpu in self.slots}) > 1  # both kinds of slot
+        # Whether its runs can train on a GPU whatever this process's torch sees: it has a slot
+        # pinned to one (a session then keys and trains device-bound runs on cuda).
+        self.reaches_gpus = any(gpu is not None for gpu in self.slots)
         self.pools: list[futures.ProcessPoolExecutor] = []
 
     def spawn(self, slot: int) -> futures.ProcessPoolExecutor:
@@ -410,6 +414,7 @@ class SubmititExecutor:
             raise ExecutorError(f"--slurm-runs-per-job must be at least 1; got {runs_per_job}")
         self.folder = Path(folder)
         self.cluster = cluster
+        self.reaches_gpus = cluster == "slurm"  # the cluster's GPUs, not this machine's
         self.gpus_per_job = gpus_per_job
         self.runs_per_job = runs_per_job
         self.workers = array_parallelism

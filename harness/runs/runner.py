@@ -26,15 +26,15 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from .. import data, methods
 from ..learners import models
-from . import preflight, training
 from ..runs.executors import Heartbeat, InProcessExecutor, keep_freed_memory
 from ..runs.spec import RunSpec, training_key
 from ..runs.store import ReadOnlyStoreError, ResultStore
+from . import preflight, training
 
 
 class RunFailed(RuntimeError):
@@ -250,7 +250,7 @@ class Runner:
         for future in concurrent.futures.as_completed(self.warm_ups):
             try:
                 return list(future.result())
-            except Exception:  # noqa: BLE001 - another worker may answer; else checked here
+            except Exception:  # noqa: BLE001, S112 - another worker may answer; else checked here
                 continue
         return None
 
@@ -260,7 +260,7 @@ class Runner:
         for future in self.warming[:1]:
             try:
                 return future.result()
-            except Exception:  # noqa: BLE001 - resolved here below, where an error says why
+            except Exception:  # noqa: BLE001, S110 - resolved here below, where an error says why
                 pass
         preflight.check(("torch",), {"torch": ["--device=auto"]})  # a broken torch: its fix
         from ..nn.batches import resolve_device
@@ -292,68 +292,20 @@ class Runner:
                 "--store, or merge the missing runs into this one")
         if missing:
             self.check_libraries(missing)
-        board = Board(self, len(unique), len(records), started, missing)
-        attempted = len(failures)
-        locks, tried = {}, set()
+        submission = Submission(self, len(unique), records, failures,
+                                Board(self, len(unique), len(records), started, missing),
+                                labels, attempted=len(failures))
         try:
             # First pass: runs no other process is training; second: wait for the rest.
             for wait in (False, True):
-                mine = []
-                for spec in missing:
-                    if spec.key in records or spec.key in locks or spec.key in tried:
-                        continue
-                    lock = self.store.claim_run(spec.key, wait=wait)
-                    if lock is None:
-                        continue
-                    locks[spec.key] = lock
-                    if (record := self.store.get(spec)) is not None:  # stored while we waited
-                        records[spec.key] = self.memory[spec.key] = record
-                        self.loaded += 1
-                        board.cached += 1
-                        locks.pop(spec.key).close()
-                    else:
-                        mine.append(spec)
-                attempted += len(mine)
-                board.queued += len(mine)
-                for outcome in self.submit(mine):
-                    if isinstance(outcome, Heartbeat):  # nothing finished for a while
-                        board.report(len(records), heartbeat=outcome, labels=labels)
-                        continue
-                    group, results, error = outcome
-                    for spec, record in zip(group.specs, results or [None] * len(group.specs)):
-                        self.finish(spec, record, error, records, failures, locks, tried, board,
-                                    labels, len(unique))
+                for outcome in self.submit(submission.claim(missing, wait)):
+                    submission.receive(outcome)
         finally:
-            for lock in locks.values():
-                lock.close()
+            submission.release()
         if failures:
-            raise RunFailed(f"{len(failures)} of {attempted} runs failed:\n" + "\n".join(failures))
+            raise RunFailed(f"{len(failures)} of {submission.attempted} runs failed:\n"
+                            + "\n".join(failures))
         return [records[spec.key] for spec in specs]
-
-    def finish(self, spec, record, error, records, failures, locks, tried, board, labels,
-               total) -> None:
-        """Store one finished run (or keep its failure) and report progress. A run fails when
-        its group raised (``error``), when its own part failed (``record`` is a
-        :class:`~harness.runs.training.RunFailure`), or when its record cannot be stored."""
-        tried.add(spec.key)
-        board.finished(spec)
-        why = f"{type(error).__name__}: {error}" if error is not None else None
-        if isinstance(record, training.RunFailure):
-            why = record.error
-        elif why is None:
-            try:
-                records[spec.key] = self.memory[spec.key] = self.store.put(record)
-                self.trained += 1
-            except (OSError, TypeError, ValueError) as err:  # this record only (not JSON, disk)
-                why = f"{type(err).__name__}: {err}"
-        if why is not None:
-            message = f"{spec.describe()}: {why}"
-            self.failures[spec.key] = message
-            failures.append(message)
-        locks.pop(spec.key).close()  # only once the record is stored
-        board.last = " ".join(filter(None, [labels.get(spec.key), spec.describe(),
-                                            "FAILED" if why else ""]))
-        board.report(len(records), final=len(records) + len(failures) == total)
 
     def submit(self, specs: list[RunSpec]):
         """(group, records, error) as runs finish, and a Heartbeat while none does (``records``
@@ -376,6 +328,85 @@ class Runner:
     def job(self):
         """The function the executor runs per spec (module-level, so it crosses processes)."""
         return partial(execute_spec, data_dir=self.data_dir, n_jobs=self.executor.threads_per_run)
+
+
+@dataclass
+class Submission:
+    """One :meth:`Runner.run` call's state, and what the call does with it: claim the runs it
+    trains (:meth:`claim`), store each as it finishes or keep its failure (:meth:`finish`),
+    report progress, and release the locks it still holds (:meth:`release`)."""
+
+    runner: Runner
+    total: int  # distinct runs asked for
+    records: dict[str, dict]  # key -> record: found or trained so far
+    failures: list[str]  # a message per run that failed (this call's, and earlier ones asked again)
+    board: Board
+    labels: dict[str, str] = field(default_factory=dict)  # key -> a name for progress lines
+    locks: dict = field(default_factory=dict)  # key -> the store's lock on a run this call trains
+    tried: set[str] = field(default_factory=set)  # keys of the runs this call trained or failed
+    attempted: int = 0  # runs this call trained, and failed ones asked again
+
+    def claim(self, missing: Sequence[RunSpec], wait: bool) -> list[RunSpec]:
+        """The runs of ``missing`` this call trains now: those whose lock it gets (waiting for
+        it if ``wait``) and which were not stored meanwhile (those are loaded instead)."""
+        runner, mine = self.runner, []
+        for spec in missing:
+            if spec.key in self.records or spec.key in self.locks or spec.key in self.tried:
+                continue
+            lock = runner.store.claim_run(spec.key, wait=wait)
+            if lock is None:
+                continue
+            self.locks[spec.key] = lock
+            if (record := runner.store.get(spec)) is not None:  # stored while we waited
+                self.records[spec.key] = runner.memory[spec.key] = record
+                runner.loaded += 1
+                self.board.cached += 1
+                self.locks.pop(spec.key).close()
+            else:
+                mine.append(spec)
+        self.attempted += len(mine)
+        self.board.queued += len(mine)
+        return mine
+
+    def receive(self, outcome) -> None:
+        """One outcome of :meth:`Runner.submit`: a group's (its runs finish) or a heartbeat."""
+        if isinstance(outcome, Heartbeat):  # nothing finished for a while
+            self.board.report(len(self.records), heartbeat=outcome, labels=self.labels)
+            return
+        group, results, error = outcome
+        for spec, record in zip(group.specs, results or [None] * len(group.specs)):
+            self.finish(spec, record, error)
+
+    def finish(self, spec: RunSpec, record, error: BaseException | None) -> None:
+        """Store one finished run (or keep its failure) and report progress. A run fails when
+        its group raised (``error``), when its own part failed (``record`` is a
+        :class:`~harness.runs.training.RunFailure`), or when its record cannot be stored."""
+        runner = self.runner
+        self.tried.add(spec.key)
+        self.board.finished(spec)
+        why = f"{type(error).__name__}: {error}" if error is not None else None
+        if isinstance(record, training.RunFailure):
+            why = record.error
+        elif why is None:
+            try:
+                self.records[spec.key] = runner.memory[spec.key] = runner.store.put(record)
+                runner.trained += 1
+            except (OSError, TypeError, ValueError) as err:  # this record only (not JSON, disk)
+                why = f"{type(err).__name__}: {err}"
+        if why is not None:
+            message = f"{spec.describe()}: {why}"
+            runner.failures[spec.key] = message
+            self.failures.append(message)
+        self.locks.pop(spec.key).close()  # only once the record is stored
+        self.board.last = " ".join(filter(None, [self.labels.get(spec.key), spec.describe(),
+                                                 "FAILED" if why else ""]))
+        self.board.report(len(self.records),
+                          final=len(self.records) + len(self.failures) == self.total)
+
+    def release(self) -> None:
+        """Close the locks still held (runs that never finished: the call was interrupted)."""
+        for lock in self.locks.values():
+            lock.close()
 
 
 class Board:
@@ -421,7 +452,7 @@ class Board:
             longest = sorted(heartbeat.running, key=lambda r: -r[1])[:3]
             last = "still running: " + ("; ".join(
                 " ".join(filter(None, [(labels or {}).get(getattr(item, "key", None)),
-                                       getattr(item, "describe", lambda: str(item))(),
+                                       item.describe() if hasattr(item, "describe") else str(item),
                                        f"for {duration(seconds)}"]))
                 for item, seconds in longest) or f"{in_flight} run(s)")
         self.runner.progress(Progress(done, self.total, self.cached, now - self.started,

@@ -12,6 +12,7 @@ smaller one: adding majority data really adds it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import math
@@ -86,7 +87,7 @@ def code_commit(length: int | None = None, ignoring=()) -> str:
 
     def git(*args) -> str:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=5).stdout.strip()
+                              check=False, timeout=5).stdout.strip()
 
     try:
         head = git("rev-parse", "HEAD")[:length]
@@ -262,64 +263,138 @@ class RunFailure:
         return RunFailure, (self.key, self.error, self.traceback)
 
 
-def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1, budget: dict | None = None) -> dict:
+@dataclass(frozen=True)
+class Evaluation:
+    """How a group's runs are evaluated beyond what their specs say; the default (None) is a real
+    run's. For the full-shape dry run (:mod:`harness.experiments.dryrun`) and the GPU check
+    only, which train a spec shrunk for the purpose (e.g. one epoch).
+
+    ``test_per_class`` caps each test set at its first that many samples of each class.
+    ``dry_run`` (what the spec was shrunk by, e.g. ``{"epochs": 1}``), when not None, marks each
+    record as a dry run's: ``record["dry_run"]`` holds it and ``test_per_class``, and the store
+    refuses such a record (it is not its spec's result).
+    """
+
+    test_per_class: int | None = None
+    dry_run: dict | None = None
+
+
+def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1,
+            evaluation: Evaluation | None = None) -> dict:
     """Train and evaluate one run; return its record (a JSON-ready dict).
 
     The record holds the spec and its key, metrics on the training subset (the distinct samples,
     before any resampling) and on each test set (``metrics["variants"][name]["test"]`` for the
     other predictors a model reports through ``predict_variants``), the class counts of each,
     wall time, library versions, the data source and its provenance (host, device name).
-
-    ``budget`` is for the full-shape dry run (:mod:`harness.experiments.dryrun`) only: hyperparameters that
-    replace the spec's (e.g. one epoch) and ``test_per_class``, a cap on each test set's samples
-    per class. A run with a budget is not the spec's run: its record says so
-    (``"dry_run": true``) and the store refuses it.
+    ``evaluation``: see :class:`Evaluation` (the dry run's only).
     """
-    record = execute_group([spec], data_dir, n_jobs, budget)[0]
+    record = execute_group([spec], data_dir, n_jobs, evaluation)[0]
     if isinstance(record, RunFailure):  # alone, the run's own failure is the call's
         raise record.exception
     return record
 
 
-def method_for(spec: RunSpec, budget: dict):
-    """The spec's method, built with its settings (``budget`` over them)."""
-    _, settings = split_hyperparameters(spec.model, spec.method,
-                                        {**dict(spec.hyperparameters), **budget})
+def method_for(spec: RunSpec):
+    """The spec's method, built with its settings."""
+    _, settings = split_hyperparameters(spec.model, spec.method, dict(spec.hyperparameters))
     return methods.for_spec(spec.method, spec.method_version, spec.method_path)(**settings)
 
 
 def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
-                  budget: dict | None = None) -> list[dict | RunFailure]:
+                  evaluation: Evaluation | None = None) -> list[dict | RunFailure]:
     """Records of runs that train the same model (one :func:`~harness.runs.spec.training_key`),
     training it once: runs that differ only in what happens after training (their test ratios,
     the model's measurements) and post-hoc methods with the method they train like.
 
-    The model trains with the method of a run that is not post-hoc, or, when all are, with
-    their base method (its settings as in the specs). Each record is then made with its own
-    method's predictive (a post-hoc method's post-training stage runs for it: ``use_method``),
-    its own measurements and its own test sets, exactly as if the run had trained alone. Runs
-    whose method has a post-training stage of its own are recorded last, since the stage may
-    change the network (Laplace converts it to contiguous memory). Records come back in the
-    order of ``specs``; see :func:`execute` for a record.
+    The model trains once (:func:`train_group`), then each run is recorded with its own
+    method's predictive, its own measurements and its own test sets, exactly as if it had
+    trained alone (:func:`record_run`), in :meth:`TrainedGroup.recording_order`. Records come
+    back in the order of ``specs``; see :func:`execute` for a record.
 
     Failures stay local: one that happens in a run's own part (its post-training stage, its
     predictions, metrics, fingerprints, record) makes a :class:`RunFailure` in that run's place,
     and the other runs are recorded as usual. One that happens in what the runs share (data,
     training, the model's measurements) raises: every run of the group fails with it.
     """
+    records: list[dict | RunFailure | None] = [None] * len(specs)
+    with standardized_as(specs[0].dataset):
+        trained = train_group(specs, data_dir, n_jobs)
+        for i in trained.recording_order():
+            try:
+                records[i] = record_run(trained, i, evaluation)
+            except Exception as err:  # noqa: BLE001 - this run's own part: the others are unaffected
+                records[i] = RunFailure.of(specs[i], err)
+    return records
+
+
+@contextlib.contextmanager
+def standardized_as(dataset: str):
+    """The networks standardize their inputs with the image statistics ``dataset`` declares
+    (:func:`harness.data.register_dataset`); nothing for data without them (tabular runs never
+    import torch)."""
+    statistics = data.image_statistics(dataset)
+    if statistics is None:
+        yield
+        return
+    from ..nn.batches import standardized_by
+
+    with standardized_by(*statistics):
+        yield
+
+
+@dataclass
+class TrainedGroup:
+    """What the runs of a group share (:func:`train_group`): the model trained once, and what
+    :func:`record_run` needs to record each run."""
+
+    specs: list[RunSpec]
+    run_methods: list  # each run's method, built with its settings (:func:`method_for`)
+    trainer: methods.Method  # the method the model trained with (:func:`training_method`)
+    dataset: data.Dataset
+    train_idx: np.ndarray  # the training subset: indices into the train split
+    x_train: np.ndarray  # its rows: the distinct samples, before any resampling
+    y_train: np.ndarray
+    model: object
+    training_log: dict
+    training_s: float  # from the group's start to the end of its training
+    measurements: dict  # measurement settings -> (the model's extra metrics, their seconds)
+    test_rows: dict = field(default_factory=dict)  # (test ratios, cap) -> evaluation_rows()
+
+    @property
+    def spec(self) -> RunSpec:
+        """The run that leads: its seed drew the training subset and built the model."""
+        return self.specs[0]
+
+    def recording_order(self) -> list[int]:
+        """The runs' indices in the order they are recorded: runs whose method has a
+        post-training stage of its own last, since the stage may change the network (Laplace
+        converts it to contiguous memory)."""
+        trainer_finish = type(self.trainer).finish
+
+        def own_stage(i: int) -> bool:
+            run_method = self.run_methods[i]
+            return run_method is not self.trainer and type(run_method).finish is not trainer_finish
+
+        return sorted(range(len(self.specs)), key=own_stage)
+
+
+def train_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1) -> TrainedGroup:
+    """The shared part of a group's runs (:func:`execute_group`): build each run's method, load
+    the data, draw the training subset, train the model once, with the method of a run that is
+    not post-hoc, or, when all are, with their base method (:func:`training_method`), and make
+    the model's measurements (decision margins, Hessian spectra) once per distinct settings,
+    before anything else touches the model, as when a run trains alone."""
     started = time.perf_counter()
     spec = specs[0]
     reset_peak_memory(spec.device)  # each record says what its group needed
-    budget = dict(budget or {})
-    test_per_class = budget.pop("test_per_class", None)
     # Built first: this imports a method defined outside the harness in a fresh worker, which
     # training_key needs.
-    group_methods = [method_for(run, budget) for run in specs]
+    group_methods = [method_for(run) for run in specs]
     if len({training_key(s) for s in specs}) != 1:
         raise ValueError("execute_group trains once: its specs must share one training key")
-    trainer = training_method(specs, group_methods, budget)
-    model_hp, _ = split_hyperparameters(spec.model, spec.method,
-                                        {**dict(spec.hyperparameters), **budget})
+    trainer = training_method(specs, group_methods)
+    model_hp, _ = split_hyperparameters(spec.model, spec.method, dict(spec.hyperparameters))
     # An image model reads its dataset at its own input size: downsampled once per process and
     # dataset (a per-image function, so the same pixels as resizing this run's rows).
     dataset = data.load(spec.dataset, data_dir, image_size=model_hp.get("image_size"))
@@ -334,74 +409,73 @@ def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
     training_s = time.perf_counter() - started
     training_log = dict(getattr(model, "log", {}))
 
-    # Model-specific measurements of the trained model (decision margins, Hessian spectra),
-    # with each run's settings, made once per distinct settings and before anything else
-    # touches the model, as when the run trains alone.
-    measured = models.measurements(spec.model)
-
-    def measurement_settings(run: RunSpec) -> tuple:
-        return tuple(sorted((k, v) for k, v in {**dict(run.hyperparameters), **budget}.items()
-                            if k in measured))
-
-    extras: dict[tuple, tuple[dict, float]] = {}  # settings -> (extra metrics, their seconds)
+    measured: dict[tuple, tuple[dict, float]] = {}
     if hasattr(model, "extra_metrics"):
         for which in dict.fromkeys(measurement_settings(run) for run in specs):
             began = time.perf_counter()
-            extras[which] = model.extra_metrics(**dict(which)), time.perf_counter() - began
-    evaluations: dict[tuple, tuple] = {}  # test ratios -> (test sets, rows used, their features)
-    has_own_stage = [run_method is not trainer and type(run_method).finish is not type(trainer).finish
-                     for run_method in group_methods]
-    records: list[dict | RunFailure | None] = [None] * len(specs)
-    for i in sorted(range(len(specs)), key=lambda i: has_own_stage[i]):
-        run, run_method = specs[i], group_methods[i]
-        began = time.perf_counter()
-        try:
-            log = dict(training_log)
-            # Each run predicts with its own method (a post-hoc one's predictive, or the trainer's).
-            if hasattr(model, "use_method"):
-                log.update(model.use_method(run_method))
-            else:
-                model.method = run_method
-            metrics = {"train": classification_metrics(y_train, model.predict(x_train),
-                                                       dataset.num_classes), "test": {}}
-            measuring_s = 0.0
-            if extras:
-                metrics["extra"], measuring_s = extras[measurement_settings(run)]
-            if run.test_ratios not in evaluations:
-                evaluations[run.test_ratios] = evaluation_rows(dataset, run, test_per_class)
-            test_sets, used, x_used = evaluations[run.test_ratios]
-            predicted = model.predict(x_used)
-            # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's
-            # linear probe), measured on the same test sets so that claims can pair them with
-            # the main one.
-            variants = getattr(model, "predict_variants", no_variants)(x_used)
-            for ratio, idx in test_sets.items():
-                at = np.searchsorted(used, idx)
-                metrics["test"][ratio_key(ratio)] = classification_metrics(
-                    dataset.y_test[idx], predicted[at], dataset.num_classes)
-                for name, y_pred in variants.items():
-                    metrics.setdefault("variants", {}).setdefault(name, {"test": {}})["test"][
-                        ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred[at],
-                                                                   dataset.num_classes)
-            record = make_record(run, dataset, metrics, log,
-                                 training_s + measuring_s + time.perf_counter() - began)
-            record["fingerprints"] = fingerprints(dataset, train_idx, test_sets, model, spec.seed)
-            if budget or test_per_class:
-                record["dry_run"] = {**budget, "test_per_class": test_per_class}
-            records[i] = record
-        except Exception as err:  # noqa: BLE001 - this run's own part: the others are unaffected
-            records[i] = RunFailure.of(run, err)
-    return records
+            measured[which] = model.extra_metrics(**dict(which)), time.perf_counter() - began
+    return TrainedGroup(list(specs), group_methods, trainer, dataset, train_idx, x_train, y_train,
+                        model, training_log, training_s, measured)
 
 
-def training_method(specs: list[RunSpec], group_methods: list, budget: dict):
+def measurement_settings(spec: RunSpec) -> tuple:
+    """The spec's values of its model's measurement hyperparameters, as sorted pairs."""
+    measured = models.measurements(spec.model)
+    return tuple(sorted((k, v) for k, v in dict(spec.hyperparameters).items() if k in measured))
+
+
+def record_run(trained: TrainedGroup, i: int, evaluation: Evaluation | None = None) -> dict:
+    """The record of the group's run ``i``: the model switched to the run's method (a post-hoc
+    method's post-training stage runs for it: ``use_method``), its predictions on the training
+    subset and the run's test sets (and those of the model's other predictors), metrics,
+    fingerprints. Its wall time is the group's training, the run's measurements and this."""
+    began = time.perf_counter()
+    evaluation = evaluation or Evaluation()
+    run, model, dataset = trained.specs[i], trained.model, trained.dataset
+    log = dict(trained.training_log)
+    # Each run predicts with its own method (a post-hoc one's predictive, or the trainer's).
+    if hasattr(model, "use_method"):
+        log.update(model.use_method(trained.run_methods[i]))
+    else:
+        model.method = trained.run_methods[i]
+    metrics = {"train": classification_metrics(trained.y_train, model.predict(trained.x_train),
+                                               dataset.num_classes), "test": {}}
+    measuring_s = 0.0
+    if trained.measurements:
+        metrics["extra"], measuring_s = trained.measurements[measurement_settings(run)]
+    rows = (run.test_ratios, evaluation.test_per_class)  # the group's runs share their seed
+    if rows not in trained.test_rows:
+        trained.test_rows[rows] = evaluation_rows(dataset, run, evaluation.test_per_class)
+    test_sets, used, x_used = trained.test_rows[rows]
+    predicted = model.predict(x_used)
+    # Other predictors the run produced (a Laplace run's MAP network, a SimCLR run's linear
+    # probe), measured on the same test sets so that claims can pair them with the main one.
+    variants = getattr(model, "predict_variants", no_variants)(x_used)
+    for ratio, idx in test_sets.items():
+        at = np.searchsorted(used, idx)
+        metrics["test"][ratio_key(ratio)] = classification_metrics(
+            dataset.y_test[idx], predicted[at], dataset.num_classes)
+        for name, y_pred in variants.items():
+            metrics.setdefault("variants", {}).setdefault(name, {"test": {}})["test"][
+                ratio_key(ratio)] = classification_metrics(dataset.y_test[idx], y_pred[at],
+                                                           dataset.num_classes)
+    record = make_record(run, dataset, metrics, log,
+                         trained.training_s + measuring_s + time.perf_counter() - began)
+    record["fingerprints"] = fingerprints(dataset, trained.train_idx, test_sets, model,
+                                          trained.spec.seed)
+    if evaluation.dry_run is not None:
+        record["dry_run"] = {**evaluation.dry_run, "test_per_class": evaluation.test_per_class}
+    return record
+
+
+def training_method(specs: list[RunSpec], group_methods: list):
     """The method a group's model trains with: that of a run which is not post-hoc, else the
     base method the post-hoc runs train like, with its settings from their spec."""
     for run_method in group_methods:
         if type(run_method).trains_like is None:
             return run_method
     base = methods.get(type(group_methods[0]).trains_like)
-    hyperparameters = {**dict(specs[0].hyperparameters), **budget}
+    hyperparameters = dict(specs[0].hyperparameters)
     return base(**{k: v for k, v in hyperparameters.items() if k in base.settings})
 
 

@@ -1,0 +1,355 @@
+"""A session of the suite, without pytest: what it trains, where, and which arms it can judge.
+
+The pytest plugin (``fixtures/plugin.py``) is hooks and fixtures over one :class:`Session`; the
+plan command uses the same object. The session owns the policy: the seeds, the device each
+profile's device-bound runs are keyed and trained on, which arms cannot train here (and are then
+judged from the store or skipped), how methods under test join the methods arms, and the
+submission of a whole selection before the first claim runs. It raises its own errors
+(:class:`SessionError`, :class:`ArmSkipped`, :class:`ArmFailed`); the plugin turns them into a
+usage error, a skip and a failure.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import methods
+from ..data import DEFAULT_CACHE_DIR, DataError, sha256_of
+from ..data import load as load_dataset
+from ..judging.report import new_run_id
+from ..learners import models
+from ..runs import preflight
+from ..runs.executors import make_executor
+from ..runs.runner import Progress, RunFailed, Runner
+from ..runs.spec import SpecError, check_method_settings
+from ..runs.store import DEFAULT_STORE_DIR, ReadOnlyStoreError, ResultStore
+from ..runs.training import code_commit, library_versions
+from . import plan, protocols
+
+# The methods every method under test is compared with (claims/test_methods_under_test.py).
+BASELINES = ("erm", "oversample")
+# The profile whose device-bound runs are GPU runs wherever they are planned, merged or judged
+# (with --device=auto), and whose device-bound claims carry the ``gpu`` marker.
+GPU_PROFILE = "full"
+SIMCLR_WEIGHTS_SKIP = ("the ImageNet SimCLR baseline needs weights: pass --simclr-weights FILE "
+                       "(a state dict for the arm's network, torchvision ResNet names)")
+
+
+class SessionError(ValueError):
+    """A session option that cannot work (a method that does not resolve, ...): said before
+    anything trains, with the fix."""
+
+
+class ArmSkipped(Exception):
+    """An arm this session cannot judge: its runs cannot train here and the store lacks some."""
+
+
+class ArmFailed(Exception):
+    """A fault that is not a result (missing data, an impossible spec, a crashed run, a
+    read-only store lacking a run): the claim fails with this message, never "not supported"."""
+
+
+@dataclass
+class Options:
+    """What a session is asked to do (the plugin fills it from the command line)."""
+
+    seeds: int = 5                   # seeds per arm
+    seed_offset: int = 0             # first seed
+    data_dir: str | None = None
+    store: str = str(DEFAULT_STORE_DIR)
+    workers: int | str = "auto"      # training processes, or auto
+    device: str = "auto"             # auto, cpu or cuda: where device-bound runs train
+    executor: str = "local"
+    runs_per_gpu: int = 1
+    job_logs: str = str(DEFAULT_CACHE_DIR / "jobs")
+    slurm: dict = field(default_factory=dict)  # make_executor's slurm options
+    progress_log: str | None = None
+    methods: tuple[str, ...] = ()    # --method references
+    simclr_weights: str | None = None
+
+    def build_executor(self):
+        """The executor asked for, checked before anything is submitted."""
+        return make_executor(self.executor, workers=self.workers, runs_per_gpu=self.runs_per_gpu,
+                             folder=self.job_logs, **self.slurm)
+
+
+def check_options(options: Options) -> None:
+    """Refuse options that cannot work, before anything trains.
+
+    Raises
+    ------
+    SessionError
+        Fewer than 2 seeds, a negative seed offset, a bad worker count, ``--device=cuda``
+        where torch sees no GPU (except with Slurm, whose runs train on the cluster's GPUs), or
+        a ``--simclr-weights`` file that does not exist.
+    """
+    if options.seeds < 2:
+        raise SessionError("--seeds must be at least 2: claims use paired tests over seeds")
+    if options.seed_offset < 0:
+        raise SessionError("--seed-offset must be 0 or more")
+    workers = options.workers
+    if workers != "auto" and not (str(workers).isdigit() and int(workers) >= 1):
+        raise SessionError(f"--workers must be a whole number of at least 1, or auto; got {workers!r}")
+    if options.device == "cuda" and options.executor != "slurm":
+        import torch  # a missing GPU would otherwise surface claim by claim
+
+        if not torch.cuda.is_available():
+            raise SessionError("--device=cuda: torch sees no CUDA GPU on this machine (torch "
+                               f"{torch.__version__}, CUDA build: {torch.version.cuda}); use "
+                               "--device=auto or --device=cpu, or run on a GPU machine")
+    weights = options.simclr_weights
+    if weights is not None and not Path(weights).is_file():
+        raise SessionError(f"--simclr-weights {weights}: no such file (give a torch state dict "
+                           "saved with torch.save(model.state_dict(), path))")
+
+
+def methods_under_test(refs) -> list[str]:
+    """Registered names of the ``--method`` references (importing and registering a path or an
+    entry point), deduplicated.
+
+    Raises
+    ------
+    SessionError
+        A reference that does not resolve (naming the known methods), a baseline given as the
+        method under test, or settings that collide with a model's hyperparameters.
+    """
+    names = []
+    for ref in refs:
+        try:
+            cls = methods.resolve(ref)
+        except methods.MethodError as err:
+            raise SessionError(f"--method={ref}: {err}") from None
+        if cls.name in BASELINES:
+            raise SessionError(f"--method={ref}: {cls.name} is the baseline every method under "
+                               "test is compared with; give another method")
+        try:
+            check_method_settings(cls)
+        except SpecError as err:
+            raise SessionError(f"--method={ref}: {err}") from None
+        names.append(cls.name)
+    return list(dict.fromkeys(names))
+
+
+def gpu_arm(profile: str, arm: str) -> bool:
+    """Whether ``arm``'s claims need a GPU: a device-bound model in the GPU profile."""
+    cfg = protocols.arms(profile).get(arm) if profile == GPU_PROFILE else None
+    return cfg is not None and models.device_bound(cfg.model)
+
+
+class Session:
+    """Options, the runner over the store, and the arms a selection asks for.
+
+    Parameters
+    ----------
+    options : Options
+    executor : optional
+        Built from ``options`` when not given.
+    write_line : callable, optional
+        Shows a progress line (the plugin's terminal); progress also goes to
+        ``options.progress_log``.
+    """
+
+    def __init__(self, options: Options, executor=None, write_line=None):
+        self.options = options
+        self.seeds = list(range(options.seed_offset, options.seed_offset + options.seeds))
+        self.data_dir = options.data_dir
+        self.store = ResultStore(options.store)
+        self.methods_under_test = methods_under_test(options.methods)
+        self.executor = executor or options.build_executor()
+        self.figures = plan.load_calibration()  # an unreadable calibration file: said now
+        self.runner = Runner(self.store, self.executor, self.data_dir, progress=self.show_progress,
+                             estimate=lambda spec: plan.estimate_seconds(spec, self.figures)[0])
+        self.write_line = write_line
+        self.progress_log = options.progress_log or None
+        self.data_errors: dict[str, str] = {}  # dataset -> the short message of its DataError
+        self.claims: list[dict] = []
+        self.started = time.time()
+        self.session_id = new_run_id()  # names its claims in the store and its report
+
+    # -- arms ---------------------------------------------------------------------------------
+    def arm_config(self, profile: str, arm: str):
+        """The arm's protocol config; a methods arm gets the methods under test that apply to
+        its model added to its grid."""
+        cfg = protocols.arm_config(profile, arm)
+        if arm in protocols.METHOD_ARMS.get(profile, {}) and self.methods_under_test:
+            fitting = [m for m in self.methods_under_test
+                       if not methods.get(m).requires - models.capabilities(cfg.model)]
+            cfg = protocols.with_methods_under_test(cfg, fitting)
+        return cfg
+
+    @property
+    def resolved_device(self) -> str:
+        """What this machine has: ``cuda`` when torch sees a GPU, else ``cpu`` (asked of a
+        worker, so only when needed)."""
+        if not hasattr(self, "_resolved_device"):
+            self._resolved_device = self.runner.device_here()
+        return self._resolved_device
+
+    def device_for(self, profile: str) -> str:
+        """The device that device-bound runs of ``profile`` are keyed and trained on:
+        ``--device`` when given; with auto, ``cuda`` for the GPU profile (its runs are GPU runs
+        wherever they are planned, merged or judged) and otherwise whatever this machine has."""
+        if self.options.device != "auto":
+            return self.options.device
+        return "cuda" if profile == GPU_PROFILE else self.resolved_device
+
+    def cannot_train(self, profile: str, cfg) -> str:
+        """Why this session cannot train ``cfg``'s runs ("" when it can)."""
+        if not models.device_bound(cfg.model):
+            return ""
+        device = self.device_for(profile)
+        if profile == GPU_PROFILE and device == "cpu":
+            return (f"the {profile} profile trains {cfg.model} for "
+                    f"{models.DEFAULTS[cfg.model].get('epochs', 'many')} epochs per run: it needs "
+                    "a CUDA GPU (--device cpu was given). Run -m quick on the CPU")
+        if device == "cuda" and not self.executor.reaches_gpus and self.resolved_device != "cuda":
+            return ("they are GPU runs and this machine has no CUDA GPU: train them with "
+                    "--executor=gpus on a GPU machine or --executor=slurm, then merge the store "
+                    "(README, Full replication)")
+        return ""
+
+    def arm_specs(self, profile: str, cfg) -> dict:
+        """The specs of ``cfg``'s grid for this session (seeds, data, device)."""
+        placement = {}
+        if models.device_bound(cfg.model):
+            # The data first (cached once loaded): a cold CIFAR-10 decode takes ~12 s, in which
+            # the workers started by prefetch answer the device question without a wait here.
+            load_dataset(cfg.dataset, self.data_dir)
+            placement["device"] = self.device_for(profile)
+        return protocols.grid_specs(cfg, self.seeds, self.data_dir, **placement)
+
+    def grid(self, profile: str, arm: str, cfg=None):
+        """The arm's config (``cfg``: one derived from it, e.g. with an extra baseline) and its
+        records, training only what the store lacks.
+
+        Raises
+        ------
+        ArmSkipped
+            Its runs cannot train here and the store lacks some of them.
+        ArmFailed
+            Missing data, an impossible spec, a run that failed, a read-only store lacking a run.
+        """
+        cfg = self.arm_config(profile, arm) if cfg is None else cfg
+        if cfg.dataset in self.data_errors:
+            raise ArmFailed(self.data_errors[cfg.dataset])
+        try:
+            specs = self.arm_specs(profile, cfg)
+            why = self.cannot_train(profile, cfg)
+            if why:
+                missing = [s for s in specs.values()
+                           if s.key not in self.runner.memory and self.store.get(s) is None]
+                if missing:
+                    raise ArmSkipped(f"{arm}: {len(missing)} of {len(specs)} runs are not in the "
+                                     f"store, and {why}")
+            return cfg, protocols.run_grid(self.runner, specs)
+        except DataError as err:
+            self.data_errors[cfg.dataset] = f"{arm}: data unavailable: {err}"
+            raise ArmFailed(self.data_errors[cfg.dataset]) from None
+        except (SpecError, RunFailed, ReadOnlyStoreError, preflight.LibraryError) as err:
+            raise ArmFailed(f"{arm}: {type(err).__name__}: {err}") from None
+
+    def selection(self, arms) -> tuple[list, dict]:
+        """``(profile, arm)`` pairs as ``(profile, arm, specs)``, and ``"profile/arm"`` -> why an
+        arm's specs could not be built."""
+        built, errors = [], {}
+        for profile, arm in arms:
+            cfg = self.arm_config(profile, arm)
+            try:
+                built.append((profile, arm, list(self.arm_specs(profile, cfg).values())))
+            except DataError as err:
+                self.data_errors.setdefault(cfg.dataset, f"{arm}: data unavailable: {err}")
+                errors[f"{profile}/{arm}"] = f"data unavailable: {err}"
+            except SpecError as err:
+                errors[f"{profile}/{arm}"] = f"SpecError: {err}"
+        return built, errors
+
+    def prefetch(self, arms) -> None:
+        """Hand every run of the ``(profile, arm)`` pairs to the executor at once, before the
+        first claim: the claims then read their records from memory. Runs this session cannot
+        train are left to their claims (judged from the store or skipped); failures are kept by
+        the runner and reported by each claim that needs the run.
+
+        Raises
+        ------
+        harness.runs.preflight.LibraryError
+            A library the runs need does not import (before anything trains).
+        """
+        configs = [self.arm_config(profile, arm) for profile, arm in arms]
+        try:
+            if any(models.device_bound(cfg.model) for cfg in configs):
+                # Workers import torch, and every library the selected arms' models and methods
+                # declare (the preflight), while this process builds the specs (and, cold,
+                # decodes CIFAR-10); one of them also tells this process which device
+                # --device=auto means.
+                self.runner.start_workers(preflight.needed(
+                    (cfg.model, getattr(cfg, "methods", None) or (cfg.method,)) for cfg in configs))
+            built, _ = self.selection(arms)
+            specs, labels = [], {}
+            for profile, arm, arm_specs in built:
+                if self.cannot_train(profile, self.arm_config(profile, arm)):
+                    continue
+                for spec in arm_specs:
+                    labels.setdefault(spec.key, arm)
+                    specs.append(spec)
+            if specs:
+                self.runner.run(specs, labels)
+        except (RunFailed, ReadOnlyStoreError):
+            pass  # each claim that needs a failed or missing run fails with its own message
+
+    def simclr_weights(self) -> dict:
+        """Settings naming the ``--simclr-weights`` file.
+
+        Raises
+        ------
+        ArmSkipped
+            No weights were given.
+        """
+        path = self.options.simclr_weights
+        if path is None:
+            raise ArmSkipped(SIMCLR_WEIGHTS_SKIP)
+        return {"pretrained_weights": str(Path(path).resolve()), "pretrained_sha256": sha256_of(Path(path))}
+
+    # -- progress and provenance --------------------------------------------------------------
+    def show_progress(self, progress: Progress) -> None:
+        """A progress line on ``write_line`` and, with a timestamp, in the progress log."""
+        line = progress.line()
+        if self.progress_log:
+            try:
+                Path(self.progress_log).parent.mkdir(parents=True, exist_ok=True)
+                with open(self.progress_log, "a") as log:
+                    log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+            except OSError:
+                self.progress_log = None  # an unwritable log never stops the suite
+        if self.write_line is not None:
+            self.write_line(f"    [harness] {line}")
+
+    def meta(self, versions: dict | None = None) -> dict:
+        """The session's provenance for the store and the report; ``versions`` adds to the
+        libraries' (the plugin adds pytest's)."""
+        return {
+            "profiles": sorted({c["profile"] for c in self.claims}),
+            "device": (f"--device {self.options.device}; this machine: {self._resolved_device}"
+                       if hasattr(self, "_resolved_device") else "cpu (tabular runs only)"),
+            "git_commit": code_commit(),
+            "command": " ".join(sys.argv),
+            "seeds": self.seeds,
+            "workers": self.executor.workers,
+            "executor": self.options.executor,
+            "wall_time_s": round(time.time() - self.started, 1),
+            "runs_trained": self.runner.trained,
+            "runs_loaded": self.runner.loaded,
+            "seed_offset": self.seeds[0],
+            "store": str(self.store.root) + (" (read-only)" if self.store.read_only else ""),
+            "session_id": self.session_id,
+            # method -> why a methods arm leaves it out (each reason names where it is judged)
+            "zoo_left_out": {profile: {method: reason for members in by_arm.values()
+                                       for method, reason in members.items()}
+                             for profile, by_arm in protocols.ZOO_LEFT_OUT.items()},
+            "versions": {**library_versions(), **(versions or {})},
+        }
+
+    def close(self) -> None:
+        self.runner.executor.close()
