@@ -128,7 +128,7 @@ def test_in_domain_ssl_comes_close_to_imagenet_pretraining(profile, arm, suite, 
     weights = claim.simclr_weights()
     cfg, records = claim.grid(arm)
     icfg = dataclasses.replace(cfg, methods=("simclr_imagenet",), imbalanced_only=(),
-                               hyperparameters=cfg.hyperparameters + tuple(weights.items()))
+                               method_settings=(("simclr_imagenet", tuple(weights.items())),))
     icfg, irecords = claim.grid(arm, icfg)
     seeds = suite.seeds
     own = {r: per_seed(records, ("simclr", r), seeds, balanced_test_error) for r in cfg.train_ratios}

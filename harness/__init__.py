@@ -5,4 +5,4 @@ The harness never imports pytest; ``fixtures/`` connects it to the claim tests.
 
 # Part of every run spec: bump it when a change alters how any result is computed, so that the
 # store trains again instead of serving results of the old code.
-__version__ = "0.5.0"  # 0.5.0: run records carry fingerprints of what their seed drew (0.4.0: methods as objects)
+__version__ = "0.6.0"  # 0.6.0: specs in sections, method settings without prefixes (0.5.0: fingerprints; 0.4.0: methods as objects)

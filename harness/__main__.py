@@ -326,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     evidence.add_argument("--from-profile", default=None, choices=("quick", "full"),
                           help="take the arm's config from this profile (default: quick)")
     evidence.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="a model hyperparameter over the arm's (repeatable), e.g. epochs=15")
+                          help="a model hyperparameter over the arm's (repeatable), e.g. epochs=15, or "
+                               "a method's setting as method.setting, e.g. simclr.epochs=100")
     evidence.add_argument("--seeds", type=int, default=5, help="seeds (default: 5)")
     evidence.add_argument("--seed-offset", type=int, default=0, help="first seed (default: 0)")
     evidence.add_argument("--store", default=None,

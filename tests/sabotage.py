@@ -149,7 +149,7 @@ class LaplaceStageFails(methods.get("laplace")):
 class SAMThatHurts(methods.get("sam")):
     """SAM with an ascent radius of 1.0: regularized far past helping."""
 
-    settings = {"sam_rho": 1.0}
+    settings = {"rho": 1.0}
 
 
 def edited_records(edit, run_grid):

@@ -49,13 +49,13 @@ def test_sghmc_method_at_zero_temperature_with_one_sample_behaves_like_standard_
     x, y = tiny_images()
     plain = small(epochs=3).fit(x, y)
     chain = small(epochs=3).fit(x, y, method=methods.create(
-        "sghmc", sghmc_temperature=0.0, sghmc_cycles=1, sghmc_samples_per_cycle=1))
+        "sghmc", temperature=0.0, cycles=1, samples_per_cycle=1))
     assert len(chain.state.extra["samples"].samples) == 1
     # Not bit-identical: under a schedule SGHMC scales each new gradient by the current step size,
     # torch's SGD scales the whole momentum buffer. Same problem, same solution.
     assert np.array_equal(chain.predict(x), plain.predict(x)) and np.mean(chain.predict(x) == y) >= 0.9
-    warm = small(epochs=6).fit(x, y, method=methods.create("sghmc", sghmc_cycles=3,
-                                                           sghmc_samples_per_cycle=1))
+    warm = small(epochs=6).fit(x, y, method=methods.create("sghmc", cycles=3,
+                                                           samples_per_cycle=1))
     assert len(warm.state.extra["samples"].samples) == 3
     probabilities = warm.probabilities(warm.train_images)
     assert torch.allclose(probabilities.sum(1), torch.ones(len(y)), atol=1e-5)
@@ -96,8 +96,8 @@ def test_laplace_method_predicts_from_the_posterior_and_keeps_the_map():
     # The predictive integrates over weight uncertainty: never more confident than the MAP.
     map_confidence = predict_logits(model.net, model.train_images).softmax(1).max(1).values
     assert (posterior.max(1).values <= map_confidence + 1e-5).all()
-    with pytest.raises(ValueError, match="laplace_subset"):
-        small(epochs=1).fit(x, y, method=methods.create("laplace", laplace_subset="kron"))
+    with pytest.raises(ValueError, match="Laplace subset"):
+        small(epochs=1).fit(x, y, method=methods.create("laplace", subset="kron"))
 
 
 def test_sghmc_draws_its_noise_with_its_own_generator_on_the_run_s_device(monkeypatch):

@@ -154,13 +154,27 @@ class ShortTraining(Method):
 '''
 
 
-def test_a_method_setting_that_is_a_model_hyperparameter_is_a_usage_error(tmp_path):
+def test_a_method_setting_named_like_a_model_hyperparameter_is_the_method_s(tmp_path):
+    """Issue 20 made ``settings = {"epochs": 1}`` a usage error (it trained the method's runs for
+    one epoch); since issue 22 a spec keeps the method's settings apart from the model's, so the
+    method is accepted and its runs train for the model's own epochs."""
     (tmp_path / "clash.py").write_text(SETTING_CLASH)
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    done = subprocess.run([sys.executable, "-m", "pytest", "claims/test_methods_under_test.py",
-                           "-m", "quick", "-q", "-p", "no:cacheprovider",
-                           f"--store={tmp_path / 'store'}", "--method=clash:ShortTraining"],
+    done = subprocess.run([sys.executable, "-m", "harness", "plan", "--json", "-m", "quick", "-k",
+                           "m-cifar10-nn", "--method=clash:ShortTraining",
+                           f"--store={tmp_path / 'store'}"],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 4, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "setting 'epochs' (= 1) is also model 'small_cnn''s hyperparameter 'epochs'" in done.stderr
-    assert not (tmp_path / "store" / "runs").exists()  # nothing trained
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert json.loads(done.stdout)["by_arm"]["quick/m-cifar10-nn"]["runs"] > 0
+    from harness.runs.spec import make_spec
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from harness import methods
+
+        cls = methods.resolve("clash:ShortTraining")
+        spec = make_spec("cifar10", "small_cnn", cls.name, (250,) * 10, (1.0,), 0)
+        assert dict(spec.hyperparameters)["epochs"] == 8 and dict(spec.settings) == {"epochs": 1}
+    finally:
+        sys.path.remove(str(tmp_path))
+        methods.METHODS.pop("ci_short_training", None)

@@ -21,7 +21,7 @@ needs_data = pytest.mark.skipif(
 def full_profile_paths() -> set[str]:
     paths = set()
     for cfg in protocols.arms("full").values():
-        for method in getattr(cfg, "methods", None) or (cfg.method,):
+        for method in cfg.methods:
             paths.add(f"{cfg.dataset}/{cfg.model}/{method}{dryrun.measurement(cfg)}")
     return paths
 
@@ -31,9 +31,13 @@ def test_every_full_profile_training_path_runs_at_full_shape_and_records_what_cl
     runs = dryrun.dry_runs()
     assert {r.path for r in runs} == full_profile_paths()
     hessian = next(r for r in runs if r.path.endswith("+hessian"))
-    hp = dict(hessian.spec.hyperparameters)
-    assert hp["arch"] == "resnet34" and hp["image_size"] == 32 and hp["hessian_top_k"] == 10
-    assert hp["loss_directions"] == 5 and hessian.evaluation.dry_run["epochs"] == 1
+    hp, measured = dict(hessian.spec.hyperparameters), dict(hessian.spec.measurements)
+    assert hp["arch"] == "resnet34" and hp["image_size"] == 32 and measured["hessian_top_k"] == 10
+    assert measured["loss_directions"] == 5 and hessian.evaluation.dry_run["hyperparameters"]["epochs"] == 1
+    sghmc = next(r for r in runs if r.path.endswith("/sghmc"))  # its own budget: an epoch per cycle
+    assert dict(sghmc.spec.hyperparameters)["epochs"] == dict(sghmc.spec.settings)["cycles"]
+    simclr = next(r for r in runs if r.path.endswith("/simclr"))
+    assert dict(simclr.spec.settings)["epochs"] == 1
     executor = make_executor("local", workers=2)
     try:
         outcome = dryrun.run_all(runs, executor)

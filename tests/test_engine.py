@@ -96,8 +96,8 @@ def test_sample_weights_change_the_gradient():
 
 def test_overfit_method_stops_once_the_training_set_is_fit():
     x, y = tiny_images()
-    model = small(epochs=10).fit(x, y, method=methods.create("overfit", overfit_epoch_scale=3,
-                                                             overfit_lr_scale=1.0))
+    model = small(epochs=10).fit(x, y, method=methods.create("overfit", epoch_scale=3,
+                                                             lr_scale=1.0))
     assert model.log["epochs_run"] < 30
     assert (model.predict(x) == y).all()
 
@@ -128,7 +128,7 @@ def test_runs_sharing_a_network_compute_its_logits_once_per_images_until_a_stage
     calls.clear()
     erm = model.predict(x)
     assert len(calls) == 1 and (erm == fresh).all()
-    model.use_method(methods.create("logit_adjustment", logit_adjustment_tau=1.0))
+    model.use_method(methods.create("logit_adjustment", tau=1.0))
     model.predict(x)
     assert len(calls) == 1  # the same rows: the ERM run's logits, adjusted
     model.use_method(methods.create("erm"))
@@ -191,9 +191,9 @@ def test_minority_half_radii_scale_the_rarer_classes():
 def test_sam_method_with_zero_radius_matches_standard_training():
     x, y = tiny_images()
     plain = small(epochs=2).fit(x, y)
-    zero = small(epochs=2).fit(x, y, method=methods.create("sam", sam_rho=0.0))
+    zero = small(epochs=2).fit(x, y, method=methods.create("sam", rho=0.0))
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain.net.parameters(), zero.net.parameters()))
-    moved = small(epochs=2).fit(x, y, method=methods.create("asymmetric_sam", sam_rho=0.5))
+    moved = small(epochs=2).fit(x, y, method=methods.create("asymmetric_sam", rho=0.5))
     assert not all(torch.allclose(a, b) for a, b in zip(plain.net.parameters(), moved.net.parameters()))
 
 

@@ -42,9 +42,11 @@ def test_a_missing_or_malformed_file_says_how_to_make_it(tmp_path, monkeypatch):
 def test_a_scale_changes_one_quick_arm_only(monkeypatch):
     monkeypatch.setitem(protocols.PROFILES, "quick", dict(protocols.PROFILES["quick"]))
     before = protocols.PROFILES["quick"]["t4-cifar10-binary-ssl"]
-    evidence.apply_scale({"arm": "t4-cifar10-binary-ssl", "hyperparameters": {"simclr_epochs": 100}})
+    evidence.apply_scale({"arm": "t4-cifar10-binary-ssl",
+                          "hyperparameters": {"simclr.epochs": 100, "epochs": 25}})
     after = protocols.PROFILES["quick"]["t4-cifar10-binary-ssl"]
-    assert dict(after.hyperparameters) == {**dict(before.hyperparameters), "simclr_epochs": 100}
+    assert dict(after.hyperparameters) == {**dict(before.hyperparameters), "epochs": 25}
+    assert after.settings_for("simclr") == {**before.settings_for("simclr"), "epochs": 100}
     evidence.apply_scale({"arm": "t1-adult-xgboost", "from_profile": "full", "hyperparameters": {}})
     assert protocols.PROFILES["quick"]["t1-adult-xgboost"].train_ratios == protocols.FULL_RATIOS
     evidence.apply_scale({"arm": "t2-cifar10-binary-nn", "hyperparameters": {"epochs": 15}})

@@ -29,13 +29,13 @@ def test_post_hoc_logit_adjustment_subtracts_tau_log_prior():
     logits, _ = batch()
     prior = COUNTS.float() / COUNTS.sum()
     for tau in (1.0, 0.5):
-        method = methods.create("logit_adjustment", logit_adjustment_tau=tau)
+        method = methods.create("logit_adjustment", tau=tau)
         assert torch.allclose(method.adjust_logits(logits, state()), logits - tau * prior.log())
     # A uniform prior changes nothing; tau = 0 is ERM's predictive.
     uniform = state(torch.tensor([50, 50, 50, 50]))
     assert torch.equal(methods.create("logit_adjustment").adjust_logits(logits, uniform).argmax(1),
                        logits.argmax(1))
-    assert torch.equal(methods.create("logit_adjustment", logit_adjustment_tau=0.0)
+    assert torch.equal(methods.create("logit_adjustment", tau=0.0)
                        .adjust_logits(logits, state()), logits)
     assert methods.get("logit_adjustment").trains_like == "erm"
 
@@ -43,17 +43,17 @@ def test_post_hoc_logit_adjustment_subtracts_tau_log_prior():
 def test_logit_adjusted_loss_is_cross_entropy_of_shifted_logits():
     logits, labels = batch()
     prior = COUNTS.float() / COUNTS.sum()
-    got = methods.create("logit_adjusted_loss", logit_adjusted_loss_tau=0.7).loss(logits, labels, state())
+    got = methods.create("logit_adjusted_loss", tau=0.7).loss(logits, labels, state())
     want = F.cross_entropy(logits + 0.7 * prior.log(), labels, reduction="none")
     assert torch.allclose(got, want)
     erm = methods.create("erm").loss(logits, labels, state())
-    at_zero = methods.create("logit_adjusted_loss", logit_adjusted_loss_tau=0.0).loss(logits, labels, state())
+    at_zero = methods.create("logit_adjusted_loss", tau=0.0).loss(logits, labels, state())
     assert torch.allclose(at_zero, erm)
 
 
 def test_logit_adjusted_loss_at_tau_one_is_balanced_softmax():
     logits, labels = batch(seed=3)
-    adjusted = methods.create("logit_adjusted_loss", logit_adjusted_loss_tau=1.0).loss(logits, labels, state())
+    adjusted = methods.create("logit_adjusted_loss", tau=1.0).loss(logits, labels, state())
     balanced = methods.create("balanced_softmax").loss(logits, labels, state())
     assert torch.allclose(adjusted, balanced, atol=1e-5)
     want = -(logits + COUNTS.float().log()).log_softmax(1)[torch.arange(len(labels)), labels]
@@ -73,7 +73,7 @@ def test_ldam_margins_follow_the_inverse_fourth_root_of_counts():
     assert torch.allclose(method.loss(cosines, labels, state()),
                           F.cross_entropy(30 * shifted, labels, reduction="none"))
     # Zero margin is the cross-entropy of the scaled cosines.
-    zero = methods.create("ldam_drw", ldam_max_margin=0.0)
+    zero = methods.create("ldam_drw", max_margin=0.0)
     assert torch.allclose(zero.loss(cosines, labels, state()),
                           F.cross_entropy(30 * cosines, labels, reduction="none"))
 
@@ -105,7 +105,7 @@ def test_ldam_uses_a_cosine_classifier_scaled_by_30():
     assert logits.abs().max() <= 1 + 1e-6  # cosines
     by_hand = (features / features.norm(dim=1, keepdim=True)) @ (head.weight / head.weight.norm(dim=1, keepdim=True)).T
     assert torch.allclose(head(features), by_hand, atol=1e-6)
-    assert methods.get("ldam_drw").settings["ldam_scale"] == 30.0
+    assert methods.get("ldam_drw").settings["scale"] == 30.0
 
 
 def test_ldam_defers_re_weighting_and_normalizes_by_the_batch_weight_sum():
@@ -133,7 +133,7 @@ def test_focal_loss_formula_and_gamma_zero_is_cross_entropy():
     ce = F.cross_entropy(logits, labels, reduction="none")
     p = logits.softmax(1)[torch.arange(len(labels)), labels]
     assert torch.allclose(methods.create("focal").loss(logits, labels, state()), (1 - p) ** 2 * ce, atol=1e-6)
-    assert torch.allclose(methods.create("focal", focal_gamma=0.0).loss(logits, labels, state()), ce)
+    assert torch.allclose(methods.create("focal", gamma=0.0).loss(logits, labels, state()), ce)
 
 
 def test_effective_number_weights():
@@ -148,7 +148,7 @@ def test_effective_number_weights():
 
 def test_class_balanced_at_beta_near_one_is_inverse_frequency_reweighting():
     y = np.array([0] * 90 + [1] * 10)
-    cb = methods.create("class_balanced", class_balanced_beta=1 - 1e-9).rows(y, None).sample_weight
+    cb = methods.create("class_balanced", beta=1 - 1e-9).rows(y, None).sample_weight
     rw = methods.create("reweight").rows(y, None).sample_weight
     assert np.allclose(cb / cb[0], rw / rw[0], rtol=1e-5)
 

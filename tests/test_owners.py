@@ -71,8 +71,8 @@ class TwicePerEpoch(Method):
         return 2.0 * images * epochs  # each epoch twice (prepare)
 
     @classmethod
-    def dry_run_settings(cls, hyperparameters):
-        return {"epochs": 2}
+    def dry_run_budget(cls, hyperparameters, settings):
+        return {"epochs": 2}, {}
 
     def prepare(self, state):
         state.epochs *= 2
@@ -155,7 +155,7 @@ def test_a_method_in_one_file_changes_the_plan_and_the_dry_run_checks(owner_file
 
     arm = protocols.RatioGrid("tiny_images", "small_cnn", 48, (0.2, 1.0), (1.0,), ("erm", "twice_per_epoch"))
     spec, evaluation = dryrun.dry_spec(arm, "twice_per_epoch", None, "cpu")
-    assert dict(spec.hyperparameters)["epochs"] == 2 == evaluation.dry_run["epochs"]
+    assert dict(spec.hyperparameters)["epochs"] == 2 == evaluation.dry_run["hyperparameters"]["epochs"]
     record = training.execute(spec, evaluation=evaluation)
     assert dryrun.missing_fields(spec, record) == []
     del record["metrics"]["variants"]

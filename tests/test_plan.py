@@ -59,9 +59,14 @@ def make_spec_like(model, method):
     from harness.learners import models
     from harness.runs.spec import RunSpec
 
-    hp = dict(models.DEFAULTS[model], device="cuda")
+    from harness import methods
+
+    measured = models.measurements(model)
+    hp = {k: v for k, v in models.DEFAULTS[model].items() if k not in measured and k != "device"}
     return RunSpec("cifar10", model, method, (1_200,) * 10, (1.0,), 0, tuple(sorted(hp.items())),
-                   "x", "0")
+                   tuple(sorted(methods.get(method).defaults_for(model).items())),
+                   tuple(sorted((k, models.DEFAULTS[model][k]) for k in measured)),
+                   (("device", "cuda"),), "x", "0")
 
 
 def test_a_measured_figure_overrides_the_assumed_one(tmp_path):

@@ -60,7 +60,7 @@ def test_the_readme_method_is_one_file_that_trains(tmp_path, monkeypatch, restor
         "tiny", x, y, x, y, ("a", "b"), {"variant": "test", "sha256": "2" * 64}))
     spec = make_spec("tiny", "small_cnn", "sqrt_inverse_frequency", (20, 5), (1.0,), 0,
                      width=4, epochs=2, batch_size=8)
-    assert dict(spec.hyperparameters)["power"] == 0.5 and spec.method_version.startswith("1+")
+    assert dict(spec.settings)["power"] == 0.5 and spec.method_version.startswith("1+")
     record = execute(spec)
     assert record["spec"]["method_path"] == f"{module}:SqrtInverseFrequency"
     with pytest.raises(SpecError, match="does not apply to model 'xgboost'"):

@@ -135,8 +135,8 @@ def test_split_and_replace_classifier_share_the_encoder():
 
 def test_simclr_method_pretrains_fine_tunes_and_reports_a_linear_probe():
     x, y = tiny_images()
-    model = small(epochs=4).fit(x, y, method=methods.create("simclr", simclr_epochs=3,
-                                                            simclr_batch_size=8, projection_dim=8))
+    model = small(epochs=4).fit(x, y, method=methods.create("simclr", epochs=3,
+                                                            batch_size=8, projection_dim=8))
     assert model.log["simclr_epochs"] == 3 and model.log["epochs_run"] == 4
     assert np.isfinite(model.log["simclr_loss_last_epoch"])
     assert np.mean(model.predict(x) == y) >= 0.9
@@ -147,7 +147,7 @@ def test_simclr_method_pretrains_fine_tunes_and_reports_a_linear_probe():
 def test_pretraining_lowers_the_contrastive_loss():
     x, y = tiny_images(per_class=32, classes=3)
     model = small(epochs=1).fit(x, y, method=methods.create(
-        "simclr", simclr_epochs=12, simclr_batch_size=32, projection_dim=16, simclr_lr=0.1))
+        "simclr", epochs=12, batch_size=32, projection_dim=16, lr=0.1))
     assert model.log["simclr_loss_last_epoch"] < model.log["simclr_loss_first_epoch"]
 
 

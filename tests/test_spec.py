@@ -33,3 +33,28 @@ def test_bad_input_is_rejected_with_a_clear_message(synthetic, kwargs, match):
 def test_unknown_hyperparameter(synthetic):
     with pytest.raises(SpecError, match="no hyperparameter"):
         make_spec("synthetic", "xgboost", "erm", (100, 20), (1.0,), 0, depth=3)
+
+
+def test_a_spec_keeps_each_owner_s_settings_in_its_own_section():
+    """Issue 22: the model's hyperparameters, the method's settings, the measurements and the
+    placement are sections of the spec; the training key drops the sections that only matter
+    after training, and a method setting never merges over a model hyperparameter."""
+    from harness.runs.spec import training_key
+
+    spec = make_spec("cifar10-binary", "small_cnn", "sam", (900, 100), (1.0,), 0,
+                     settings={"rho": 0.1}, device="cpu", hessian_top_k=3, epochs=2)
+    assert dict(spec.settings) == {"rho": 0.1} and dict(spec.hyperparameters)["epochs"] == 2
+    assert dict(spec.measurements)["hessian_top_k"] == 3 and spec.placement == (("device", "cpu"),)
+    assert not {"rho", "device", "hessian_top_k"} & set(dict(spec.hyperparameters))
+    measured_less = make_spec("cifar10-binary", "small_cnn", "sam", (900, 100), (0.5,), 0,
+                              settings={"rho": 0.1}, device="cpu", epochs=2)
+    assert training_key(spec) == training_key(measured_less) and spec.key != measured_less.key
+    other_rho = make_spec("cifar10-binary", "small_cnn", "sam", (900, 100), (1.0,), 0,
+                          settings={"rho": 0.2}, device="cpu", hessian_top_k=3, epochs=2)
+    assert training_key(other_rho) != training_key(spec)
+    erm = make_spec("cifar10-binary", "small_cnn", "erm", (900, 100), (1.0,), 0, epochs=2)
+    laplace = make_spec("cifar10-binary", "small_cnn", "laplace", (900, 100), (0.5,), 0,
+                        settings={"subset": "all"}, epochs=2)
+    assert training_key(laplace) == training_key(erm)  # post-hoc: its base's model
+    assert training_key(make_spec("cifar10-binary", "small_cnn", "laplace", (900, 100), (1.0,), 0,
+                                  epochs=2, device="cuda")) != training_key(erm)  # placed elsewhere

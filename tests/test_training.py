@@ -195,7 +195,7 @@ def test_a_gpu_run_records_the_peak_memory_of_its_group(synthetic, monkeypatch):
     monkeypatch.setitem(models.DEFAULTS, "spy", {"device": "cpu"})  # a model placed by --device
     resets = fake_gpu_memory(monkeypatch)
     spec = make_spec("synthetic", "spy", "erm", (100, 20), (1.0,), seed=0)
-    record = training.execute(replace(spec, hyperparameters=spec.hyperparameters + (("device", "cuda"),)))
+    record = training.execute(replace(spec, placement=(("device", "cuda"),)))
     assert resets == ["reset"]
     assert record["peak_memory_gib"] == {"allocated": 3.0, "reserved": 4.0}
     assert "peak_memory_gib" not in training.execute(spec) and resets == ["reset"]
@@ -232,6 +232,8 @@ def test_a_dry_run_evaluation_marks_its_record_and_caps_its_test_sets(synthetic,
         ResultStore(tmp_path).put(record)
     real = training.execute(spec)
     assert "dry_run" not in real and real["metrics"]["test"]["1"]["counts"] == [100, 100]
+    with pytest.raises(ValueError, match="dry run"):  # capped and unmarked: could be stored
+        training.Evaluation(test_per_class=2)
 
 
 def test_train_group_then_record_run_is_execute_group(image_task):  # noqa: F811 - the fixture

@@ -3,8 +3,9 @@
 A 30-hour replication should not die in hour 20 on a shape bug. The dry run takes each distinct
 (dataset, model, method, measurement) combination of the full profile, e.g. ResNet-34 on 32 px
 CIFAR-10 with SAM, or with the Hessian top-10 and five loss directions, builds its real spec
-(the arm's most imbalanced training ratio, full hyperparameters) and trains it once with a budget
-that changes the amount of work but not the shapes: one epoch (SGHMC: one per cycle), a few dozen
+(the arm's most imbalanced training ratio, full hyperparameters) and trains a copy of it shrunk
+to a budget that changes the amount of work but not the shapes (the dry-run record carries the
+shrunk spec): one epoch (SGHMC: one per cycle), a few dozen
 training images, a few test images per class, the Hessian on two images at a loose tolerance.
 Each record must hold every field the claims read (:func:`missing_fields`). Dry-run records say
 ``"dry_run"`` and are never stored.
@@ -28,8 +29,7 @@ from ..runs import training
 from ..runs.spec import RunSpec, make_spec
 from ..runs.store import strict_json
 
-TRAIN_IMAGES = 48       # training images of a network dry run (tabular: TRAIN_ROWS rows)
-TRAIN_ROWS = 2_000
+TRAIN_IMAGES = 48       # training images of a network dry run (tabular: protocols.DRY_ROWS rows)
 TEST_PER_CLASS = 4      # test samples per class in each test set
 NETWORK_BUDGET = {      # replaces a device-bound model's settings; shapes stay
     "epochs": 1,
@@ -65,7 +65,7 @@ def dry_runs(data_dir=None, device: str = "cpu", profile: str = "full",
 
     ``train_images`` (None: the arm's own size), ``test_per_class`` (None: whole test sets) and
     ``network_budget`` (default :data:`NETWORK_BUDGET`) size the runs; each method shrinks its
-    own settings (:meth:`harness.methods.Method.dry_run_settings`). ``gpucheck`` uses larger
+    own budget (:meth:`harness.methods.Method.dry_run_budget`). ``gpucheck`` uses larger
     sizes than the CPU dry run, and only the device-bound arms (``device_bound_only``: their
     datasets alone are read, so a GPU machine without the tabular data can run it)."""
     sizing = (train_images, test_per_class,
@@ -74,7 +74,7 @@ def dry_runs(data_dir=None, device: str = "cpu", profile: str = "full",
     for arm, cfg in protocols.arms(profile).items():
         if device_bound_only and not models.device_bound(cfg.model):
             continue
-        for method in getattr(cfg, "methods", None) or (cfg.method,):
+        for method in cfg.methods:
             path = f"{cfg.dataset}/{cfg.model}/{method}{measurement(cfg)}"
             if path not in runs:
                 runs[path] = DryRun(path, arm, *dry_spec(cfg, method, data_dir, device, *sizing))
@@ -90,30 +90,21 @@ def dry_spec(cfg, method: str, data_dir, device: str, train_images=TRAIN_IMAGES,
     hyperparameters = dict(cfg.hyperparameters)
     if device_bound:
         hyperparameters["device"] = device
-    if isinstance(cfg, protocols.RatioGrid):
-        ratio = min(cfg.ratios_for(method))
-        total = cfg.total if train_images is None else (train_images if device_bound else TRAIN_ROWS)
-        counts = imbalance.counts_for_total(total,
-                                            len(data.load(cfg.dataset, data_dir).class_names),
-                                            ratio)
-        counts = tuple(max(1, c) for c in counts)  # a few images cannot hold r = 0.01: 1 each
-        test_ratios = cfg.test_ratios
-    elif isinstance(cfg, protocols.MajorityGrid):
-        minority = min(cfg.minority_counts)
-        counts = (max(1, round(minority * max(cfg.majority_factors))), minority)
-        if device_bound and train_images is not None:  # the same shapes with fewer images
-            counts = (train_images - train_images // 8, train_images // 8)
-        test_ratios = cfg.test_ratios
-    else:  # MethodGrid: the toy problem is cheap; its full grid is the dry run
-        counts, test_ratios = cfg.train_counts, cfg.test_ratios
-    full = dict(make_spec(cfg.dataset, cfg.model, method, counts, test_ratios, 0, data_dir,
-                          **hyperparameters).hyperparameters)
-    budget = {k: v for k, v in network_budget.items() if k in full} if device_bound else {}
-    budget.update(methods.get(method).dry_run_settings({**full, **budget}))
-    spec = make_spec(cfg.dataset, cfg.model, method, counts, test_ratios, 0, data_dir,
-                     **{**hyperparameters, **budget})
-    per_class = test_per_class if not isinstance(cfg, protocols.MethodGrid) else None
-    return spec, training.Evaluation(test_per_class=per_class or None, dry_run=budget)
+    num_classes = len(data.load(cfg.dataset, data_dir).class_names)
+    counts = cfg.dry_counts(method, num_classes, train_images, device_bound)
+    settings = cfg.settings_for(method)
+    full = make_spec(cfg.dataset, cfg.model, method, counts, cfg.test_ratios, 0, data_dir,
+                     settings=settings, **hyperparameters)
+    model_args = full.model_arguments()
+    shrunk = {k: v for k, v in network_budget.items() if k in model_args} if device_bound else {}
+    more, own = methods.get(method).dry_run_budget({**dict(full.hyperparameters), **shrunk},
+                                                   dict(full.settings))
+    shrunk.update(more)
+    spec = make_spec(cfg.dataset, cfg.model, method, counts, cfg.test_ratios, 0, data_dir,
+                     settings={**settings, **own}, **{**hyperparameters, **shrunk})
+    per_class = test_per_class if cfg.dry_run_caps_test_sets else None
+    return spec, training.Evaluation(test_per_class=per_class or None,
+                                     dry_run={"hyperparameters": shrunk, "settings": own})
 
 
 def execute_dry(run: DryRun, data_dir=None, n_jobs: int = 1) -> dict:
@@ -148,7 +139,7 @@ def missing_fields(spec: RunSpec, record: dict) -> list[str]:
         check("gate: balanced accuracy", lambda: protocols.balanced_accuracy_on_most_balanced_test(record))
     for variant in methods.get(spec.method).variant_names if 1.0 in spec.test_ratios else ():
         check(f"variant {variant}", lambda v=variant: protocols.variant_balanced_test_error(v)(record))
-    hp = dict(spec.hyperparameters)
+    hp = dict(spec.measurements)
     if hp.get("hessian_top_k"):
         eig = check("hessian_top_eigenvalues", lambda: record["metrics"]["extra"]["hessian_top_eigenvalues"])
         if eig is not None and len(eig) != hp["hessian_top_k"]:

@@ -76,14 +76,22 @@ def apply_scale(scale: dict) -> None:
 
     arm = scale["arm"]
     cfg = protocols.arm_config(scale.get("from_profile") or "quick", arm)
-    hyperparameters = {**dict(cfg.hyperparameters), **scale.get("hyperparameters", {})}
+    hyperparameters, settings = dict(cfg.hyperparameters), dict(cfg.method_settings)
+    for key, value in scale.get("hyperparameters", {}).items():
+        method, dot, name = key.rpartition(".")
+        if dot:  # "simclr.epochs": a method's setting
+            settings[method] = tuple(sorted({**dict(settings.get(method, ())), name: value}.items()))
+        else:  # "epochs": the model's
+            hyperparameters[name] = value
     owner = protocols.METHOD_ARMS["quick"] if arm in protocols.METHOD_ARMS["quick"] else protocols.PROFILES["quick"]
-    owner[arm] = replace(cfg, hyperparameters=tuple(sorted(hyperparameters.items())))
+    owner[arm] = replace(cfg, hyperparameters=tuple(sorted(hyperparameters.items())),
+                         method_settings=tuple(sorted(settings.items())))
 
 
 def parse_settings(pairs: list[str]) -> dict:
-    """``["epochs=15", "lr=0.1"]`` -> ``{"epochs": 15, "lr": 0.1}`` (values read as JSON when
-    they parse, else kept as strings)."""
+    """``["epochs=15", "simclr.epochs=100"]`` -> ``{"epochs": 15, "simclr.epochs": 100}``: the
+    model's hyperparameters by name, a method's settings as ``method.setting`` (values read as
+    JSON when they parse, else kept as strings)."""
     settings = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

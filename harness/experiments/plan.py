@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..data import DEFAULT_CACHE_DIR
 from .. import methods
-from ..runs.spec import RunSpec, split_hyperparameters, training_key
+from ..runs.spec import RunSpec, training_key
 from ..runs.store import ResultStore, atomic_write_json
 
 CALIBRATION_ENV = "IMBALANCE_CALIBRATION"
@@ -135,18 +135,20 @@ def image_passes(spec: RunSpec, trains: bool = True) -> float:
     The method declares its training and post-training work
     (:meth:`harness.methods.Method.training_passes`, ``post_training_passes``); the network's
     measurements and the test sets are added here."""
-    hp = dict(spec.hyperparameters)
+    hp, settings, measured = (dict(section) for section in (spec.hyperparameters, spec.settings,
+                                                            spec.measurements))
     n = sum(spec.train_counts)
-    method = methods.get(spec.method)
-    _, settings = split_hyperparameters(spec.model, spec.method, hp)
+    # a method defined outside the harness is imported by its path (plan reads specs collected
+    # in a child pytest, which registered it)
+    method = methods.for_spec(spec.method, spec.method_version, spec.method_path)
     work = method.training_passes(n, hp["epochs"], settings) if trains else 0.0
     work += method.post_training_passes(n, settings)
-    if hp.get("hessian_top_k"):
-        samples = min(hp["hessian_samples"], n)
+    if measured.get("hessian_top_k"):
+        samples = min(measured["hessian_samples"], n)
         # ~30 Lanczos Hessian-vector products, each ~3 training passes (a backward pass through
         # the retained gradient graph: 0.23 s for 500 quick images against 0.086 s per pass)
         work += 3 * 30 * samples
-        work += hp["loss_directions"] * 11 * samples / 3
+        work += measured["loss_directions"] * 11 * samples / 3
     return work + EVAL_PASSES
 
 

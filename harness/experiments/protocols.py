@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 
@@ -26,8 +27,59 @@ from ..data import imbalance
 from ..runs.spec import RunSpec, make_spec
 
 
+class Grid:
+    """What every protocol config is: a dataset, a model, its methods and the run specs they
+    expand to. Each grid keys its specs its own way (``cell + (seed,)``), names the cell whose
+    runs the learned-something gate checks, and says how the full-shape dry run shrinks it."""
+
+    dataset: str
+    model: str
+    test_ratios: tuple[float, ...]
+    hyperparameters: tuple[tuple[str, object], ...]
+    method_settings: tuple[tuple[str, tuple], ...]
+    methods: tuple[str, ...]
+    # The dry run caps each test set at a few samples per class (a grid whose full size is its
+    # dry run says False).
+    dry_run_caps_test_sets: ClassVar[bool] = True
+
+    def cells(self, num_classes: int, available: tuple[int, ...]):
+        """``(cell, method, train_counts)`` of each cell of the grid, in order
+        (``available``: the training rows per class the data holds)."""
+        raise NotImplementedError
+
+    def reference_cell(self) -> tuple:
+        """The cell whose runs the gate checks: standard training on the most balanced
+        training set of the arm."""
+        raise NotImplementedError
+
+    def dry_counts(self, method: str, num_classes: int, train_images: int | None,
+                   device_bound: bool) -> tuple[int, ...]:
+        """Training counts of the dry run of ``method``: the grid's most imbalanced shape,
+        with ``train_images`` images for a device-bound model (None: the grid's own size)."""
+        raise NotImplementedError
+
+    def settings_for(self, method: str) -> dict:
+        """The grid's settings of ``method`` beyond its defaults."""
+        return dict(dict(self.method_settings).get(method, ()))
+
+    def specs(self, seeds: Sequence[int], data_dir=None, **hyperparameters) -> dict[tuple, RunSpec]:
+        """The grid's specs keyed ``cell + (seed,)``; ``hyperparameters`` (the model's, e.g.
+        the session's ``device``) over the grid's own."""
+        dataset = data.load(self.dataset, data_dir)
+        available = tuple(imbalance.class_counts(dataset.y_train, dataset.num_classes))
+        model_settings = {**dict(self.hyperparameters), **hyperparameters}
+        return {cell + (seed,): make_spec(self.dataset, self.model, method, counts,
+                                          self.test_ratios, seed, data_dir,
+                                          settings=self.settings_for(method), **model_settings)
+                for cell, method, counts in self.cells(dataset.num_classes, available)
+                for seed in seeds}
+
+
 @dataclass(frozen=True)
-class RatioGrid:
+class RatioGrid(Grid):
+    """A fixed training-set size at several train ratios, each model evaluated on test sets at
+    several test ratios (Figures 1, 2, 4, 5). Cells: ``(method, train_ratio)``."""
+
     dataset: str
     model: str
     total: int                          # training samples, fixed across train ratios
@@ -36,14 +88,31 @@ class RatioGrid:
     methods: tuple[str, ...] = ("erm",)
     imbalanced_only: tuple[str, ...] = ()  # methods run only at train ratios below 1
     hyperparameters: tuple[tuple[str, object], ...] = ()  # model settings beyond the defaults
+    method_settings: tuple[tuple[str, tuple], ...] = ()  # (method, ((setting, value), ...)), ...
 
     def ratios_for(self, method: str) -> list[float]:
         """The train ratios ``method`` runs at (imbalanced-only methods skip r = 1)."""
         return [r for r in self.train_ratios if r < 1 or method not in self.imbalanced_only]
 
+    def cells(self, num_classes, available):
+        return [((method, r), method, imbalance.counts_for_total(self.total, num_classes, r))
+                for method in self.methods for r in self.ratios_for(method)]
+
+    def reference_cell(self) -> tuple:
+        method = "erm" if "erm" in self.methods else self.methods[0]
+        return (method, max(self.ratios_for(method)))
+
+    def dry_counts(self, method, num_classes, train_images, device_bound):
+        total = self.total if train_images is None else (train_images if device_bound else DRY_ROWS)
+        counts = imbalance.counts_for_total(total, num_classes, min(self.ratios_for(method)))
+        return tuple(max(1, c) for c in counts)  # a few images cannot hold r = 0.01: 1 each
+
 
 @dataclass(frozen=True)
-class MajorityGrid:
+class MajorityGrid(Grid):
+    """The minority count fixed, the majority count varied on a grid that spans both sides of
+    balance, on a balanced test set (Figure 3). Cells: ``(minority, majority)``."""
+
     dataset: str
     model: str
     minority_counts: tuple[int, ...]    # fixed minority sizes (Figure 3c's x axis)
@@ -52,11 +121,34 @@ class MajorityGrid:
     test_ratios: tuple[float, ...] = (1.0,)  # balanced test error, as in Figure 3
     method: str = "erm"
     hyperparameters: tuple[tuple[str, object], ...] = ()  # model settings beyond the defaults
+    method_settings: tuple[tuple[str, tuple], ...] = ()  # (method, ((setting, value), ...)), ...
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return (self.method,)
+
+    def cells(self, num_classes, available):
+        cells = []
+        for minority in self.minority_counts:
+            grid = imbalance.majority_grid(minority, self.majority_factors, available[0])
+            cells += [((minority_, majority), self.method, (majority, minority_))
+                      for majority, minority_ in imbalance.fixed_minority_counts(minority, grid)]
+        return cells
+
+    def reference_cell(self) -> tuple:  # the claim's minority, the majority nearest balance
+        factor = min(self.majority_factors, key=lambda f: abs(math.log(f)))
+        return (self.claim_minority, round(self.claim_minority * factor))
+
+    def dry_counts(self, method, num_classes, train_images, device_bound):
+        if device_bound and train_images is not None:  # the same shapes with fewer images
+            return (train_images - train_images // 8, train_images // 8)
+        minority = min(self.minority_counts)
+        return (max(1, round(minority * max(self.majority_factors))), minority)
 
 
 @dataclass(frozen=True)
-class MethodGrid:
-    """One fixed training set, several methods (Figure 9's toy problem)."""
+class MethodGrid(Grid):
+    """One fixed training set, several methods (Figure 9's toy problem). Cells: ``(method,)``."""
 
     dataset: str
     model: str
@@ -64,6 +156,21 @@ class MethodGrid:
     methods: tuple[str, ...]
     test_ratios: tuple[float, ...] = (1.0,)
     hyperparameters: tuple[tuple[str, object], ...] = ()  # model settings beyond the defaults
+    method_settings: tuple[tuple[str, tuple], ...] = ()  # (method, ((setting, value), ...)), ...
+
+    def cells(self, num_classes, available):
+        return [((method,), method, self.train_counts) for method in self.methods]
+
+    def reference_cell(self) -> tuple:
+        return ("erm",) if "erm" in self.methods else (self.methods[0],)
+
+    dry_run_caps_test_sets: ClassVar[bool] = False  # the toy problem is cheap: its full grid is the dry run
+
+    def dry_counts(self, method, num_classes, train_images, device_bound):
+        return self.train_counts
+
+
+DRY_ROWS = 2_000  # training rows of a tabular dry run
 
 
 FULL_RATIOS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -124,8 +231,8 @@ PROFILES = {
         # always); cut on cost alone for the quick suite's 10-minute budget on 2 cores.
         "t4-cifar10-binary-ssl": RatioGrid("cifar10-binary", "small_cnn", 1_000, (0.1, 1.0), (1.0,),
                                            ("erm", "oversample", "simclr"), ("oversample",),
-                                           (("epochs", 20), ("simclr_epochs", 30),
-                                            ("simclr_batch_size", 256))),
+                                           (("epochs", 20),),
+                                           (("simclr", (("batch_size", 256), ("epochs", 30))),)),
         "t1-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, QUICK_RATIOS, QUICK_RATIOS),
         "t1-covtype-linear_svm": RatioGrid("covtype", "linear_svm", 10_000, QUICK_RATIOS, QUICK_RATIOS),
         "t2-adult-xgboost": MajorityGrid("adult", "xgboost", (250, 500), QUICK_FACTORS),
@@ -217,50 +324,9 @@ def arm_config(profile: str, arm: str):
     return known[arm]
 
 
-def ratio_grid_specs(cfg: RatioGrid, seeds: Sequence[int], data_dir=None,
-                     **hyperparameters) -> dict[tuple, RunSpec]:
-    """Specs keyed by ``(method, train_ratio, seed)``."""
-    num_classes = data.load(cfg.dataset, data_dir).num_classes
-    hyperparameters = {**dict(cfg.hyperparameters), **hyperparameters}
-    return {(method, r, seed): make_spec(cfg.dataset, cfg.model, method,
-                                         imbalance.counts_for_total(cfg.total, num_classes, r),
-                                         cfg.test_ratios, seed, data_dir, **hyperparameters)
-            for method in cfg.methods for r in cfg.ratios_for(method) for seed in seeds}
-
-
-def majority_grid_specs(cfg: MajorityGrid, seeds: Sequence[int], data_dir=None,
-                        **hyperparameters) -> dict[tuple, RunSpec]:
-    """Specs keyed by ``(minority, majority, seed)``; class 1 (the minority label) is fixed."""
-    dataset = data.load(cfg.dataset, data_dir)
-    hyperparameters = {**dict(cfg.hyperparameters), **hyperparameters}
-    available_majority = imbalance.class_counts(dataset.y_train, dataset.num_classes)[0]
-    specs = {}
-    for minority in cfg.minority_counts:
-        grid = imbalance.majority_grid(minority, cfg.majority_factors, available_majority)
-        for majority, minority_ in imbalance.fixed_minority_counts(minority, grid):
-            for seed in seeds:
-                specs[(minority_, majority, seed)] = make_spec(
-                    cfg.dataset, cfg.model, cfg.method, (majority, minority_), cfg.test_ratios,
-                    seed, data_dir, **hyperparameters)
-    return specs
-
-
-def method_grid_specs(cfg: MethodGrid, seeds: Sequence[int], data_dir=None,
-                      **hyperparameters) -> dict[tuple, RunSpec]:
-    """Specs keyed by ``(method, seed)``."""
-    hyperparameters = {**dict(cfg.hyperparameters), **hyperparameters}
-    return {(method, seed): make_spec(cfg.dataset, cfg.model, method, cfg.train_counts,
-                                      cfg.test_ratios, seed, data_dir, **hyperparameters)
-            for method in cfg.methods for seed in seeds}
-
-
-GRID_BUILDERS = {RatioGrid: ratio_grid_specs, MajorityGrid: majority_grid_specs,
-                 MethodGrid: method_grid_specs}
-
-
-def grid_specs(cfg, seeds: Sequence[int], data_dir=None, **hyperparameters) -> dict[tuple, RunSpec]:
-    """The specs of any protocol config, keyed as its builder keys them."""
-    return GRID_BUILDERS[type(cfg)](cfg, seeds, data_dir, **hyperparameters)
+def grid_specs(cfg: Grid, seeds: Sequence[int], data_dir=None, **hyperparameters) -> dict[tuple, RunSpec]:
+    """The specs of any protocol config (:meth:`Grid.specs`)."""
+    return cfg.specs(seeds, data_dir, **hyperparameters)
 
 
 def run_grid(runner, specs: dict[tuple, RunSpec]) -> dict[tuple, dict]:
@@ -330,17 +396,9 @@ GATE_ALPHA = 0.05
 GATE_MARGIN = 0.05  # balanced accuracy must beat chance (1 / classes) by more than 5 points
 
 
-def reference_cell(cfg) -> tuple:
-    """The grid cell whose runs the gate checks: standard training on the most balanced training
-    set of the arm (RatioGrid: ERM at its largest train ratio; MajorityGrid: the claim's minority
-    with the majority count nearest balance; MethodGrid: ERM)."""
-    if isinstance(cfg, RatioGrid):
-        method = "erm" if "erm" in cfg.methods else cfg.methods[0]
-        return (method, max(cfg.ratios_for(method)))
-    if isinstance(cfg, MajorityGrid):
-        majority = round(cfg.claim_minority * min(cfg.majority_factors, key=lambda f: abs(math.log(f))))
-        return (cfg.claim_minority, majority)
-    return ("erm",) if "erm" in cfg.methods else (cfg.methods[0],)
+def reference_cell(cfg: Grid) -> tuple:
+    """The grid cell whose runs the gate checks (:meth:`Grid.reference_cell`)."""
+    return cfg.reference_cell()
 
 
 def balanced_accuracy_on_most_balanced_test(record: dict) -> float:

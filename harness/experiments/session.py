@@ -24,7 +24,7 @@ from ..learners import models
 from ..runs import preflight
 from ..runs.executors import make_executor
 from ..runs.runner import Progress, RunFailed, Runner
-from ..runs.spec import SpecError, check_method_settings
+from ..runs.spec import SpecError
 from ..runs.store import DEFAULT_STORE_DIR, ReadOnlyStoreError, ResultStore
 from ..runs.training import code_commit, library_versions
 from . import plan, protocols
@@ -113,8 +113,8 @@ def methods_under_test(refs) -> list[str]:
     Raises
     ------
     SessionError
-        A reference that does not resolve (naming the known methods), a baseline given as the
-        method under test, or settings that collide with a model's hyperparameters.
+        A reference that does not resolve (naming the known methods), or a baseline given as
+        the method under test.
     """
     names = []
     for ref in refs:
@@ -125,10 +125,6 @@ def methods_under_test(refs) -> list[str]:
         if cls.name in BASELINES:
             raise SessionError(f"--method={ref}: {cls.name} is the baseline every method under "
                                "test is compared with; give another method")
-        try:
-            check_method_settings(cls)
-        except SpecError as err:
-            raise SessionError(f"--method={ref}: {err}") from None
         names.append(cls.name)
     return list(dict.fromkeys(names))
 
@@ -285,7 +281,7 @@ class Session:
                 # decodes CIFAR-10); one of them also tells this process which device
                 # --device=auto means.
                 self.runner.start_workers(preflight.needed(
-                    (cfg.model, getattr(cfg, "methods", None) or (cfg.method,)) for cfg in configs))
+                    (cfg.model, cfg.methods) for cfg in configs))
             built, _ = self.selection(arms)
             specs, labels = [], {}
             for profile, arm, arm_specs in built:

@@ -158,6 +158,16 @@ def device_bound(name: str) -> bool:
     return name in DEVICE_BOUND
 
 
+# Where a run trains, not how: a run spec keeps these apart from the model's hyperparameters (its
+# ``placement`` section), though the factory takes them with the rest.
+PLACEMENT = frozenset({"device"})
+
+
+def placement(name: str) -> frozenset:
+    """The placement settings model ``name`` takes (``device`` for the device-bound ones)."""
+    return frozenset(DEFAULTS[name]) & PLACEMENT
+
+
 def libraries(name: str) -> tuple[str, ...]:
     """The modules model ``name`` imports (declared at registration; none by default)."""
     return tuple(LIBRARIES.get(name, ()))

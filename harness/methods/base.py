@@ -172,12 +172,13 @@ class Method:
         return 0.0
 
     @classmethod
-    def dry_run_settings(cls, hyperparameters: dict) -> dict:
-        """Settings (the method's, or its model's) that replace the spec's in the full-shape dry
-        run (:mod:`harness.experiments.dryrun`), given the spec's ``hyperparameters`` after the
-        dry run's own shrinking (one epoch): less work, every shape and branch kept. None by
-        default; e.g. SGHMC keeps an epoch per cycle."""
-        return {}
+    def dry_run_budget(cls, hyperparameters: dict, settings: dict) -> tuple[dict, dict]:
+        """What the full-shape dry run (:mod:`harness.experiments.dryrun`) changes for this
+        method, given the spec's model ``hyperparameters`` (after the dry run's own shrinking:
+        one epoch) and the method's ``settings``: ``(hyperparameters, settings)`` that replace
+        the spec's, less work with every shape and branch kept. Nothing by default; SGHMC keeps
+        an epoch per cycle, SimCLR pre-trains one epoch."""
+        return {}, {}
 
     def __init__(self, **settings):
         unknown = set(settings) - set(type(self).settings)

@@ -26,7 +26,7 @@ class Laplace(Method):
     # backend of its GGN diagonal, which laplace.curvature drops silently when asdl is missing.
     libraries = ("torchvision", "laplace", "laplace.curvature.asdl")
     settings = {
-        "laplace_subset": "last_layer",  # which weights get a diagonal posterior ("last_layer" or "all")
+        "subset": "last_layer",  # which weights get a diagonal posterior ("last_layer" or "all")
     }
     variant_names = ("map",)
 
@@ -39,7 +39,7 @@ class Laplace(Method):
         from ..nn.batches import network_inputs
 
         state.extra["laplace"] = la = fit_diagonal_laplace(
-            state.net, network_inputs(state.images), state.labels, self.settings["laplace_subset"])
+            state.net, network_inputs(state.images), state.labels, self.settings["subset"])
         return {"laplace_prior_precision": float(la.prior_precision.mean())}
 
     def probabilities(self, state: TrainingState, images_u8):
@@ -61,21 +61,21 @@ class SGHMC(Method):
     requires = frozenset({"rows", "loop", "logits"})
     reference = "Chen et al. 2014; Zhang et al. 2020"
     settings = {
-        "sghmc_temperature": 1.0,      # posterior temperature (1: the Bayesian posterior)
-        "sghmc_cycles": 3,             # cosine step-size cycles over the training epochs
-        "sghmc_samples_per_cycle": 1,  # samples kept from the last epochs of each cycle
+        "temperature": 1.0,      # posterior temperature (1: the Bayesian posterior)
+        "cycles": 3,             # cosine step-size cycles over the training epochs
+        "samples_per_cycle": 1,  # samples kept from the last epochs of each cycle
     }
 
     @classmethod
-    def dry_run_settings(cls, hyperparameters: dict) -> dict:
-        return {"epochs": hyperparameters["sghmc_cycles"]}  # an epoch per cycle, each sampled
+    def dry_run_budget(cls, hyperparameters: dict, settings: dict) -> tuple[dict, dict]:
+        return {"epochs": settings["cycles"]}, {}  # an epoch per cycle, each sampled
 
     def prepare(self, state: TrainingState) -> dict:
         from ..nn.bayesian import sample_epochs
         from ..nn.sghmc import SampleAverager
 
-        state.extra["collect_at"] = sample_epochs(state.epochs, self.settings["sghmc_cycles"],
-                                                  self.settings["sghmc_samples_per_cycle"])
+        state.extra["collect_at"] = sample_epochs(state.epochs, self.settings["cycles"],
+                                                  self.settings["samples_per_cycle"])
         state.extra["samples"] = SampleAverager()
         return {}
 
@@ -87,13 +87,13 @@ class SGHMC(Method):
         # The noise is drawn on the run's device, by a generator of its own (not the one that
         # orders and augments the batches). On the CPU it is the generator SGHMC always had.
         noise = torch.Generator(device=state.device or "cpu").manual_seed(state.seed)
-        make = sghmc_optimizer(len(state.labels), self.settings["sghmc_temperature"], noise)
+        make = sghmc_optimizer(len(state.labels), self.settings["temperature"], noise)
         return make(params, lr, state.hp)
 
     def lr_factor(self, step: int, total_steps: int) -> float:
         from ..nn.bayesian import cyclical_cosine
 
-        return cyclical_cosine(self.settings["sghmc_cycles"])(step, total_steps)
+        return cyclical_cosine(self.settings["cycles"])(step, total_steps)
 
     def epoch_end(self, state: TrainingState, epoch: int) -> None:
         if epoch in state.extra["collect_at"]:

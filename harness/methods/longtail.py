@@ -10,7 +10,7 @@
   loss at ``tau = 1``: ``log pi`` and ``log n`` differ by a constant, which softmax ignores);
 * ``ldam_drw`` (Cao et al. 2019): a cosine classifier ``f_c(x) = cos(features, w_c)`` and the
   cross-entropy of ``s * (f(x) - m_y e_y)``, ``s = 30``, with margins ``m_c = C / n_c^(1/4)``
-  scaled so the largest is ``ldam_max_margin``; from the epoch at ``drw_start`` of training on,
+  scaled so the largest is ``max_margin``; from the epoch at ``drw_start`` of training on,
   each row's loss is weighted by its class's effective-number weight and a batch's loss is
   ``sum(w_i l_i) / sum(w_i)`` (deferred re-weighting);
 * ``focal`` (Lin et al. 2017): ``(1 - p_y)^gamma * CE``;
@@ -53,11 +53,11 @@ class LogitAdjustment(Method):
     zoo = True  # a baseline of the methods-under-test zoo
     requires = frozenset({"rows", "logits"})
     reference = "Menon et al. 2021 (post-hoc)"
-    settings = {"logit_adjustment_tau": 1.0}  # tau: strength of the prior correction (1: Bayes-optimal for balanced error)
+    settings = {"tau": 1.0}  # tau: strength of the prior correction (1: Bayes-optimal for balanced error)
     trains_like = "erm"
 
     def adjust_logits(self, logits, state: TrainingState):
-        return logits - self.settings["logit_adjustment_tau"] * log_prior(state).to(logits.device)
+        return logits - self.settings["tau"] * log_prior(state).to(logits.device)
 
 
 @register
@@ -68,12 +68,12 @@ class LogitAdjustedLoss(Method):
     zoo = True  # a baseline of the methods-under-test zoo
     requires = frozenset({"rows", "loss"})
     reference = "Menon et al. 2021 (loss)"
-    settings = {"logit_adjusted_loss_tau": 1.0}  # tau: strength of the prior in the loss
+    settings = {"tau": 1.0}  # tau: strength of the prior in the loss
 
     def loss(self, logits, labels, state: TrainingState):
         import torch.nn.functional as F
 
-        shifted = logits + self.settings["logit_adjusted_loss_tau"] * log_prior(state)
+        shifted = logits + self.settings["tau"] * log_prior(state)
         return F.cross_entropy(shifted, labels, reduction="none")
 
 
@@ -113,8 +113,8 @@ class LDAMDRW(Method):
     requires = frozenset({"rows", "loss", "loop", "encoder"})  # encoder: its classifier is replaced
     reference = "Cao et al. 2019"
     settings = {
-        "ldam_max_margin": 0.5,   # margin of the rarest class, in cosine units
-        "ldam_scale": 30.0,       # s: cosine logits multiplied by this (Cao et al.)
+        "max_margin": 0.5,   # margin of the rarest class, in cosine units
+        "scale": 30.0,       # s: cosine logits multiplied by this (Cao et al.)
         "drw_start": 0.8,         # re-weighting from this fraction of the epochs on
         "drw_beta": 0.9999,       # effective-number beta of the deferred weights
     }
@@ -122,7 +122,7 @@ class LDAMDRW(Method):
     def margins(self, state: TrainingState):
         counts = state.class_counts.float().clamp(min=1)
         margins = counts.pow(-0.25)
-        return margins * (self.settings["ldam_max_margin"] / margins.max())
+        return margins * (self.settings["max_margin"] / margins.max())
 
     def prepare(self, state: TrainingState) -> dict:
         from ..nn.networks import use_cosine_classifier
@@ -149,7 +149,7 @@ class LDAMDRW(Method):
         if margins is None:
             margins = self.margins(state)
         shifted = logits - F.one_hot(labels, logits.shape[1]) * margins.to(logits.device)[labels, None]
-        loss = F.cross_entropy(self.settings["ldam_scale"] * shifted, labels, reduction="none")
+        loss = F.cross_entropy(self.settings["scale"] * shifted, labels, reduction="none")
         weights = state.extra.get("drw_weights")
         if weights is None:
             return loss
@@ -165,13 +165,13 @@ class Focal(Method):
     zoo = True  # a baseline of the methods-under-test zoo
     requires = frozenset({"rows", "loss"})
     reference = "Lin et al. 2017"
-    settings = {"focal_gamma": 2.0}  # gamma: how strongly well-classified rows are down-weighted (Lin et al.'s default)
+    settings = {"gamma": 2.0}  # gamma: how strongly well-classified rows are down-weighted (Lin et al.'s default)
 
     def loss(self, logits, labels, state: TrainingState):
         import torch.nn.functional as F
 
         ce = F.cross_entropy(logits, labels, reduction="none")
-        return (1.0 - (-ce).exp()).pow(self.settings["focal_gamma"]) * ce
+        return (1.0 - (-ce).exp()).pow(self.settings["gamma"]) * ce
 
 
 @register
@@ -181,9 +181,9 @@ class ClassBalanced(Method):
     name = "class_balanced"
     zoo = True  # a baseline of the methods-under-test zoo
     reference = "Cui et al. 2019"
-    settings = {"class_balanced_beta": 0.9999}  # beta: effective-number decay (Cui et al.'s CIFAR value)
+    settings = {"beta": 0.9999}  # beta: effective-number decay (Cui et al.'s CIFAR value)
 
     def rows(self, y, rng):
         classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-        weights = effective_number_weights(counts, self.settings["class_balanced_beta"])
+        weights = effective_number_weights(counts, self.settings["beta"])
         return TrainPlan(np.arange(len(y)), weights[inverse].astype(np.float64))

@@ -52,23 +52,23 @@ class SimCLR(FineTuned):
     name = "simclr"
     reference = "Chen et al. 2020"
     settings = {
-        "simclr_epochs": 200,       # pre-training passes over the training set
-        "simclr_batch_size": 512,   # images per step (two views each)
-        "simclr_lr": 0.5,           # peak SGD learning rate, cosine-annealed per step
-        "simclr_temperature": 0.5,  # NT-Xent temperature (SimCLR's CIFAR-10 value)
+        "epochs": 200,              # pre-training passes over the training set
+        "batch_size": 512,          # images per step (two views each)
+        "lr": 0.5,                  # peak SGD learning rate, cosine-annealed per step
+        "temperature": 0.5,         # NT-Xent temperature (SimCLR's CIFAR-10 value)
         "projection_dim": 128,      # projection-head output width
         "crop_scale_min": 0.2,      # random resized crop: smallest area fraction kept
-        "finetune_lr_scale": 1.0,   # fine-tuning learning rate = lr x this
+        "finetune_lr_scale": 1.0,   # fine-tuning learning rate = the network's lr x this
     }
 
     @classmethod
     def training_passes(cls, images: int, epochs: int, settings: dict) -> float:
         # Fine-tuning, and pre-training on two views per image.
-        return float(images * epochs + 2 * images * settings["simclr_epochs"])
+        return float(images * epochs + 2 * images * settings["epochs"])
 
     @classmethod
-    def dry_run_settings(cls, hyperparameters: dict) -> dict:
-        return {"simclr_epochs": 1}
+    def dry_run_budget(cls, hyperparameters: dict, settings: dict) -> tuple[dict, dict]:
+        return {}, {"epochs": 1}  # one pre-training epoch
 
     def pretrain(self, state: TrainingState, encoder, head_name: str) -> dict:
         from ..nn import simclr
@@ -77,7 +77,7 @@ class SimCLR(FineTuned):
         scale, shift = normalization_constants(state.images.device)
         scale, shift = scale.view(1, 3, 1, 1) * 255, shift.view(1, 3, 1, 1)
         feature_dim = state.net.get_submodule(head_name).in_features
-        return simclr.pretrain(encoder, feature_dim, state.images, {**state.hp, **self.settings},
+        return simclr.pretrain(encoder, feature_dim, state.images, self.settings, state.hp,
                                state.generator, standardize=lambda x: x * scale + shift)
 
 

@@ -33,7 +33,7 @@ class Undersample(Method):
 @register
 class SMOTE(Method):
     """SMOTE (Chawla et al. 2002): every minority class is topped up to the largest class's
-    count with points interpolated between a row and one of its ``smote_k_neighbors`` nearest
+    count with points interpolated between a row and one of its ``k_neighbors`` nearest
     same-class neighbours. Feature vectors only (tabular models).
 
     On data with categorical columns (``categorical``: one-hot blocks, e.g. Adult's eight
@@ -50,7 +50,7 @@ class SMOTE(Method):
     requires = frozenset({"rows", "features"})
     reference = "Chawla et al. 2002, via imbalanced-learn"
     libraries = ("imblearn.over_sampling", "sklearn.preprocessing", "scipy.sparse")
-    settings = {"smote_k_neighbors": 5}  # neighbours a synthetic point may interpolate towards (imblearn's default)
+    settings = {"k_neighbors": 5}  # neighbours a synthetic point may interpolate towards (imblearn's default)
 
     def resample(self, x, y, rng, categorical=()):
         from imblearn.over_sampling import SMOTE as ImblearnSMOTE
@@ -59,7 +59,7 @@ class SMOTE(Method):
         smallest = int(np.bincount(y)[np.bincount(y) > 0].min())
         if smallest < 2:
             raise ValueError(f"SMOTE needs at least 2 rows of every class; the rarest has {smallest}")
-        k = min(self.settings["smote_k_neighbors"], smallest - 1)
+        k = min(self.settings["k_neighbors"], smallest - 1)
         if not categorical:
             x_new, y_new = ImblearnSMOTE(k_neighbors=k, random_state=seed_from(rng)).fit_resample(x, y)
             return np.asarray(x_new, dtype=x.dtype), np.asarray(y_new, dtype=np.int64), None, None

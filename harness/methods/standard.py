@@ -58,18 +58,18 @@ class Overfit(Method):
     name = "overfit"
     requires = frozenset({"rows", "loop"})
     settings = {
-        "overfit_lr_scale": 0.1,   # learning rate multiplied by this
-        "overfit_epoch_scale": 3,  # epochs multiplied by this (stops once train error is 0)
+        "lr_scale": 0.1,   # learning rate multiplied by this
+        "epoch_scale": 3,  # epochs multiplied by this (stops once train error is 0)
     }
 
     @classmethod
     def training_passes(cls, images: int, epochs: int, settings: dict) -> float:
         # An upper bound: it stops once the training set is fit.
-        return float(images * epochs * settings["overfit_epoch_scale"])
+        return float(images * epochs * settings["epoch_scale"])
 
     def prepare(self, state: TrainingState) -> dict:
-        state.epochs = int(state.epochs * self.settings["overfit_epoch_scale"])
-        state.lr = state.lr * self.settings["overfit_lr_scale"]
+        state.epochs = int(state.epochs * self.settings["epoch_scale"])
+        state.lr = state.lr * self.settings["lr_scale"]
         state.stop_when_fit = True
         return {}
 
@@ -82,10 +82,10 @@ class SAM(Method):
     requires = frozenset({"rows", "step"})
     reference = "Foret et al. 2021"
     settings = {
-        "sam_rho": 0.05,  # ascent radius, L2 over all weights (Foret et al.'s CIFAR value)
+        "rho": 0.05,  # ascent radius, L2 over all weights (Foret et al.'s CIFAR value)
     }
     # The toy 2D MLP (Figure 9): a larger radius for its full-batch steps.
-    model_settings = {"mlp2d": {"sam_rho": 0.1}}
+    model_settings = {"mlp2d": {"rho": 0.1}}
     minority_scale_key = None  # asymmetric SAM names its minority radius multiplier
 
     @classmethod
@@ -97,10 +97,10 @@ class SAM(Method):
 
         scale = self.settings[self.minority_scale_key] if self.minority_scale_key else 1.0
         state.extra["radii"] = minority_half_radii(state.labels, state.num_classes,
-                                                   self.settings["sam_rho"], scale)
+                                                   self.settings["rho"], scale)
         # One radius for every sample (plain SAM): each batch takes the one-backward path, known
         # here, so a step need not read the radii back from the device to find out (a sync).
-        state.extra["uniform_radii"] = True if scale == 1.0 or self.settings["sam_rho"] == 0 else None
+        state.extra["uniform_radii"] = True if scale == 1.0 or self.settings["rho"] == 0 else None
         return {}
 
     def step(self, state: TrainingState, per_sample_loss, idx, optimizer) -> None:
@@ -118,8 +118,8 @@ class AsymmetricSAM(SAM):
     name = "asymmetric_sam"
     reference = "the paper, Section 7"
     settings = {
-        "sam_rho": 0.05,               # ascent radius of the frequent half of the classes
-        "minority_radius_scale": 2.0,  # the rarer half's radius = sam_rho x this
+        "rho": 0.05,               # ascent radius of the frequent half of the classes
+        "minority_radius_scale": 2.0,  # the rarer half's radius = rho x this
     }
-    model_settings = {"mlp2d": {"sam_rho": 0.1, "minority_radius_scale": 3.0}}
+    model_settings = {"mlp2d": {"rho": 0.1, "minority_radius_scale": 3.0}}
     minority_scale_key = "minority_radius_scale"

@@ -5,14 +5,15 @@ diagonal covariance is fitted around the trained weights: precision = diagonal o
 Gauss-Newton of the training loss (un-augmented training images, BatchNorm in eval mode) plus a
 scalar prior precision chosen by maximizing the marginal likelihood. Predictions are the
 posterior predictive under the linearized network (GLM) with the probit approximation, Laplace
-Redux's recommended predictive (``TorchClassifier.probabilities``). ``laplace_subset`` says which weights are Bayesian:
+Redux's recommended predictive (``TorchClassifier.probabilities``). The Laplace method's ``subset``
+says which weights are Bayesian:
 ``"last_layer"`` (default; Laplace Redux's default, and the only choice whose GLM predictive is
 affordable on a CPU: the all-weights predictive needs a Jacobian per test image) or ``"all"``.
 
 SGHMC (Chen et al. 2014; :mod:`harness.nn.sghmc`) replaces SGD for the whole training budget, with
 the same data, epochs and augmentation, run as cyclical SGHMC (Zhang et al. 2020): the step size
-follows ``sghmc_cycles`` cosine cycles and a sample is collected at the end of the last
-``sghmc_samples_per_cycle`` epochs of each cycle, where the step size is small. Predictions
+follows SGHMC's ``cycles`` cosine cycles and a sample is collected at the end of the last
+``samples_per_cycle`` epochs of each cycle, where the step size is small. Predictions
 average the samples' softmax outputs. The sampler's constants map onto the SGD recipe so that at
 temperature 0 and a constant step size it *is* that recipe: step size ``lr / N``, friction ``1 - momentum``, and a
 Gaussian prior of precision ``weight_decay * N`` (``N`` training images). (With a step-size
@@ -42,7 +43,7 @@ def fit_diagonal_laplace(net, inputs: torch.Tensor, labels: torch.Tensor, subset
     its convolutions as TF32 (~1e-3 relative), in the curvature and the marginal likelihood.
     """
     if subset not in ("last_layer", "all"):
-        raise ValueError(f"laplace_subset must be 'last_layer' or 'all'; got {subset!r}")
+        raise ValueError(f"the Laplace subset must be 'last_layer' or 'all'; got {subset!r}")
     # laplace-torch flattens parameters with view(), which channels_last conv weights refuse.
     net.to(memory_format=torch.contiguous_format).eval()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, labels),

@@ -150,43 +150,46 @@ def projection_head(feature_dim: int, out_dim: int) -> nn.Module:
                          nn.Linear(feature_dim, out_dim))
 
 
-def pretrain(encoder: nn.Module, feature_dim: int, images_u8: torch.Tensor, hp: dict,
-             generator: torch.Generator, standardize) -> dict:
+def pretrain(encoder: nn.Module, feature_dim: int, images_u8: torch.Tensor, settings: dict,
+             hp: dict, generator: torch.Generator, standardize) -> dict:
     """SimCLR pre-training of ``encoder`` on ``images_u8`` (uint8 NHWC, on the device).
 
-    SGD with momentum, cosine-annealed per step, for ``simclr_epochs`` passes; batches of
-    ``simclr_batch_size`` images (two views each). ``standardize`` maps NCHW floats in [0, 1]
-    to the network's input scale. Returns a log with the loss of the first and last epoch.
+    ``settings`` are the method's (:class:`harness.methods.pretraining.SimCLR`): SGD at ``lr``
+    with the network's momentum and weight decay (``hp``), cosine-annealed per step, for
+    ``epochs`` passes; batches of ``batch_size`` images (two views each, crops keeping at least
+    ``crop_scale_min`` of the area), NT-Xent at ``temperature``, a projection head of
+    ``projection_dim``. ``standardize`` maps NCHW floats in [0, 1] to the network's input
+    scale. Returns a log with the loss of the first and last epoch.
     """
     import time
 
     device = images_u8.device
-    head = projection_head(feature_dim, hp["projection_dim"]).to(device)
+    head = projection_head(feature_dim, settings["projection_dim"]).to(device)
     params = list(encoder.parameters()) + list(head.parameters())
-    optimizer = sgd(params, hp["simclr_lr"], hp)
-    n, batch_size = len(images_u8), min(hp["simclr_batch_size"], len(images_u8))
+    optimizer = sgd(params, settings["lr"], hp)
+    n, batch_size = len(images_u8), min(settings["batch_size"], len(images_u8))
     steps_per_epoch = n // batch_size  # drop the ragged last batch: NT-Xent wants many negatives
-    total = max(1, hp["simclr_epochs"] * steps_per_epoch)
+    total = max(1, settings["epochs"] * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine(step, total))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     started, epoch_losses = time.perf_counter(), []
     encoder.train()
-    for _ in range(hp["simclr_epochs"]):
+    for _ in range(settings["epochs"]):
         order = torch.randperm(n, generator=generator, device=device)
         losses = []
         for step in range(steps_per_epoch):
             batch = images_u8[order[step * batch_size:(step + 1) * batch_size]]
-            views = torch.cat([simclr_view(batch, generator, hp["crop_scale_min"]) for _ in range(2)])
+            views = torch.cat([simclr_view(batch, generator, settings["crop_scale_min"]) for _ in range(2)])
             with autocast:
                 z = head(encoder(standardize(views)))
-            loss = nt_xent(z[:len(batch)], z[len(batch):], hp["simclr_temperature"])
+            loss = nt_xent(z[:len(batch)], z[len(batch):], settings["temperature"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             losses.append(loss.detach())
         epoch_losses.append(float(torch.stack(losses).mean()) if losses else math.nan)
-    return {"simclr_epochs": hp["simclr_epochs"], "simclr_seconds": time.perf_counter() - started,
+    return {"simclr_epochs": settings["epochs"], "simclr_seconds": time.perf_counter() - started,
             "simclr_loss_first_epoch": epoch_losses[0] if epoch_losses else math.nan,
             "simclr_loss_last_epoch": epoch_losses[-1] if epoch_losses else math.nan}
 

@@ -24,7 +24,8 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run.
+    """One training run, in sections: what data, which model and method, and each owner's
+    settings apart (a method's setting never shares a namespace with its model's).
 
     Attributes
     ----------
@@ -38,8 +39,15 @@ class RunSpec:
     seed : int
         Seeds the train subset, the test sets, the method's resampling and the model.
     hyperparameters : tuple of (name, value)
-        The model's hyperparameters and the method's settings, sorted by name, defaults filled
-        in (a method's settings are in the spec of that method's runs only).
+        The model's training hyperparameters, sorted by name, defaults filled in.
+    settings : tuple of (name, value)
+        The method's settings, sorted, defaults filled in (its ``model_settings`` for this model
+        over its ``settings``).
+    measurements : tuple of (name, value)
+        What is measured of the trained model (``MEASUREMENTS`` of its factory: the Hessian
+        spectrum a network measures of itself), sorted, defaults filled in.
+    placement : tuple of (name, value)
+        Where it trains (``device`` for a device-bound model; empty otherwise).
     data_source : str
         Which copy of the data (variant and checksum prefix).
     harness_version : str
@@ -59,6 +67,9 @@ class RunSpec:
     test_ratios: tuple[float, ...]
     seed: int
     hyperparameters: tuple[tuple[str, Any], ...]
+    settings: tuple[tuple[str, Any], ...]
+    measurements: tuple[tuple[str, Any], ...]
+    placement: tuple[tuple[str, Any], ...]
     data_source: str
     harness_version: str
     method_version: str = "1"
@@ -69,19 +80,29 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, raw: dict) -> RunSpec:
+        """The spec of a record's ``spec``. Raises ``KeyError`` naming what a record written
+        before specs had sections (harness < 0.6) lacks."""
+        def pairs(name):
+            return tuple(tuple(p) for p in raw[name])
+
         return cls(
             dataset=raw["dataset"], model=raw["model"], method=raw["method"],
             train_counts=tuple(raw["train_counts"]), test_ratios=tuple(raw["test_ratios"]),
-            seed=raw["seed"], hyperparameters=tuple(tuple(p) for p in raw["hyperparameters"]),
+            seed=raw["seed"], hyperparameters=pairs("hyperparameters"), settings=pairs("settings"),
+            measurements=pairs("measurements"), placement=pairs("placement"),
             data_source=raw["data_source"], harness_version=raw["harness_version"],
             method_version=raw.get("method_version", "1"), method_path=raw.get("method_path", ""),
         )
 
     @property
     def device(self) -> str:
-        """Where the run trains: its ``device`` hyperparameter (a network's), else ``"cpu"``.
-        Executors route by it (a CPU-only run never takes a GPU slot or a GPU request)."""
-        return dict(self.hyperparameters).get("device", "cpu")
+        """Where the run trains: its placement's ``device`` (a device-bound model's), else
+        ``"cpu"``. Executors route by it (a CPU-only run never takes a GPU slot or a GPU request)."""
+        return dict(self.placement).get("device", "cpu")
+
+    def model_arguments(self) -> dict:
+        """What the model's factory takes: its hyperparameters, measurements and placement."""
+        return {**dict(self.hyperparameters), **dict(self.measurements), **dict(self.placement)}
 
     @property
     def key(self) -> str:
@@ -101,63 +122,25 @@ def source_fingerprint(source: dict) -> str:
     return f"{source.get('variant', 'unknown')}:{digest[:25]}"
 
 
-def split_hyperparameters(model: str, method: str, hyperparameters: dict) -> tuple[dict, dict]:
-    """``(model hyperparameters, method settings)`` of a spec's merged hyperparameters."""
-    model_keys = set(models.DEFAULTS[model])
-    return ({k: v for k, v in hyperparameters.items() if k in model_keys},
-            {k: v for k, v in hyperparameters.items() if k not in model_keys})
-
-
-def setting_collisions(method_cls, model: str) -> list[str]:
-    """Each setting of ``method_cls`` that is also a hyperparameter of ``model``, as a sentence
-    naming both (empty when there is none).
-
-    A method's settings and its model's hyperparameters share one namespace in a spec, so a
-    method setting ``{"epochs": 1}`` or ``{"lr": 10.0}`` would silently train its runs another
-    way than ERM's, and every comparison with ERM would stop being like for like. A method that
-    changes the training length or the learning rate does it in ``prepare(state)`` with a
-    setting of its own name (``overfit``: ``overfit_epoch_scale``).
-    """
-    hyperparameters = models.DEFAULTS[model]
-    return [f"method {method_cls.name!r} setting {key!r} (= {value!r}) is also model {model!r}'s "
-            f"hyperparameter {key!r} (= {hyperparameters[key]!r})"
-            for key, value in sorted(method_cls.defaults_for(model).items()) if key in hyperparameters]
-
-
-def check_method_settings(method_cls, model: str | None = None) -> None:
-    """Refuse a method whose settings collide with the hyperparameters of ``model`` (default:
-    every model it applies to).
-
-    Raises
-    ------
-    SpecError
-        Naming each colliding setting, the model and the fix.
-    """
-    clashes = [clash for name in ([model] if model else sorted(models.MODELS))
-               if not set(method_cls.requires) - models.capabilities(name)
-               for clash in setting_collisions(method_cls, name)]
-    if clashes:
-        raise SpecError("; ".join(clashes) + ": a method may not override its model's "
-                        "hyperparameters (its runs would not compare like for like with ERM's). "
-                        "Rename the setting and apply it in prepare(state), e.g. "
-                        "state.epochs = int(state.epochs * self.settings['my_epoch_scale'])")
+def sorted_pairs(values: dict) -> tuple:
+    return tuple(sorted(values.items()))
 
 
 def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, seed: int,
-              data_dir=None, **hyperparameters) -> RunSpec:
+              data_dir=None, settings: dict | None = None, **hyperparameters) -> RunSpec:
     """Validate a run's settings against the registries and the data, and return its spec.
 
-    ``hyperparameters`` override the model's defaults and the method's settings. A setting of
-    another registered method is accepted and left out (an arm's settings for one of its methods
-    never change the keys of its other methods' runs).
+    ``hyperparameters`` override the model's defaults: its training hyperparameters, its
+    measurements and its placement (``device``), each put in its section. ``settings`` override
+    the method's own (a method setting may share a name with a model hyperparameter, e.g.
+    SimCLR's pre-training ``epochs``: they live in different sections).
 
     Raises
     ------
     SpecError
-        Unknown dataset, model, method or hyperparameter; a method the model cannot train with
-        (e.g. XGBoost + SAM); a method setting that is also a model hyperparameter
-        (:func:`setting_collisions`); a test ratio outside (0, 1]; or more samples of a class
-        than its train split holds.
+        Unknown dataset, model, method, hyperparameter or setting; a method the model cannot
+        train with (e.g. XGBoost + SAM); a test ratio outside (0, 1]; or more samples of a
+        class than its train split holds.
     harness.data.DataError
         The dataset's files are missing or corrupt.
     """
@@ -174,13 +157,16 @@ def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, 
         raise SpecError(f"method {method!r} does not apply to model {model!r}: it needs "
                         f"{sorted(lacking)} ({'; '.join(methods.CAPABILITIES[c] for c in sorted(lacking))}), "
                         f"which {model!r} lacks (it has {sorted(models.capabilities(model))})")
-    check_method_settings(method_cls, model)
-    own = method_cls.defaults_for(model)
-    others = {k for cls in methods.METHODS.values() for k in cls.settings} - set(own)
-    unknown = set(hyperparameters) - set(models.DEFAULTS[model]) - set(own) - others
+    defaults = models.DEFAULTS[model]
+    unknown = set(hyperparameters) - set(defaults)
     if unknown:
-        raise SpecError(f"model {model!r} with method {method!r} has no hyperparameter(s) "
-                        f"{sorted(unknown)}; it takes {sorted(set(models.DEFAULTS[model]) | set(own))}")
+        raise SpecError(f"model {model!r} has no hyperparameter(s) {sorted(unknown)}; it takes "
+                        f"{sorted(defaults)} (a method's settings go in settings=)")
+    own = method_cls.defaults_for(model)
+    unknown = set(settings or {}) - set(own)
+    if unknown:
+        raise SpecError(f"method {method!r} has no setting(s) {sorted(unknown)}; it takes "
+                        f"{sorted(own) or 'none'}")
     try:
         ratios = tuple(imbalance.validate_ratio(r) for r in test_ratios)
     except imbalance.ImbalanceError as err:
@@ -194,36 +180,39 @@ def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, 
         if not 1 <= want <= have:
             raise SpecError(f"{dataset}: class {c} ({loaded.class_names[c]}) has {have} training "
                             f"samples; a count of {want} is not possible (use 1..{have})")
-    params = {**models.DEFAULTS[model], **own,
-              **{k: v for k, v in hyperparameters.items() if k not in others}}
+    model_args = {**defaults, **hyperparameters}
+    measured, placed = models.measurements(model), models.placement(model)
     version, path = methods.identity(method_cls)
-    return RunSpec(dataset, model, method, counts, ratios, int(seed),
-                   tuple(sorted(params.items())), source_fingerprint(loaded.source), __version__,
-                   version, path)
+    return RunSpec(
+        dataset, model, method, counts, ratios, int(seed),
+        hyperparameters=sorted_pairs({k: v for k, v in model_args.items()
+                                      if k not in measured and k not in placed}),
+        settings=sorted_pairs({**own, **(settings or {})}),
+        measurements=sorted_pairs({k: v for k, v in model_args.items() if k in measured}),
+        placement=sorted_pairs({k: v for k, v in model_args.items() if k in placed}),
+        data_source=source_fingerprint(loaded.source), harness_version=__version__,
+        method_version=version, method_path=path)
 
 
 def training_key(spec: RunSpec) -> str:
     """The key of the model a run trains. Runs with one training key train one model
-    (:func:`harness.runs.training.execute_group`); what only happens after training is left out:
+    (:func:`harness.runs.training.execute_group`); the sections that only matter after training
+    are dropped:
 
     * the test ratios (every run evaluates the trained model on its own test sets);
-    * the model's measurement settings (``models.measurements``, e.g. the Hessian spectrum a
-      network measures of itself);
-    * for a post-hoc method (one that ``trains_like`` another: logit adjustment, Laplace), its own
-      settings and its name: its model is its base method's.
+    * the measurements (e.g. the Hessian spectrum a network measures of itself);
+    * for a post-hoc method (one that ``trains_like`` another: logit adjustment, Laplace), its
+      name and settings: its model is its base method's, with the base's settings.
 
     A method defined outside the registry of this process keeps its own run (its key).
     """
     cls = methods.METHODS.get(spec.method)
     if cls is None:
         return spec.key
-    after_training = set(models.measurements(spec.model))
-    hp = {k: v for k, v in spec.hyperparameters if k not in after_training}
-    trained_as = spec
+    trained_as = replace(spec, test_ratios=(), measurements=())
     if cls.trains_like is not None:
         base = methods.get(cls.trains_like)
-        own = set(cls.settings) - set(base.settings)
-        hp = {**base.defaults_for(spec.model), **{k: v for k, v in hp.items() if k not in own}}
         version, path = methods.identity(base)
-        trained_as = replace(spec, method=base.name, method_version=version, method_path=path)
-    return replace(trained_as, test_ratios=(), hyperparameters=tuple(sorted(hp.items()))).key
+        trained_as = replace(trained_as, method=base.name, method_version=version,
+                             method_path=path, settings=sorted_pairs(base.defaults_for(spec.model)))
+    return trained_as.key

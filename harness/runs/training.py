@@ -29,7 +29,7 @@ import numpy as np
 from .. import __version__, data, methods
 from ..data import imbalance
 from ..learners import models
-from ..runs.spec import RunSpec, split_hyperparameters, training_key
+from ..runs.spec import RunSpec, training_key
 
 TRAIN_STREAM, METHOD_STREAM, TEST_STREAM = 0, 1, 2
 # A drawn set must differ between seeds when at least 2^this sets of its class counts exist:
@@ -278,6 +278,12 @@ class Evaluation:
     test_per_class: int | None = None
     dry_run: dict | None = None
 
+    def __post_init__(self):
+        if self.test_per_class is not None and self.dry_run is None:
+            # capped test sets are not the spec's: such a record must never be stored
+            raise ValueError("Evaluation(test_per_class=...) is a dry run's: give dry_run={...} "
+                             "too, so that the record is marked and the store refuses it")
+
 
 def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1,
             evaluation: Evaluation | None = None) -> dict:
@@ -297,8 +303,7 @@ def execute(spec: RunSpec, data_dir=None, n_jobs: int = 1,
 
 def method_for(spec: RunSpec):
     """The spec's method, built with its settings."""
-    _, settings = split_hyperparameters(spec.model, spec.method, dict(spec.hyperparameters))
-    return methods.for_spec(spec.method, spec.method_version, spec.method_path)(**settings)
+    return methods.for_spec(spec.method, spec.method_version, spec.method_path)(**dict(spec.settings))
 
 
 def execute_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1,
@@ -394,7 +399,7 @@ def train_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1) -> Trained
     if len({training_key(s) for s in specs}) != 1:
         raise ValueError("execute_group trains once: its specs must share one training key")
     trainer = training_method(specs, group_methods)
-    model_hp, _ = split_hyperparameters(spec.model, spec.method, dict(spec.hyperparameters))
+    model_hp = spec.model_arguments()
     # An image model reads its dataset at its own input size: downsampled once per process and
     # dataset (a per-image function, so the same pixels as resizing this run's rows).
     dataset = data.load(spec.dataset, data_dir, image_size=model_hp.get("image_size"))
@@ -419,9 +424,8 @@ def train_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1) -> Trained
 
 
 def measurement_settings(spec: RunSpec) -> tuple:
-    """The spec's values of its model's measurement hyperparameters, as sorted pairs."""
-    measured = models.measurements(spec.model)
-    return tuple(sorted((k, v) for k, v in dict(spec.hyperparameters).items() if k in measured))
+    """The spec's measurements (what runs sharing a trained model may differ in)."""
+    return spec.measurements
 
 
 def record_run(trained: TrainedGroup, i: int, evaluation: Evaluation | None = None) -> dict:
@@ -470,13 +474,12 @@ def record_run(trained: TrainedGroup, i: int, evaluation: Evaluation | None = No
 
 def training_method(specs: list[RunSpec], group_methods: list):
     """The method a group's model trains with: that of a run which is not post-hoc, else the
-    base method the post-hoc runs train like, with its settings from their spec."""
+    base method the post-hoc runs train like, with its settings for their model."""
     for run_method in group_methods:
         if type(run_method).trains_like is None:
             return run_method
     base = methods.get(type(group_methods[0]).trains_like)
-    hyperparameters = dict(specs[0].hyperparameters)
-    return base(**{k: v for k, v in hyperparameters.items() if k in base.settings})
+    return base(**base.defaults_for(specs[0].model))  # as training_key keys it
 
 
 def evaluation_rows(dataset, spec: RunSpec, test_per_class: int | None) -> tuple:
