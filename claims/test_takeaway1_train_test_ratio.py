@@ -15,6 +15,7 @@ from harness.judging import stats
 from harness.judging.stats import Rule, declare_outcomes
 from harness.experiments.protocols import error_at_ratio, majority_class_error, per_seed
 from harness.judging.report import line_figure, mean_series
+from harness.runs.records import RecordView
 
 TAKEAWAY = "1"
 ARMS = ["t1-adult-xgboost", "t1-covtype-linear_svm", "t1-cifar10-nn"]
@@ -120,7 +121,7 @@ def figures(arm, cfg, table, class_names) -> list[dict]:
 
 
 def conclude(claim, arm, cfg, records, table, verdict):
-    class_names = next(iter(records.values()))["class_names"]
+    class_names = RecordView(next(iter(records.values()))).class_names
     claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, table, class_names), records.values())
     claim.assert_supported()
 

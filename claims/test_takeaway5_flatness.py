@@ -28,13 +28,14 @@ from harness.judging import stats
 from harness.judging.stats import Rule, declare_outcomes
 from harness.experiments.protocols import balanced_test_error, per_seed, variant_balanced_test_error
 from harness.judging.report import line_figure, mean_series
+from harness.runs.records import RecordView
 
 TAKEAWAY = "5"
 ALPHA = 0.05
 
 
 def top_eigenvalues(record) -> list[float]:
-    return record["metrics"]["extra"]["hessian_top_eigenvalues"]
+    return RecordView(record).extra("hessian_top_eigenvalues")
 
 
 def mean_top(record) -> float:
@@ -51,13 +52,13 @@ def figures(arm, cfg, records, seeds) -> list[dict]:
                         [[top_eigenvalues(records[("erm", r, s)])[i] for s in seeds] for i in range(k)])
             for r in ratios], xscale="linear",
         caption="Hessian of the mean training cross-entropy on each model's own training data.")
-    curve = records[("erm", ratios[0], seeds[0])]["metrics"]["extra"]["loss_along_direction"]
+    curve = RecordView(records[("erm", ratios[0], seeds[0])]).extra("loss_along_direction")
     alphas, directions = curve["alpha"], len(curve["losses"])
     fig7b = line_figure(
         f"fig7b-{arm}", f"Figure 7b: loss along filter-normalized directions, {cfg.model}",
         "step along the direction (alpha)", "training loss", [
             mean_series(f"train r={r:g}", alphas,
-                        [[records[("erm", r, s)]["metrics"]["extra"]["loss_along_direction"]["loss"][i]
+                        [[RecordView(records[("erm", r, s)]).extra("loss_along_direction")["loss"][i]
                           for s in seeds] for i in range(len(alphas))]) for r in ratios],
         xscale="linear", caption=f"Per seed, the mean over {directions} random directions, each "
                                  "rescaled filter by filter; mean ± 1 SE over seeds.")
@@ -108,7 +109,7 @@ def test_imbalanced_training_gives_lower_top_hessian_eigenvalues(profile, arm, s
 def loss_rise(record) -> float:
     """Mean rise of the training loss one filter-normalized step away: over the recorded
     directions, (loss(alpha = -1) + loss(alpha = +1)) / 2 - loss(alpha = 0)."""
-    curve = record["metrics"]["extra"]["loss_along_direction"]
+    curve = RecordView(record).extra("loss_along_direction")
     alphas, losses = curve["alpha"], curve["loss"]  # "loss" is the mean over directions
     return (losses[alphas.index(-1.0)] + losses[alphas.index(1.0)]) / 2 - losses[alphas.index(0.0)]
 

@@ -26,6 +26,7 @@ from harness.judging import stats
 from harness.judging.stats import Rule, declare_outcomes
 from harness.experiments.protocols import balanced_test_error, per_seed
 from harness.judging.report import boundary_figure, line_figure, mean_series
+from harness.runs.records import RecordView
 from harness.runs.spec import RunSpec
 from harness.runs.training import train_subset
 
@@ -53,7 +54,7 @@ QUICK_SCALE_ASYMMETRIC = (
 
 
 def minority_margin(record) -> float:
-    return record["metrics"]["extra"]["minority_margin_mean"]
+    return RecordView(record).extra("minority_margin_mean")
 
 
 def figures(arm, cfg, records, seeds) -> list[dict]:
@@ -62,7 +63,7 @@ def figures(arm, cfg, records, seeds) -> list[dict]:
     for method, panel in (("erm", "a"), ("sam", "b")):
         record = records[(method, seeds[0])]
         idx = train_subset(toy, RunSpec.from_dict(record["spec"]))
-        grid = record["metrics"]["extra"]["decision_grid"]
+        grid = RecordView(record).extra("decision_grid")
         figs.append(boundary_figure(
             f"fig9{panel}-{arm}", f"Figure 9{panel}: decision boundary after "
             f"{'SGD' if method == 'erm' else 'SAM'} training (seed {seeds[0]})", grid["axis"],

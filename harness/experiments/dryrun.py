@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from functools import partial
 
 from .. import data, methods
-from ..data import imbalance
 from ..learners import models
-from . import protocols
 from ..runs import training
+from ..runs.records import RecordView
 from ..runs.spec import RunSpec, make_spec
 from ..runs.store import strict_json
+from . import protocols
 
 TRAIN_IMAGES = 48       # training images of a network dry run (tabular: protocols.DRY_ROWS rows)
 TEST_PER_CLASS = 4      # test samples per class in each test set
@@ -129,7 +129,8 @@ def missing_fields(spec: RunSpec, record: dict) -> list[str]:
         return value
 
     classes = len(spec.train_counts)
-    check("class_names", lambda: record["class_names"][classes - 1])
+    view = RecordView(record)
+    check("class_names", lambda: view.class_names[classes - 1])
     check("train per-class error", lambda: protocols.train_class_error(record, classes - 1))
     check("train minority/majority error", lambda: protocols.group_train_error(record, "minority"))
     for ratio in spec.test_ratios:
@@ -141,16 +142,16 @@ def missing_fields(spec: RunSpec, record: dict) -> list[str]:
         check(f"variant {variant}", lambda v=variant: protocols.variant_balanced_test_error(v)(record))
     hp = dict(spec.measurements)
     if hp.get("hessian_top_k"):
-        eig = check("hessian_top_eigenvalues", lambda: record["metrics"]["extra"]["hessian_top_eigenvalues"])
+        eig = check("hessian_top_eigenvalues", lambda: view.extra("hessian_top_eigenvalues"))
         if eig is not None and len(eig) != hp["hessian_top_k"]:
             problems.append(f"hessian_top_eigenvalues: {len(eig)} values, expected {hp['hessian_top_k']}")
-        curve = check("loss_along_direction", lambda: record["metrics"]["extra"]["loss_along_direction"])
+        curve = check("loss_along_direction", lambda: view.extra("loss_along_direction"))
         if curve is not None and (len(curve.get("losses", [])) != hp["loss_directions"]
                                   or len(curve.get("loss", [])) != len(curve.get("alpha", [None]))):
             problems.append("loss_along_direction: wrong number of directions or points")
     if spec.model == "mlp2d":
-        check("minority_margin_mean", lambda: float(record["metrics"]["extra"]["minority_margin_mean"]))
-        check("decision_grid", lambda: record["metrics"]["extra"]["decision_grid"]["labels"][0])
+        check("minority_margin_mean", lambda: float(view.extra("minority_margin_mean")))
+        check("decision_grid", lambda: view.extra("decision_grid")["labels"][0])
     try:
         json.dumps(strict_json(record), allow_nan=False)
     except (TypeError, ValueError) as err:

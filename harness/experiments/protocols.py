@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import data
 from ..data import imbalance
+from ..runs.records import RecordView
 from ..runs.spec import RunSpec, make_spec
 
 
@@ -339,19 +340,19 @@ def run_grid(runner, specs: dict[tuple, RunSpec]) -> dict[tuple, dict]:
 
 def error_at_ratio(record: dict, ratio: float) -> float:
     """Plain error (1 - accuracy) on the test set at ``ratio``."""
-    return 1.0 - record["metrics"]["test"][f"{float(ratio):g}"]["accuracy"]
+    return RecordView(record).test(ratio).error
 
 
 def majority_class_error(record: dict, ratio: float) -> float:
     """Error on the record's test set at ``ratio`` of the constant predictor of that test set's
     most frequent class: the best a model that learned only the class prior can do there."""
-    counts = record["metrics"]["test"][f"{float(ratio):g}"]["counts"]
+    counts = RecordView(record).test(ratio).counts
     return 1.0 - max(counts) / sum(counts)
 
 
 def balanced_test_error(record: dict) -> float:
     """Mean per-class error on the balanced (r = 1) test set."""
-    return 1.0 - record["metrics"]["test"]["1"]["balanced_accuracy"]
+    return RecordView(record).test(1.0).balanced_error
 
 
 def variant_balanced_test_error(name: str):
@@ -359,18 +360,14 @@ def variant_balanced_test_error(name: str):
     run, ``"linear_probe"`` of a SimCLR run)."""
 
     def metric(record: dict) -> float:
-        variants = record["metrics"].get("variants", {})
-        if name not in variants:
-            raise KeyError(f"run {record['key']} ({record['spec']['method']}) recorded no "
-                           f"{name!r} predictions; it has {sorted(variants)}")
-        return 1.0 - variants[name]["test"]["1"]["balanced_accuracy"]
+        return RecordView(record).variant(name).test(1.0).balanced_error
 
     return metric
 
 
 def train_class_error(record: dict, label: int) -> float:
     """Training error on one class (label 1 is the minority in binary tasks)."""
-    return record["metrics"]["train"]["per_class_error"][label]
+    return RecordView(record).train.per_class_error[label]
 
 
 def group_train_error(record: dict, group: str) -> float:
@@ -379,7 +376,7 @@ def group_train_error(record: dict, group: str) -> float:
     Classes are ordered head first, so the majority half is the first ``C // 2`` labels and the
     minority half the last ``C // 2`` (binary: label 0 and label 1; CIFAR-10: 0-4 and 5-9).
     """
-    errors = record["metrics"]["train"]["per_class_error"]
+    errors = RecordView(record).train.per_class_error
     half = len(errors) // 2
     chosen = errors[-half:] if group == "minority" else errors[:half]
     return sum(chosen) / len(chosen)
@@ -402,8 +399,7 @@ def reference_cell(cfg: Grid) -> tuple:
 
 
 def balanced_accuracy_on_most_balanced_test(record: dict) -> float:
-    tests = record["metrics"]["test"]
-    return tests[max(tests, key=float)]["balanced_accuracy"]
+    return RecordView(record).predictions.most_balanced.balanced_accuracy
 
 
 def learned_something(cfg, records: dict[tuple, dict], seeds: Sequence[int]) -> dict:
@@ -418,7 +414,7 @@ def learned_something(cfg, records: dict[tuple, dict], seeds: Sequence[int]) -> 
 
     cell = reference_cell(cfg)
     values = per_seed(records, cell, seeds, balanced_accuracy_on_most_balanced_test)
-    classes = len(records[cell + (seeds[0],)]["class_names"])
+    classes = len(RecordView(records[cell + (seeds[0],)]).class_names)
     floor = 1.0 / classes + GATE_MARGIN
     test = stats.paired_greater(values, [floor] * len(values), GATE_ALPHA)
     passed = test.p_value < GATE_ALPHA
@@ -438,11 +434,12 @@ def seed_span(seeds: Sequence[int]) -> str:
     return f"{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 2 else ", ".join(map(str, seeds))
 
 
-def fractional_errors(metrics: dict) -> bool:
+def fractional_errors(record: RecordView) -> bool:
     """Whether some test set has a per-class error strictly between 0 and 1: the predictions
     depend on the inputs (a constant or a perfect predictor may rightly score the same at
     every seed; such a model does not trip the identical-metrics check)."""
-    return any(e is not None and 0 < e < 1 for t in metrics["test"].values() for e in t["per_class_error"])
+    return any(e is not None and 0 < e < 1 for r in record.predictions.ratios
+               for e in record.test(r).per_class_error)
 
 
 def seeds_reach_the_runs(records: dict[tuple, dict], seeds: Sequence[int]) -> dict:
@@ -469,23 +466,23 @@ def seeds_reach_the_runs(records: dict[tuple, dict], seeds: Sequence[int]) -> di
     for cell, keys in cells.items():
         if len(keys) < 2:
             continue
-        runs = {k[-1]: records[k] for k in keys}
+        runs = {k[-1]: RecordView(records[k]) for k in keys}
         where = f"cell {', '.join(str(c) for c in cell)}"
-        lacking = [r["key"] for r in runs.values() if "fingerprints" not in r]
+        lacking = [r.key for r in runs.values() if "fingerprints" not in r.raw]
         if lacking:
             problems.append(f"runs {', '.join(lacking[:3])} ({where}) carry no fingerprints: they "
                             "were made by an older harness; delete them from the store to retrain")
             continue
         shared: dict[tuple, list[str]] = {}  # seeds sharing a value -> what they share
         first = next(iter(runs.values()))
-        for name, entry in first["fingerprints"].items():
+        for name, entry in first.fingerprints.items():
             if entry.get("varies_with_seed"):
                 what = entry.get("of", name) if name == "model" else name.replace("_", " ")
-                for group in repeated({s: r["fingerprints"].get(name, {}).get("digest")
+                for group in repeated({s: r.fingerprints.get(name, {}).get("digest")
                                        for s, r in runs.items()}):
                     shared.setdefault(group, []).append(what)
-        for group in repeated({s: json.dumps(r["metrics"], sort_keys=True) for s, r in runs.items()
-                               if fractional_errors(r["metrics"])}):
+        for group in repeated({s: json.dumps(r.metrics, sort_keys=True) for s, r in runs.items()
+                               if fractional_errors(r)}):
             shared.setdefault(group, []).append("metrics to the last digit")
         if shared:
             problems.append("; ".join(f"identical {', '.join(what)} for {where}, seeds {seed_span(group)}"

@@ -30,16 +30,12 @@ from .. import __version__, data, methods
 from ..data import imbalance
 from ..learners import models
 from ..runs.spec import RunSpec, training_key
+from .records import ratio_key  # the record's layout is records.py's
 
 TRAIN_STREAM, METHOD_STREAM, TEST_STREAM = 0, 1, 2
 # A drawn set must differ between seeds when at least 2^this sets of its class counts exist:
 # a chance repeat between two of 80 seeds is then below 1e-6.
 SEED_CHECK_BITS = 32
-
-
-def ratio_key(ratio: float) -> str:
-    """The key under which a test ratio's metrics are stored (``0.1`` -> ``"0.1"``)."""
-    return f"{float(ratio):g}"
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
