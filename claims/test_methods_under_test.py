@@ -89,7 +89,7 @@ def method_triples(profile: str, arms: dict, name: str, test: str) -> list:
     one skipped item on :data:`FIRST_CLAIM` naming what it needs and what the models have."""
     mark = PROFILE_MARKS[profile]
     cls = methods.get(name)
-    fitting = [arm for arm, cfg in arms.items() if not cls.requires - models.capabilities(cfg.model)]
+    fitting = [arm for arm, cfg in arms.items() if models.can_train(cfg.model, cls)]
     if fitting:
         return [pytest.param(profile, arm, name, marks=mark, id=f"{arm}-{name}-{profile}")
                 for arm in fitting]

@@ -153,7 +153,10 @@ def plan_command(args, pytest_args: list[str]) -> int:
     """Collect the claims pytest would run with ``pytest_args`` and print their plan.
 
     pytest collects in a child process (``-p fixtures.plan_export``), which writes the selected
-    arms and their specs as JSON: the harness itself never imports pytest."""
+    arms and their specs as JSON. What the selection trains is the session's to decide
+    (:meth:`harness.experiments.session.Session.selection`, the same object a suite session
+    uses); the child is there only for pytest's own collection (``-m``, ``-k``, paths), which
+    the harness cannot run in this process since it never imports pytest."""
     import json
     import subprocess
     import tempfile
@@ -169,7 +172,14 @@ def plan_command(args, pytest_args: list[str]) -> int:
         argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                 "-p", "fixtures.plan_export", f"--plan-out={out}", "--rootdir", str(REPO_ROOT),
                 *pytest_args, *([] if paths else [str(REPO_ROOT / "claims")])]
-        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
+        # The child runs in the checkout: a method module the caller reaches from its own
+        # directory (PYTHONPATH=. or its working directory) must stay importable there.
+        import os
+
+        paths = [os.getcwd()] + [os.path.abspath(p) for p in
+                                 os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
+        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
         if done.returncode not in (0, 5) or not out.is_file():
             print(done.stdout[-4000:] + done.stderr[-4000:], file=sys.stderr)
             print(f"plan: pytest could not collect the selection (exit {done.returncode}); see above",

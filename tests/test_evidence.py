@@ -55,8 +55,19 @@ def test_a_scale_changes_one_quick_arm_only(monkeypatch):
 
 
 def test_settings_parse_as_json_values():
-    assert evidence.parse_settings(["epochs=15", "laplace_subset=all", "lr=0.005"]) == {
-        "epochs": 15, "laplace_subset": "all", "lr": 0.005}
+    assert evidence.parse_settings(["epochs=15", "laplace.subset=all", "lr=0.005"]) == {
+        "epochs": 15, "laplace.subset": "all", "lr": 0.005}
+
+
+def test_a_scale_names_a_method_s_setting_with_its_method():
+    for scale, match in [({"sghmc_cycles": 1}, r"--set sghmc.cycles=\.\.\. \(since harness 0.6"),
+                         ({"finetune_lr_scale": 0.1}, r"--set simclr.finetune_lr_scale"),
+                         ({"sam.rho": 0.1}, "runs no method 'sam'")]:
+        arm = "t5-cifar10-bayesian" if "sghmc" in str(scale) else "t4-cifar10-binary-ssl"
+        with pytest.raises(evidence.EvidenceError, match=match):
+            evidence.scaled_config({"arm": arm, "hyperparameters": scale})
+    with pytest.raises(evidence.EvidenceError, match="has no arm"):
+        evidence.scaled_config({"arm": "t9-nothing", "hyperparameters": {}})
     with pytest.raises(evidence.EvidenceError, match="key=value"):
         evidence.parse_settings(["epochs"])
 

@@ -50,6 +50,15 @@ def test_a_post_hoc_method_that_changes_training_is_refused():
     assert "sneaky_post_hoc" not in methods.METHODS
 
 
+def test_a_post_hoc_method_of_an_unknown_base_is_refused():
+    class Typo(methods.Method):
+        name = "typo_post_hoc"
+        trains_like = "ermm"
+
+    with pytest.raises(methods.MethodError, match="trains_like='ermm' names no registered method"):
+        methods.register(Typo)
+
+
 @pytest.mark.parametrize("name", sorted(methods.BUILTIN_METHODS))
 def test_every_method_runs_its_hooks_on_a_tiny_network(name, monkeypatch):
     """The training-loop contract: each method trains a tiny CNN for one epoch and predicts

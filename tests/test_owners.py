@@ -206,7 +206,12 @@ def test_a_dataset_in_one_file_brings_its_own_image_statistics(owner_files, monk
     monkeypatch.setattr(batches, "normalize", spy)
     for module_name in ("harness.learners.engine",):
         monkeypatch.setattr(importlib.import_module(module_name), "normalize", spy)
-    training.execute(make_spec("tiny_images", "small_cnn", "erm", (40, 8), (1.0,), 0, epochs=1))
+    spec = make_spec("tiny_images", "small_cnn", "erm", (40, 8), (1.0,), 0, epochs=1)
+    training.execute(spec)
     assert seen
+    # other statistics standardize other inputs: the runs never share a key
+    with data.registered_dataset("tiny_images", module.load_tiny_images,
+                                 image_statistics=(0.5, 0.25)):
+        assert make_spec("tiny_images", "small_cnn", "erm", (40, 8), (1.0,), 0, epochs=1).key != spec.key
     assert {tuple(float(m) for m in mean) for mean, _ in seen} == {module.MEAN}
     assert {tuple(float(s) for s in std) for _, std in seen} == {module.STD}

@@ -160,7 +160,7 @@ def test_each_profile_judges_its_own_zoo(tmp_path):
                        "m-adult-xgboost and smote and beats_erm", "--seeds=2", tmp_path=tmp_path)
     assert "1 xpassed" in run.stdout or "1 xfailed" in run.stdout, run.stdout[-2000:]
     page = " ".join((tmp_path / "reports" / "latest" / "index.html").read_text().split())
-    assert ("Left out of the quick zoo:</b> <code>balanced_softmax</code> &mdash; balanced_softmax "
+    assert ("Left out of the quick zoo on m-cifar10-nn:</b> <code>balanced_softmax</code> &mdash; balanced_softmax "
             "is left out of the quick zoo: it is the logit-adjusted loss") in page
 
 

@@ -58,3 +58,27 @@ def test_a_spec_keeps_each_owner_s_settings_in_its_own_section():
     assert training_key(laplace) == training_key(erm)  # post-hoc: its base's model
     assert training_key(make_spec("cifar10-binary", "small_cnn", "laplace", (900, 100), (1.0,), 0,
                                   epochs=2, device="cuda")) != training_key(erm)  # placed elsewhere
+
+
+def test_a_post_hoc_subclass_shares_the_model_of_its_base_at_its_own_base_settings():
+    """Audit of issue 22: a post-hoc method that subclasses SAM and sets ``rho`` trains (and
+    shares the model of) SAM at that ``rho``, not SAM at its default."""
+    from harness import methods
+    from harness.runs import training
+    from harness.runs.spec import training_key
+
+    class SharpPostHoc(methods.get("sam")):
+        name = "sharp_post_hoc"
+        trains_like = "sam"
+        settings = {**methods.get("sam").settings, "rho": 0.3}
+
+    methods.register(SharpPostHoc)
+    try:
+        post_hoc = make_spec("cifar10-binary", "small_cnn", "sharp_post_hoc", (900, 100), (1.0,), 0)
+        at_03 = make_spec("cifar10-binary", "small_cnn", "sam", (900, 100), (1.0,), 0, settings={"rho": 0.3})
+        default = make_spec("cifar10-binary", "small_cnn", "sam", (900, 100), (1.0,), 0)
+        assert training_key(post_hoc) == training_key(at_03) != training_key(default)
+        trainer = training.training_method([post_hoc], [training.method_for(post_hoc)])
+        assert trainer.name == "sam" and trainer.settings["rho"] == 0.3
+    finally:
+        methods.METHODS.pop("sharp_post_hoc")

@@ -97,9 +97,14 @@ def dry_spec(cfg, method: str, data_dir, device: str, train_images=TRAIN_IMAGES,
                      settings=settings, **hyperparameters)
     model_args = full.model_arguments()
     shrunk = {k: v for k, v in network_budget.items() if k in model_args} if device_bound else {}
-    more, own = methods.get(method).dry_run_budget({**dict(full.hyperparameters), **shrunk},
-                                                   dict(full.settings))
-    shrunk.update(more)
+    cls = methods.get(method)
+    own = {}
+    # a post-hoc method's model trains as its base: the base's budget, then its own
+    for owner in dict.fromkeys((methods.get(cls.trains_like) if cls.trains_like else cls, cls)):
+        more, settings_more = owner.dry_run_budget({**dict(full.hyperparameters), **shrunk},
+                                                   {**dict(full.settings), **own})
+        shrunk.update(more)
+        own.update({k: v for k, v in settings_more.items() if k in cls.defaults_for(cfg.model)})
     spec = make_spec(cfg.dataset, cfg.model, method, counts, cfg.test_ratios, 0, data_dir,
                      settings={**settings, **own}, **{**hyperparameters, **shrunk})
     per_class = test_per_class if cfg.dry_run_caps_test_sets else None
@@ -149,9 +154,8 @@ def missing_fields(spec: RunSpec, record: dict) -> list[str]:
         if curve is not None and (len(curve.get("losses", [])) != hp["loss_directions"]
                                   or len(curve.get("loss", [])) != len(curve.get("alpha", [None]))):
             problems.append("loss_along_direction: wrong number of directions or points")
-    if spec.model == "mlp2d":
-        check("minority_margin_mean", lambda: float(view.extra("minority_margin_mean")))
-        check("decision_grid", lambda: view.extra("decision_grid")["labels"][0])
+    for name in models.recorded_extras(spec.model):  # what the model declares it records
+        check(name, lambda n=name: view.extra(n))
     try:
         json.dumps(strict_json(record), allow_nan=False)
     except (TypeError, ValueError) as err:

@@ -74,18 +74,48 @@ def apply_scale(scale: dict) -> None:
     child pytest by ``fixtures/evidence.py`` before anything is collected)."""
     from . import protocols
 
+    arm, cfg = scale["arm"], scaled_config(scale)
+    owner = protocols.METHOD_ARMS["quick"] if arm in protocols.METHOD_ARMS["quick"] else protocols.PROFILES["quick"]
+    owner[arm] = cfg
+
+
+def scaled_config(scale: dict):
+    """The arm's config as ``scale`` changes it: ``hyperparameters`` entries ``"epochs"`` are
+    the model's, ``"simclr.epochs"`` a method's setting.
+
+    Raises
+    ------
+    EvidenceError
+        A setting for a method the arm does not run, or a bare name that is no hyperparameter of
+        the model but a method's setting (the message gives ``method.setting``)."""
+    from .. import methods
+    from ..learners import models
+    from . import protocols
+
     arm = scale["arm"]
-    cfg = protocols.arm_config(scale.get("from_profile") or "quick", arm)
+    try:
+        cfg = protocols.arm_config(scale.get("from_profile") or "quick", arm)
+    except KeyError as err:
+        raise EvidenceError(str(err).strip('"')) from None
     hyperparameters, settings = dict(cfg.hyperparameters), dict(cfg.method_settings)
     for key, value in scale.get("hyperparameters", {}).items():
         method, dot, name = key.rpartition(".")
         if dot:  # "simclr.epochs": a method's setting
+            if method not in cfg.methods:
+                raise EvidenceError(f"--set {key}: arm {arm} runs no method {method!r}; it runs "
+                                    f"{', '.join(cfg.methods)}")
             settings[method] = tuple(sorted({**dict(settings.get(method, ())), name: value}.items()))
         else:  # "epochs": the model's
+            owners = [m for m in cfg.methods if key in methods.get(m).settings or
+                      key.startswith(m + "_") and key.removeprefix(m + "_") in methods.get(m).settings]
+            if key not in models.DEFAULTS[cfg.model] and owners:
+                setting = key.removeprefix(owners[0] + "_")
+                raise EvidenceError(f"--set {key}: {cfg.model} has no hyperparameter {key!r}; a "
+                                    f"method's setting is --set {owners[0]}.{setting}=... (since "
+                                    "harness 0.6 settings carry no method prefix)")
             hyperparameters[name] = value
-    owner = protocols.METHOD_ARMS["quick"] if arm in protocols.METHOD_ARMS["quick"] else protocols.PROFILES["quick"]
-    owner[arm] = replace(cfg, hyperparameters=tuple(sorted(hyperparameters.items())),
-                         method_settings=tuple(sorted(settings.items())))
+    return replace(cfg, hyperparameters=tuple(sorted(hyperparameters.items())),
+                   method_settings=tuple(sorted(settings.items())))
 
 
 def parse_settings(pairs: list[str]) -> dict:
@@ -114,6 +144,7 @@ def collect(nodeid: str, scale: str, from_profile: str | None = None, hyperparam
     if profile != "quick" or not arm:
         raise EvidenceError(f"{nodeid}: give a quick-profile claim test, path::test[quick-<arm>]")
     spec = {"arm": arm, "from_profile": from_profile, "hyperparameters": dict(hyperparameters or {})}
+    scaled_config(spec)  # a setting that cannot apply: said here, before the child pytest
     with tempfile.TemporaryDirectory() as tmp:
         argv = [sys.executable, "-m", "pytest", nodeid, "-q", "-p", "no:cacheprovider",
                 "-p", "fixtures.evidence", "-m", "quick", f"--seeds={seeds}",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..data import DEFAULT_CACHE_DIR
 from .. import methods
-from ..runs.spec import RunSpec, training_key
+from ..runs.spec import RunSpec, base_settings, training_key
 from ..runs.store import ResultStore, atomic_write_json
 
 CALIBRATION_ENV = "IMBALANCE_CALIBRATION"
@@ -141,7 +141,12 @@ def image_passes(spec: RunSpec, trains: bool = True) -> float:
     # a method defined outside the harness is imported by its path (plan reads specs collected
     # in a child pytest, which registered it)
     method = methods.for_spec(spec.method, spec.method_version, spec.method_path)
-    work = method.training_passes(n, hp["epochs"], settings) if trains else 0.0
+    if trains:  # a post-hoc method's model trains as its base method
+        base = methods.get(method.trains_like) if method.trains_like else None
+        work = (base.training_passes(n, hp["epochs"], base_settings(spec, base)) if base
+                else method.training_passes(n, hp["epochs"], settings))
+    else:
+        work = 0.0
     work += method.post_training_passes(n, settings)
     if measured.get("hessian_top_k"):
         samples = min(measured["hessian_samples"], n)
@@ -221,6 +226,8 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
         "estimated_cpu_minutes": round(totals["cpu"] / 60, 2),
         "by_arm": by_arm,
         "throughput": {k: figures[k] for k in sorted(used) if k in figures},
+        # a model (e.g. one registered by a user) with no figure for its device: 0.5 s per run
+        "without_figure": sorted(k for k in used if k not in figures),
         "store": str(store.root),
     }
 
@@ -267,6 +274,10 @@ def format_plan(plan: dict) -> str:
                      if "seconds_per_10k_rows" in fig else f"{fig['seconds_per_run']:.2f} s per run")
             lines.append(f"  {key}: {value} ({'measured' if fig['measured'] else 'assumed'}; "
                          f"{fig['source'].removeprefix('assumed: ')})")
+    for key in plan.get("without_figure", []):
+        lines.append(f"  {key}: no throughput figure; its runs are counted at {RUN_OVERHEAD_S} s "
+                     "each (measure one: python -m harness throughput, or add it to the "
+                     "calibration file)")
     if errors:
         lines.append("arms that could not be planned:")
         lines += errors

@@ -7,7 +7,10 @@ Two protocols cover the tabular arms of takeaways 1-3:
 * :class:`MajorityGrid` (Figure 3): the minority count fixed, the majority count varied on a
   grid that spans both sides of balance, evaluated on a balanced test set.
 
-``PROFILES[profile][arm]`` holds each arm's config. ``quick`` is a smaller budget for the same
+A third, :class:`MethodGrid`, trains one training set with several methods (Figure 9); the three
+share :class:`Grid`. ``PROFILES[profile][arm]`` holds the paper's arms, :data:`METHOD_ARMS` the
+methods-under-test arms (their zoo from the registry: :func:`method_arms`), and :func:`arms`
+both. ``quick`` is a smaller budget for the same
 code path (coarser grids); ``full`` is the paper's scale. Choices and their reasons are in the
 comments; the paper gives no training-set size for Figure 1, so we use 10,000 for both tabular
 datasets (Adult's 7,841 minority samples allow at most 15,682 at r = 1).
@@ -25,7 +28,7 @@ import numpy as np
 from .. import data
 from ..data import imbalance
 from ..runs.records import RecordView
-from ..runs.spec import RunSpec, make_spec
+from ..runs.spec import RunSpec, SpecError, make_spec
 
 
 class Grid:
@@ -63,15 +66,24 @@ class Grid:
         """The grid's settings of ``method`` beyond its defaults."""
         return dict(dict(self.method_settings).get(method, ()))
 
+    def check_method_settings(self) -> None:
+        """Refuse settings for a method the grid does not run (they would be ignored)."""
+        stray = sorted(set(dict(self.method_settings)) - set(self.methods))
+        if stray:
+            raise SpecError(f"{self.dataset}/{self.model} grid: method_settings for {stray}, which "
+                            f"it does not run (it runs {list(self.methods)}); drop them or add "
+                            "the methods")
+
     def specs(self, seeds: Sequence[int], data_dir=None, **hyperparameters) -> dict[tuple, RunSpec]:
         """The grid's specs keyed ``cell + (seed,)``; ``hyperparameters`` (the model's, e.g.
         the session's ``device``) over the grid's own."""
+        self.check_method_settings()
         dataset = data.load(self.dataset, data_dir)
         available = tuple(imbalance.class_counts(dataset.y_train, dataset.num_classes))
-        model_settings = {**dict(self.hyperparameters), **hyperparameters}
+        model_hp = {**dict(self.hyperparameters), **hyperparameters}
         return {cell + (seed,): make_spec(self.dataset, self.model, method, counts,
                                           self.test_ratios, seed, data_dir,
-                                          settings=self.settings_for(method), **model_settings)
+                                          settings=self.settings_for(method), **model_hp)
                 for cell, method, counts in self.cells(dataset.num_classes, available)
                 for seed in seeds}
 
@@ -295,7 +307,7 @@ def zoo_arm(profile: str, arm: str) -> RatioGrid:
     left_out = ZOO_LEFT_OUT.get(profile, {}).get(arm, {})
     members = tuple(name for name in methods.zoo() if name not in left_out
                     and name not in cfg.methods
-                    and not methods.get(name).requires - models.capabilities(cfg.model))
+                    and models.can_train(cfg.model, methods.get(name)))
     return replace(cfg, methods=cfg.methods + members, imbalanced_only=cfg.imbalanced_only + members)
 
 

@@ -172,7 +172,7 @@ class Session:
         cfg = protocols.arm_config(profile, arm)
         if arm in protocols.METHOD_ARMS.get(profile, {}) and self.methods_under_test:
             fitting = [m for m in self.methods_under_test
-                       if not methods.get(m).requires - models.capabilities(cfg.model)]
+                       if models.can_train(cfg.model, methods.get(m))]
             cfg = protocols.with_methods_under_test(cfg, fitting)
         return cfg
 
@@ -201,7 +201,8 @@ class Session:
             return (f"the {profile} profile trains {cfg.model} for "
                     f"{models.DEFAULTS[cfg.model].get('epochs', 'many')} epochs per run: it needs "
                     "a CUDA GPU (--device cpu was given). Run -m quick on the CPU")
-        if device == "cuda" and not self.executor.reaches_gpus and self.resolved_device != "cuda":
+        reaches_gpus = getattr(self.executor, "reaches_gpus", False)
+        if device == "cuda" and not reaches_gpus and self.resolved_device != "cuda":
             return ("they are GPU runs and this machine has no CUDA GPU: train them with "
                     "--executor=gpus on a GPU machine or --executor=slurm, then merge the store "
                     "(README, Full replication)")
@@ -340,10 +341,7 @@ class Session:
             "seed_offset": self.seeds[0],
             "store": str(self.store.root) + (" (read-only)" if self.store.read_only else ""),
             "session_id": self.session_id,
-            # method -> why a methods arm leaves it out (each reason names where it is judged)
-            "zoo_left_out": {profile: {method: reason for members in by_arm.values()
-                                       for method, reason in members.items()}
-                             for profile, by_arm in protocols.ZOO_LEFT_OUT.items()},
+            "zoo_left_out": protocols.ZOO_LEFT_OUT,  # profile -> arm -> method -> why
             "versions": {**library_versions(), **(versions or {})},
         }
 

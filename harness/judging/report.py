@@ -210,7 +210,7 @@ measurements shown beside the paper's claims, not claims the suite asserts (xfai
 supported, XPASS when they hold); "beats the strongest baseline" and "non-inferior at balance"
 are judged only for a method under test.</p>
 {{ grid(zoo_rows, zoo_columns, "zoo-table") }}
-{% for item in zoo_left_out %}<p class="left-out"><b>Left out of the {{ item.profile }} zoo:</b>
+{% for item in zoo_left_out %}<p class="left-out"><b>Left out of the {{ item.profile }} zoo{% if item.arm %} on {{ item.arm }}{% endif %}:</b>
 <code>{{ item.method }}</code> &mdash; {{ item.reason }}</p>{% endfor %}{% endif %}
 {% for section in sections %}
 <h2 id="{{ section.id }}">{{ section.title }}</h2>
@@ -418,9 +418,17 @@ def left_out_of_the_zoo(session: dict, zoo_rows: list[dict]) -> list[dict]:
     (``harness.experiments.protocols.ZOO_LEFT_OUT``, recorded by the session as
     ``zoo_left_out``)."""
     profiles = {row["profile"] for row in zoo_rows}
-    return [{"profile": profile, "method": method, "reason": reason}
-            for profile, members in sorted((session.get("zoo_left_out") or {}).items())
-            if profile in profiles for method, reason in sorted(members.items())]
+    left_out = []
+    for profile, by_arm in sorted((session.get("zoo_left_out") or {}).items()):
+        if profile not in profiles:
+            continue
+        for arm, members in sorted(by_arm.items()):
+            if isinstance(members, str):  # a session before 0.6: method -> reason, per profile
+                left_out.append({"profile": profile, "arm": "", "method": arm, "reason": members})
+            else:
+                left_out += [{"profile": profile, "arm": arm, "method": method, "reason": reason}
+                             for method, reason in sorted(members.items())]
+    return left_out
 
 
 def write_report(claims: list[dict], records: list[dict], session: dict, report_root: Path,

@@ -13,8 +13,9 @@ The contract (checked for every registered model by ``tests/test_models.py``):
 * ``predict(x)`` returns int64 labels, one per row;
 * the same seed and data give the same predictions;
 * optionally ``extra_metrics(**measurements)``: measurements of the trained model for the run
-  record, and the class attribute ``MEASUREMENTS``: the hyperparameters that method reads (and
-  training never does), passed to it per run;
+  record, the class attribute ``MEASUREMENTS``: the hyperparameters that method reads (and
+  training never does), passed to it per run, and ``EXTRA_METRICS``: the names it records for
+  every run (the dry run checks them);
 * optionally ``init_digest`` after ``fit``: a digest of the model's initial parameters (the
   networks set it), the run record's fingerprint that the seed reached the model; without it
   the record fingerprints the seed the model was built with;
@@ -143,6 +144,17 @@ BUILTIN_MODELS = dict(MODELS)  # what a freshly started worker process has (see 
 def capabilities(name: str) -> frozenset:
     """The method hooks model ``name`` honours (``rows`` alone when its factory declares none)."""
     return frozenset(getattr(MODELS[name], "CAPABILITIES", {"rows"}))
+
+
+def recorded_extras(name: str) -> tuple[str, ...]:
+    """What every record of model ``name`` measures of the trained model (``EXTRA_METRICS`` on
+    its factory; none by default): the full-shape dry run checks each is there."""
+    return tuple(getattr(MODELS[name], "EXTRA_METRICS", ()))
+
+
+def can_train(name: str, method_cls) -> bool:
+    """Whether model ``name`` honours every capability ``method_cls`` requires."""
+    return not set(method_cls.requires) - capabilities(name)
 
 
 def measurements(name: str) -> frozenset:

@@ -103,6 +103,8 @@ class ToyMLP:
     step (SAM and asymmetric SAM use the same step as the CIFAR networks)."""
 
     CAPABILITIES = frozenset({"rows", "features", "loss", "step"})
+    # What extra_metrics records for every run (Figure 9's claims read them; the dry run checks)
+    EXTRA_METRICS = ("minority_margin_mean", "decision_grid")
 
     def __init__(self, seed: int = 0, n_jobs: int = 1, **params):
         self.seed, self.n_jobs, self.hp = seed, n_jobs, {**TOY_MLP, **params}

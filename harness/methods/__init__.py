@@ -22,7 +22,9 @@ A method of your own is one class (see the README, "Your own method")::
         def loss(self, logits, labels, state): ...
 """
 
-from . import bayesian, longtail, pretraining, resampling, standard  # noqa: F401  (they register)
+# standard first: the post-hoc methods of the others name its erm as their base (trains_like)
+from . import standard  # noqa: F401, I001  (it registers)
+from . import bayesian, longtail, pretraining, resampling  # noqa: F401  (they register)
 from .base import (CAPABILITIES, ENTRY_POINT_GROUP, METHODS, Method, MethodError, TrainingState,
                    TrainPlan, builtin, create, for_spec, get, identity, import_path, load_path,
                    register, resolve, zoo)

@@ -288,6 +288,9 @@ def check_method_class(obj, where: str) -> None:
         raise MethodError(f"method {obj.name!r} overrides resample(x, y, rng) without the "
                           "categorical parameter: define resample(self, x, y, rng, "
                           "categorical=()) (the dataset's one-hot column blocks)")
+    if obj.trains_like is not None and obj.trains_like not in METHODS:
+        raise MethodError(f"method {obj.name!r}: trains_like={obj.trains_like!r} names no "
+                          f"registered method; choose one of {sorted(METHODS)}")
     base = METHODS.get(obj.trains_like) if obj.trains_like is not None else None
     changed = [hook for hook in TRAINING_HOOKS if base and getattr(obj, hook) is not getattr(base, hook)]
     if changed:  # its runs would share a model trained with hooks it does not have

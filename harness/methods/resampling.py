@@ -13,24 +13,6 @@ def seed_from(rng: np.random.Generator) -> int:
 
 
 @register
-class Undersample(Method):
-    """Random undersampling to balance (``imblearn.under_sampling.RandomUnderSampler``): every
-    class keeps as many rows as the rarest class has, drawn without replacement."""
-
-    name = "undersample"
-    zoo = True  # a baseline of the methods-under-test zoo
-    reference = "imbalanced-learn RandomUnderSampler"
-    libraries = ("imblearn.under_sampling",)
-
-    def rows(self, y, rng):
-        from imblearn.under_sampling import RandomUnderSampler
-
-        sampler = RandomUnderSampler(random_state=seed_from(rng))
-        sampler.fit_resample(np.zeros((len(y), 1)), y)  # only the labels decide which rows stay
-        return TrainPlan(np.sort(sampler.sample_indices_))
-
-
-@register
 class SMOTE(Method):
     """SMOTE (Chawla et al. 2002): every minority class is topped up to the largest class's
     count with points interpolated between a row and one of its ``k_neighbors`` nearest
@@ -70,6 +52,24 @@ class SMOTE(Method):
         x_new, y_new = sampler.fit_resample(coded, y)
         return (to_one_hot(np.asarray(x_new), x.shape[1], x.dtype, categorical, continuous),
                 np.asarray(y_new, dtype=np.int64), None, None)
+
+
+@register
+class Undersample(Method):
+    """Random undersampling to balance (``imblearn.under_sampling.RandomUnderSampler``): every
+    class keeps as many rows as the rarest class has, drawn without replacement."""
+
+    name = "undersample"
+    zoo = True  # a baseline of the methods-under-test zoo
+    reference = "imbalanced-learn RandomUnderSampler"
+    libraries = ("imblearn.under_sampling",)
+
+    def rows(self, y, rng):
+        from imblearn.under_sampling import RandomUnderSampler
+
+        sampler = RandomUnderSampler(random_state=seed_from(rng))
+        sampler.fit_resample(np.zeros((len(y), 1)), y)  # only the labels decide which rows stay
+        return TrainPlan(np.sort(sampler.sample_indices_))
 
 
 def dense_inverse_one_hot_encoder():

@@ -10,6 +10,9 @@ An executor has
   long) whenever ``tick_s`` seconds pass without a run finishing, so the caller can print a line
   per long run instead of staying silent;
 * ``close()``;
+* ``reaches_gpus``: whether its runs can train on a GPU whatever this process's torch sees (GPU
+  slots pinned to cards, a Slurm cluster's GPUs); a session keys device-bound runs of a machine
+  without a GPU on ``cuda`` only when it does (False when absent);
 * optionally ``start(fn)``: start the workers before the first ``submit_all`` and run ``fn()``
   once in each, returning their futures (the runner warms workers up this way while it still
   builds specs).
@@ -18,9 +21,9 @@ An executor has
 crosses process boundaries. Executors only train: results come back to the caller (the
 :class:`~harness.runs.runner.Runner`), which alone writes the result store.
 
-To add an engine, write a class with those four members whose ``submit_all`` sends
-``fn(item)`` somewhere and yields each item back with its result or its exception, and add it to
-:func:`make_executor` (and the ``--executor`` choices in ``fixtures/plugin.py``). Tests in
+To add an engine, write a class with those members whose ``submit_all`` sends ``fn(item)``
+somewhere and yields each item back with its result or its exception, and add it to
+:func:`make_executor` and :data:`EXECUTORS` (the ``--executor`` choices). Tests in
 ``tests/test_executors.py`` run every executor on the same specs and require the same records.
 
 Executors here:

@@ -83,11 +83,11 @@ class RecordView:
 
     @property
     def key(self) -> str:
-        return self.raw["key"]
+        return self.raw.get("key", "(no key)")  # a hand-made record (tests) may have none
 
     @property
     def method(self) -> str:
-        return self.raw["spec"]["method"]
+        return self.raw.get("spec", {}).get("method", "(no method)")
 
     @property
     def class_names(self) -> list[str]:

@@ -80,8 +80,13 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, raw: dict) -> RunSpec:
-        """The spec of a record's ``spec``. Raises ``KeyError`` naming what a record written
-        before specs had sections (harness < 0.6) lacks."""
+        """The spec of a record's ``spec``; ValueError for one written before specs had
+        sections (harness < 0.6)."""
+        if "settings" not in raw:
+            raise ValueError(f"a spec of harness {raw.get('harness_version', '< 0.6')}, written "
+                             "before specs had sections (0.6): this version never reuses it; "
+                             "delete it from the store, or leave it (it is ignored)")
+
         def pairs(name):
             return tuple(tuple(p) for p in raw[name])
 
@@ -120,6 +125,17 @@ def source_fingerprint(source: dict) -> str:
     if isinstance(digest, dict):
         digest = "+".join(v[:12] for _, v in sorted(digest.items()))
     return f"{source.get('variant', 'unknown')}:{digest[:25]}"
+
+
+def data_fingerprint(dataset: str, source: dict) -> str:
+    """The spec's ``data_source``: which copy of the data (:func:`source_fingerprint`) and, for
+    an image dataset, the statistics its runs standardize with (a dataset registered again with
+    other statistics must not reuse its old results)."""
+    statistics = data.image_statistics(dataset)
+    if statistics is None:
+        return source_fingerprint(source)
+    digest = hashlib.sha256(json.dumps(statistics).encode()).hexdigest()[:8]
+    return f"{source_fingerprint(source)}+stats:{digest}"
 
 
 def sorted_pairs(values: dict) -> tuple:
@@ -190,7 +206,7 @@ def make_spec(dataset: str, model: str, method: str, train_counts, test_ratios, 
         settings=sorted_pairs({**own, **(settings or {})}),
         measurements=sorted_pairs({k: v for k, v in model_args.items() if k in measured}),
         placement=sorted_pairs({k: v for k, v in model_args.items() if k in placed}),
-        data_source=source_fingerprint(loaded.source), harness_version=__version__,
+        data_source=data_fingerprint(dataset, loaded.source), harness_version=__version__,
         method_version=version, method_path=path)
 
 
@@ -214,5 +230,13 @@ def training_key(spec: RunSpec) -> str:
         base = methods.get(cls.trains_like)
         version, path = methods.identity(base)
         trained_as = replace(trained_as, method=base.name, method_version=version,
-                             method_path=path, settings=sorted_pairs(base.defaults_for(spec.model)))
+                             method_path=path, settings=sorted_pairs(base_settings(spec, base)))
     return trained_as.key
+
+
+def base_settings(spec: RunSpec, base) -> dict:
+    """The settings a post-hoc run's model trains with: its base method's for the model, with
+    the values of the spec's settings the base also has (a post-hoc subclass of SAM with
+    ``rho = 0.3`` shares the model of SAM at ``rho = 0.3``)."""
+    return {**base.defaults_for(spec.model),
+            **{k: v for k, v in spec.settings if k in base.defaults_for(spec.model)}}

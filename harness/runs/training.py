@@ -29,7 +29,7 @@ import numpy as np
 from .. import __version__, data, methods
 from ..data import imbalance
 from ..learners import models
-from ..runs.spec import RunSpec, training_key
+from ..runs.spec import RunSpec, base_settings, training_key
 from .records import ratio_key  # the record's layout is records.py's
 
 TRAIN_STREAM, METHOD_STREAM, TEST_STREAM = 0, 1, 2
@@ -475,7 +475,7 @@ def training_method(specs: list[RunSpec], group_methods: list):
         if type(run_method).trains_like is None:
             return run_method
     base = methods.get(type(group_methods[0]).trains_like)
-    return base(**base.defaults_for(specs[0].model))  # as training_key keys it
+    return base(**base_settings(specs[0], base))  # as training_key keys it
 
 
 def evaluation_rows(dataset, spec: RunSpec, test_per_class: int | None) -> tuple:
