@@ -614,20 +614,14 @@ def registered_dataset(name: str, loader: Loader, checksums: dict[str, str] | No
                        image_statistics: tuple | None = None):
     """:func:`register_dataset` for the ``with`` block only (``replace=True``); afterwards the
     dataset registered under ``name`` before, if any, is back as it was. For tests."""
-    before = (DATASETS.get(name), _IMAGE_STATISTICS.get(name), _CHECKSUMS_OF.get(name))
+    before = (DATASETS.get(name), _CHECKSUMS_OF.get(name), _IMAGE_STATISTICS.get(name))
     register_dataset(name, loader, checksums, image_statistics, replace=True)
     try:
         yield
     finally:
         _forget(name)
-        loader, statistics, checksums = before
-        if loader is not None:
-            DATASETS[name] = loader
-            if statistics is not None:
-                _IMAGE_STATISTICS[name] = statistics
-            if checksums is not None:
-                _CHECKSUMS_OF[name] = checksums
-                SHA256.update(checksums)
+        if before[0] is not None:
+            register_dataset(name, *before, replace=True)
 
 
 def image_statistics(name: str) -> ImageStatistics | None:

@@ -25,8 +25,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import data
+from .. import data, methods
 from ..data import imbalance
+from ..learners import models
 from ..runs.records import RecordView
 from ..runs.spec import RunSpec, SpecError, make_spec
 
@@ -300,9 +301,6 @@ ZOO_LEFT_OUT = {
 def zoo_arm(profile: str, arm: str) -> RatioGrid:
     """A methods arm with the zoo members that apply to its model and that it does not leave out
     (:data:`ZOO_LEFT_OUT`), in registration order, at its imbalanced ratios."""
-    from .. import methods
-    from ..learners import models
-
     cfg = METHOD_ARMS[profile][arm]
     left_out = ZOO_LEFT_OUT.get(profile, {}).get(arm, {})
     members = tuple(name for name in methods.zoo() if name not in left_out
@@ -328,13 +326,20 @@ def with_methods_under_test(cfg: RatioGrid, names) -> RatioGrid:
     return replace(cfg, methods=cfg.methods + extra, imbalanced_only=imbalanced_only)
 
 
+def arm_names(profile: str) -> set[str]:
+    """The names of ``profile``'s arms (without building the methods arms' zoo)."""
+    return set(PROFILES.get(profile, {})) | set(METHOD_ARMS.get(profile, {}))
+
+
 def arm_config(profile: str, arm: str):
+    """One arm's config (a methods arm with its zoo as the registry declares it now)."""
     if profile not in PROFILES:
         raise KeyError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    known = arms(profile)
-    if arm not in known:
-        raise KeyError(f"profile {profile!r} has no arm {arm!r}; it has {sorted(known)}")
-    return known[arm]
+    if arm in METHOD_ARMS.get(profile, {}):
+        return zoo_arm(profile, arm)
+    if arm not in PROFILES[profile]:
+        raise KeyError(f"profile {profile!r} has no arm {arm!r}; it has {sorted(arm_names(profile))}")
+    return PROFILES[profile][arm]
 
 
 def grid_specs(cfg: Grid, seeds: Sequence[int], data_dir=None, **hyperparameters) -> dict[tuple, RunSpec]:

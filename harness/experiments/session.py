@@ -131,8 +131,9 @@ def methods_under_test(refs) -> list[str]:
 
 def gpu_arm(profile: str, arm: str) -> bool:
     """Whether ``arm``'s claims need a GPU: a device-bound model in the GPU profile."""
-    cfg = protocols.arms(profile).get(arm) if profile == GPU_PROFILE else None
-    return cfg is not None and models.device_bound(cfg.model)
+    if profile != GPU_PROFILE or arm not in protocols.arm_names(profile):
+        return False
+    return models.device_bound(protocols.arm_config(profile, arm).model)
 
 
 class Session:

@@ -113,8 +113,8 @@ class LDAMDRW(Method):
     requires = frozenset({"rows", "loss", "loop", "encoder"})  # encoder: its classifier is replaced
     reference = "Cao et al. 2019"
     settings = {
-        "max_margin": 0.5,   # margin of the rarest class, in cosine units
-        "scale": 30.0,       # s: cosine logits multiplied by this (Cao et al.)
+        "max_margin": 0.5,        # margin of the rarest class, in cosine units
+        "scale": 30.0,            # s: cosine logits multiplied by this (Cao et al.)
         "drw_start": 0.8,         # re-weighting from this fraction of the epochs on
         "drw_beta": 0.9999,       # effective-number beta of the deferred weights
     }

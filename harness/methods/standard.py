@@ -118,7 +118,7 @@ class AsymmetricSAM(SAM):
     name = "asymmetric_sam"
     reference = "the paper, Section 7"
     settings = {
-        "rho": 0.05,               # ascent radius of the frequent half of the classes
+        "rho": 0.05,                   # ascent radius of the frequent half of the classes
         "minority_radius_scale": 2.0,  # the rarer half's radius = rho x this
     }
     model_settings = {"mlp2d": {"rho": 0.1, "minority_radius_scale": 3.0}}

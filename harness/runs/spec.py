@@ -238,5 +238,5 @@ def base_settings(spec: RunSpec, base) -> dict:
     """The settings a post-hoc run's model trains with: its base method's for the model, with
     the values of the spec's settings the base also has (a post-hoc subclass of SAM with
     ``rho = 0.3`` shares the model of SAM at ``rho = 0.3``)."""
-    return {**base.defaults_for(spec.model),
-            **{k: v for k, v in spec.settings if k in base.defaults_for(spec.model)}}
+    defaults = base.defaults_for(spec.model)
+    return {**defaults, **{k: v for k, v in spec.settings if k in defaults}}

@@ -412,16 +412,11 @@ def train_group(specs: list[RunSpec], data_dir=None, n_jobs: int = 1) -> Trained
 
     measured: dict[tuple, tuple[dict, float]] = {}
     if hasattr(model, "extra_metrics"):
-        for which in dict.fromkeys(measurement_settings(run) for run in specs):
+        for which in dict.fromkeys(run.measurements for run in specs):
             began = time.perf_counter()
             measured[which] = model.extra_metrics(**dict(which)), time.perf_counter() - began
     return TrainedGroup(list(specs), group_methods, trainer, dataset, train_idx, x_train, y_train,
                         model, training_log, training_s, measured)
-
-
-def measurement_settings(spec: RunSpec) -> tuple:
-    """The spec's measurements (what runs sharing a trained model may differ in)."""
-    return spec.measurements
 
 
 def record_run(trained: TrainedGroup, i: int, evaluation: Evaluation | None = None) -> dict:
@@ -442,7 +437,7 @@ def record_run(trained: TrainedGroup, i: int, evaluation: Evaluation | None = No
                                                dataset.num_classes), "test": {}}
     measuring_s = 0.0
     if trained.measurements:
-        metrics["extra"], measuring_s = trained.measurements[measurement_settings(run)]
+        metrics["extra"], measuring_s = trained.measurements[run.measurements]
     rows = (run.test_ratios, evaluation.test_per_class)  # the group's runs share their seed
     if rows not in trained.test_rows:
         trained.test_rows[rows] = evaluation_rows(dataset, run, evaluation.test_per_class)
