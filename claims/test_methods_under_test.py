@@ -123,19 +123,20 @@ def imbalanced(cfg) -> list[float]:
 def strongest_baseline(cfg, records, seeds, exclude: str) -> str:
     """The zoo member of this arm (not ``exclude``) with the lowest mean balanced test error over
     the imbalanced ratios."""
-    zoo = [m for m in cfg.methods if m in methods.zoo() and m != exclude]
+    members = set(methods.zoo())
+    zoo = [m for m in cfg.methods if m in members and m != exclude]
     return min(zoo, key=lambda m: np.mean([per_seed(records, (m, r), seeds, balanced_test_error)
                                            for r in imbalanced(cfg)]))
 
 
 def error_figure(arm, cfg, records, seeds) -> dict:
     """Balanced test error vs train ratio of every method of the arm (one figure per arm)."""
-    series = []
+    series, members = [], set(methods.zoo())
     for m in cfg.methods:
         ratios = [r for r in cfg.train_ratios if (m, r, seeds[0]) in records]
         series.append(mean_series(m, ratios, [per_seed(records, (m, r), seeds, balanced_test_error)
                                               for r in ratios],
-                                  linestyle=":" if m in methods.zoo() else "-"))
+                                  linestyle=":" if m in members else "-"))
     return line_figure(f"methods-{arm}", f"Balanced test error vs train imbalance, {cfg.model} on "
                        f"{cfg.dataset}", "train imbalance ratio", "balanced test error", series,
                        caption="Mean ± 1 SE over seeds; the zoo's baselines dotted, ERM, "

@@ -275,19 +275,19 @@ class Session:
         harness.runs.preflight.LibraryError
             A library the runs need does not import (before anything trains).
         """
-        configs = [self.arm_config(profile, arm) for profile, arm in arms]
+        configs = {(profile, arm): self.arm_config(profile, arm) for profile, arm in arms}
         try:
-            if any(models.device_bound(cfg.model) for cfg in configs):
+            if any(models.device_bound(cfg.model) for cfg in configs.values()):
                 # Workers import torch, and every library the selected arms' models and methods
                 # declare (the preflight), while this process builds the specs (and, cold,
                 # decodes CIFAR-10); one of them also tells this process which device
                 # --device=auto means.
                 self.runner.start_workers(preflight.needed(
-                    (cfg.model, cfg.methods) for cfg in configs))
+                    (cfg.model, cfg.methods) for cfg in configs.values()))
             built, _ = self.selection(arms)
             specs, labels = [], {}
             for profile, arm, arm_specs in built:
-                if self.cannot_train(profile, self.arm_config(profile, arm)):
+                if self.cannot_train(profile, configs[(profile, arm)]):
                     continue
                 for spec in arm_specs:
                     labels.setdefault(spec.key, arm)
