@@ -192,9 +192,9 @@ def test_method_beats_erm_under_imbalance(profile, arm, method_under_test, suite
     alpha = 0.05.
     """
     cfg, records = judged(claim, suite, arm, method_under_test)
-    verdict = lower_error_family(records, suite.seeds, imbalanced(cfg), "erm", method_under_test, "ERM",
+    verdict = lower_error_family(records, claim.seeds, imbalanced(cfg), "erm", method_under_test, "ERM",
                                  BEATS_ERM)
-    conclude(claim, arm, cfg, records, suite.seeds, method_under_test, verdict)
+    conclude(claim, arm, cfg, records, claim.seeds, method_under_test, verdict)
 
 
 @declare_outcomes(BEATS_OVERSAMPLING, alpha=ALPHA)
@@ -207,9 +207,9 @@ def test_method_beats_oversampling(profile, arm, method_under_test, suite, claim
     alpha = 0.05.
     """
     cfg, records = judged(claim, suite, arm, method_under_test)
-    verdict = lower_error_family(records, suite.seeds, imbalanced(cfg), "oversample",
+    verdict = lower_error_family(records, claim.seeds, imbalanced(cfg), "oversample",
                                  method_under_test, "oversampling", BEATS_OVERSAMPLING)
-    conclude(claim, arm, cfg, records, suite.seeds, method_under_test, verdict)
+    conclude(claim, arm, cfg, records, claim.seeds, method_under_test, verdict)
 
 
 @declare_outcomes(BEATS_STRONGEST, alpha=ALPHA)
@@ -224,10 +224,10 @@ def test_method_beats_the_strongest_baseline(profile, arm, method_under_test, su
     with --method: among the zoo's own members all but one would fail by construction.
     """
     cfg, records = judged(claim, suite, arm, method_under_test)
-    best = strongest_baseline(cfg, records, suite.seeds, method_under_test)
-    verdict = lower_error_family(records, suite.seeds, imbalanced(cfg), best, method_under_test,
+    best = strongest_baseline(cfg, records, claim.seeds, method_under_test)
+    verdict = lower_error_family(records, claim.seeds, imbalanced(cfg), best, method_under_test,
                                  f"the strongest baseline ({best})", BEATS_STRONGEST)
-    conclude(claim, arm, cfg, records, suite.seeds, method_under_test, verdict)
+    conclude(claim, arm, cfg, records, claim.seeds, method_under_test, verdict)
 
 
 @declare_outcomes(NON_INFERIOR, alpha=ALPHA)
@@ -241,15 +241,15 @@ def test_method_is_non_inferior_at_balance(profile, arm, method_under_test, suit
     """
     cfg, records = judged(claim, suite, arm, method_under_test)
     m = method_under_test
-    values = {"erm": per_seed(records, ("erm", 1.0), suite.seeds, balanced_test_error),
-              m: per_seed(records, (m, 1.0), suite.seeds, balanced_test_error)}
+    values = {"erm": per_seed(records, ("erm", 1.0), claim.seeds, balanced_test_error),
+              m: per_seed(records, (m, 1.0), claim.seeds, balanced_test_error)}
     test = stats.paired_less(values[m], values["erm"], ALPHA, margin=NON_INFERIORITY_MARGIN,
                              rule=NON_INFERIOR)
     verdict = stats.family_verdict(
         {f"train r=1: {m} minus ERM": test}, ALPHA,
         f"paired one-sided t on balanced test error ({m} minus ERM) < {NON_INFERIORITY_MARGIN} "
-        "(non-inferiority), r = 1", suite.seeds, {"r=1": values},
+        "(non-inferiority), r = 1", claim.seeds, {"r=1": values},
         summary=f"mean balanced test error at r=1 ERM/{m}: {np.mean(values['erm']):.4f}/"
                 f"{np.mean(values[m]):.4f}",
         effect_unit=f"balanced test error, {m} minus ERM (< {NON_INFERIORITY_MARGIN} supports)")
-    conclude(claim, arm, cfg, records, suite.seeds, m, verdict)
+    conclude(claim, arm, cfg, records, claim.seeds, m, verdict)

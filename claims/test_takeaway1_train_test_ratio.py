@@ -151,9 +151,9 @@ def test_training_at_test_ratio_beats_balanced_training(profile, arm, suite, cla
     if arm in QUICK_SCALE_BEATS:
         claim.expect_failure_at_quick_scale(QUICK_SCALE_BEATS[arm])
     cfg, records = claim.grid(arm)
-    table = error_table(cfg, records, suite.seeds)
+    table = error_table(cfg, records, claim.seeds)
     family = [r for r in cfg.test_ratios if r <= IMBALANCED_TEST_RATIO]
-    prior = {r: per_seed(records, ("erm", r), suite.seeds, lambda rec, r=r: majority_class_error(rec, r))
+    prior = {r: per_seed(records, ("erm", r), claim.seeds, lambda rec, r=r: majority_class_error(rec, r))
              for r in family}
     tests = {}
     for r in family:
@@ -164,7 +164,7 @@ def test_training_at_test_ratio_beats_balanced_training(profile, arm, suite, cla
     verdict = stats.family_verdict(
         tests, ALPHA, "paired one-sided t on test error (balanced-trained minus matched-trained, "
         f"and the constant majority-class predictor minus matched-trained), Holm over test ratios "
-        f"<= {IMBALANCED_TEST_RATIO} x both", suite.seeds,
+        f"<= {IMBALANCED_TEST_RATIO} x both", claim.seeds,
         {f"r={r:g}": {"matched": table[(r, r)], "balanced": table[(1.0, r)], "majority class": prior[r]}
          for r in family},
         summary=f"{sum(c.p_value < ALPHA for c in tests.values())}/{len(tests)} comparisons hold "
@@ -197,7 +197,7 @@ def test_best_training_ratio_is_near_test_ratio(profile, arm, suite, claim):
     if arm in QUICK_SCALE_NEAR:
         claim.expect_failure_at_quick_scale(QUICK_SCALE_NEAR[arm])
     cfg, records = claim.grid(arm)
-    table = error_table(cfg, records, suite.seeds)
+    table = error_table(cfg, records, claim.seeds)
     tests, per = {}, {}
     for r in cfg.test_ratios:
         for far in far_train_ratios(cfg, r):
@@ -207,7 +207,7 @@ def test_best_training_ratio_is_near_test_ratio(profile, arm, suite, claim):
     best = {r: best_train_ratio(cfg, table, r) for r in cfg.test_ratios}
     verdict = stats.family_verdict(
         tests, ALPHA, f"paired one-sided t on test error (train ratio >= {FAR_GRID_STEPS} grid steps "
-        "away minus matched), Holm over test ratios x far train ratios", suite.seeds, per,
+        "away minus matched), Holm over test ratios x far train ratios", claim.seeds, per,
         summary="best train ratio by mean error (descriptive): " + ", ".join(
             f"test r={r:g} -> {b:g}" for r, b in best.items()) + ".",
         effect_unit=f"test error at the test ratio, trained >= {FAR_GRID_STEPS} grid steps away minus "
@@ -241,11 +241,11 @@ def test_training_at_test_ratio_is_near_optimal(profile, arm, suite, claim):
     if arm in QUICK_SCALE_OPTIMAL:
         claim.expect_failure_at_quick_scale(QUICK_SCALE_OPTIMAL[arm])
     cfg, records = claim.grid(arm)
-    table = error_table(cfg, records, suite.seeds)
+    table = error_table(cfg, records, claim.seeds)
     tests, per, empirical_best = {}, {}, []
     for r in cfg.test_ratios:
         best, far = best_train_ratio(cfg, table, r), farthest_train_ratio(cfg, r)
-        if best == r or same_runs(records, ("erm", best), ("erm", r), suite.seeds):
+        if best == r or same_runs(records, ("erm", best), ("erm", r), claim.seeds):
             empirical_best.append(f"{r:g}")  # no comparison of runs with themselves
         else:
             tests[f"test r={r:g}: matched minus best (train r={best:g}) < {NEAR_OPTIMAL_MARGIN:g}"] = \
@@ -259,7 +259,7 @@ def test_training_at_test_ratio_is_near_optimal(profile, arm, suite, claim):
     verdict = stats.family_verdict(
         tests, ALPHA, f"paired one-sided non-inferiority t (margin {NEAR_OPTIMAL_MARGIN} test error) "
         "of matched vs the best train ratio, and paired one-sided t of the farthest train ratio vs "
-        "matched, Holm over all", suite.seeds, per,
+        "matched, Holm over all", claim.seeds, per,
         summary=(f"matched is the empirical best at test r = {', '.join(empirical_best)}; "
                  if empirical_best else "") + f"largest mean excess of matched over the best: "
                 f"{max(excess):.4f}.",

@@ -83,7 +83,7 @@ def test_adding_majority_samples_first_helps_then_hurts(profile, arm, suite, cla
     if arm in QUICK_SCALE:
         claim.expect_failure_at_quick_scale(QUICK_SCALE[arm])
     cfg, records = claim.grid(arm)
-    curves = error_curves(records, suite.seeds)
+    curves = error_curves(records, claim.seeds)
     curve = curves[cfg.claim_minority]
     grid = list(curve)
     if cfg.claim_minority not in curve:
@@ -98,7 +98,7 @@ def test_adding_majority_samples_first_helps_then_hurts(profile, arm, suite, cla
     }
     verdict = stats.family_verdict(
         tests, ALPHA, "paired one-sided t on balanced test error (grid end minus balanced point), "
-        "Holm over both ends", suite.seeds, {f"majority={m}": v for m, v in curve.items()},
+        "Holm over both ends", claim.seeds, {f"majority={m}": v for m, v in curve.items()},
         summary=f"balanced error at {balanced} majority (balance) {np.mean(curve[balanced]):.4f} vs "
                 f"ends {grid[0]}: {np.mean(curve[grid[0]]):.4f} and {grid[-1]}: "
                 f"{np.mean(curve[grid[-1]]):.4f}; lowest mean at {best_majority(curve)} "

@@ -107,19 +107,19 @@ def test_minority_training_error_exceeds_majority(profile, arm, suite, claim):
     majority samples > 0. Holm over train ratios, alpha = 0.05.
     """
     cfg, records = claim.grid(arm)
-    values = {r: {"minority": per_seed(records, ("erm", r), suite.seeds, minority_error),
-                  "majority": per_seed(records, ("erm", r), suite.seeds, majority_error)}
+    values = {r: {"minority": per_seed(records, ("erm", r), claim.seeds, minority_error),
+                  "majority": per_seed(records, ("erm", r), claim.seeds, majority_error)}
               for r in imbalanced(cfg)}
     tests = {f"train r={r:g}: minority minus majority": stats.paired_greater(
         v["minority"], v["majority"], ALPHA, rule=HARDER_TO_FIT) for r, v in values.items()}
     verdict = stats.family_verdict(
         tests, ALPHA, "paired one-sided t on training error (minority minus majority), ERM, "
-        f"Holm over train ratios <= {IMBALANCED_TRAIN_RATIO}", suite.seeds,
+        f"Holm over train ratios <= {IMBALANCED_TRAIN_RATIO}", claim.seeds,
         {f"r={r:g}": v for r, v in values.items()},
         summary="mean minority/majority training error: " + ", ".join(
             f"r={r:g}: {np.mean(v['minority']):.3f}/{np.mean(v['majority']):.3f}" for r, v in values.items()),
         effect_unit="training error, minority half minus majority half of the classes (> 0 supports)")
-    conclude(claim, arm, cfg, records, suite.seeds, verdict)
+    conclude(claim, arm, cfg, records, claim.seeds, verdict)
 
 
 OVERSAMPLING_HELPS = Rule("balanced test error(ERM) - balanced test error(oversampling), each train "
@@ -138,10 +138,10 @@ def test_oversampling_improves_xgboost_balanced_error(profile, arm, suite, claim
     """
     cfg, records = claim.grid(arm)
     verdict = method_lowers_metric(
-        records, suite.seeds, imbalanced(cfg), ("erm", "ERM"), ("oversample", "oversampling"),
+        records, claim.seeds, imbalanced(cfg), ("erm", "ERM"), ("oversample", "oversampling"),
         balanced_test_error, "balanced test error",
         f"train ratios <= {IMBALANCED_TRAIN_RATIO}", ALPHA, rule=OVERSAMPLING_HELPS)
-    conclude(claim, arm, cfg, records, suite.seeds, verdict)
+    conclude(claim, arm, cfg, records, claim.seeds, verdict)
 
 
 FITS_THE_MINORITY = Rule("minority training error(ERM) - minority training error(method), each "
@@ -163,16 +163,16 @@ def test_oversampling_and_overfitting_fit_the_minority(profile, arm, suite, clai
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_OVERFIT)
     cfg, records = claim.grid(arm)
-    per = fitting_methods_vs_erm(cfg, records, suite.seeds, minority_error)
+    per = fitting_methods_vs_erm(cfg, records, claim.seeds, minority_error)
     tests = {f"{k}: ERM minus {k.split(',')[0]}": stats.paired_greater(
         v["erm"], v["method"], ALPHA, rule=FITS_THE_MINORITY) for k, v in per.items()}
     verdict = stats.family_verdict(
         tests, ALPHA, "paired one-sided t on minority training error (ERM minus method), Holm "
-        f"over methods x train ratios <= {IMBALANCED_TRAIN_RATIO}", suite.seeds, per,
+        f"over methods x train ratios <= {IMBALANCED_TRAIN_RATIO}", claim.seeds, per,
         summary="mean minority training error ERM -> method: " + ", ".join(
             f"{k}: {np.mean(v['erm']):.3f} -> {np.mean(v['method']):.3f}" for k, v in per.items()),
         effect_unit="minority training error, ERM minus the method (> 0 supports)")
-    conclude(claim, arm, cfg, records, suite.seeds, verdict)
+    conclude(claim, arm, cfg, records, claim.seeds, verdict)
 
 
 NO_IMPROVEMENT = Rule("balanced test error(ERM) - balanced test error(method), i.e. the method's "
@@ -209,9 +209,9 @@ def test_fitting_the_minority_does_not_improve_nn_generalization(profile, arm, s
         "statistic; a degradation no longer counts against the claim", looked_at_seeds=range(5))
     claim.expect_failure_at_quick_scale(QUICK_SCALE_OVERSAMPLING)
     cfg, records = claim.grid(arm)
-    per = fitting_methods_vs_erm(cfg, records, suite.seeds, balanced_test_error)
-    verdict = no_improvement_verdict(per, suite.seeds)
-    conclude(claim, arm, cfg, records, suite.seeds, verdict)
+    per = fitting_methods_vs_erm(cfg, records, claim.seeds, balanced_test_error)
+    verdict = no_improvement_verdict(per, claim.seeds)
+    conclude(claim, arm, cfg, records, claim.seeds, verdict)
 
 
 def no_improvement_verdict(per: dict[str, dict[str, list[float]]], seeds) -> stats.Verdict:

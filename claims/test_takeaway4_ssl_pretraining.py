@@ -85,7 +85,7 @@ def test_ssl_pretraining_then_fine_tuning_beats_supervised_and_oversampling(prof
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_SSL)
     cfg, records = claim.grid(arm)
-    seeds = suite.seeds
+    seeds = claim.seeds
     values = {(m, r): per_seed(records, (m, r), seeds, balanced_test_error)
               for m in cfg.methods for r in cfg.ratios_for(m)}
     tests = {}
@@ -130,7 +130,7 @@ def test_in_domain_ssl_comes_close_to_imagenet_pretraining(profile, arm, suite, 
     icfg = dataclasses.replace(cfg, methods=("simclr_imagenet",), imbalanced_only=(),
                                method_settings=(("simclr_imagenet", tuple(weights.items())),))
     icfg, irecords = claim.grid(arm, icfg)
-    seeds = suite.seeds
+    seeds = claim.seeds
     own = {r: per_seed(records, ("simclr", r), seeds, balanced_test_error) for r in cfg.train_ratios}
     imagenet = {r: per_seed(irecords, ("simclr_imagenet", r), seeds, balanced_test_error)
                 for r in cfg.train_ratios}

@@ -99,10 +99,10 @@ def test_imbalanced_training_gives_lower_top_hessian_eigenvalues(profile, arm, s
     mean top-10 eigenvalue(balanced) - mean top-10 eigenvalue(r) > 0, Holm, alpha = 0.05.
     """
     cfg, records = claim.grid(arm)
-    verdict = balanced_exceeds_imbalanced(cfg, records, suite.seeds, mean_top,
+    verdict = balanced_exceeds_imbalanced(cfg, records, claim.seeds, mean_top,
                                           "the mean top-10 Hessian eigenvalue", "mean top-10 eigenvalue",
                                           SHARPER_WHEN_BALANCED)
-    claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, suite.seeds), records.values())
+    claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, claim.seeds), records.values())
     claim.assert_supported()
 
 
@@ -142,10 +142,10 @@ def test_loss_rises_more_slowly_around_imbalanced_minima(profile, arm, suite, cl
         "with one direction on seeds 0-4 (p = 0.088); the verdict depends on that choice",
         looked_at_seeds=range(5))
     cfg, records = claim.grid(arm)
-    verdict = balanced_exceeds_imbalanced(cfg, records, suite.seeds, loss_rise,
+    verdict = balanced_exceeds_imbalanced(cfg, records, claim.seeds, loss_rise,
                                           "the loss rise one filter-normalized step away",
                                           "mean loss rise at |alpha| = 1", RISES_FASTER_WHEN_BALANCED)
-    claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, suite.seeds), records.values())
+    claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, claim.seeds), records.values())
     claim.assert_supported()
 
 
@@ -216,12 +216,12 @@ def test_bayesian_inference_improves_imbalanced_training(profile, arm, suite, cl
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_BAYES)
     cfg, records = claim.grid(arm)
-    gains = bayesian_gains(records, cfg, suite.seeds)
+    gains = bayesian_gains(records, cfg, claim.seeds)
     tests = gain_tests(gains)
     verdict = bayesian_verdict(tests, gains, "one-sided t over seeds on the gain in balanced "
-                               "test error, Holm over methods and imbalanced ratios", suite.seeds,
+                               "test error, Holm over methods and imbalanced ratios", claim.seeds,
                                "gain in balanced test error, baseline minus Bayesian (> 0 supports)")
-    claim.conclude(TAKEAWAY, arm, verdict, [figure8(arm, cfg, records, suite.seeds)], records.values())
+    claim.conclude(TAKEAWAY, arm, verdict, [figure8(arm, cfg, records, claim.seeds)], records.values())
     claim.assert_supported()
 
 
@@ -261,11 +261,11 @@ def test_bayesian_inference_helps_more_under_imbalance(profile, arm, suite, clai
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_BAYES)
     cfg, records = claim.grid(arm)
-    gains = bayesian_gains(records, cfg, suite.seeds)
+    gains = bayesian_gains(records, cfg, claim.seeds)
     verdict = bayesian_verdict(helps_more_tests(gains), gains, "one-sided t over seeds on the gain "
                                "at r and on (gain at r) - (gain at r = 1), Holm over methods x "
-                               "imbalanced ratios x both", suite.seeds,
+                               "imbalanced ratios x both", claim.seeds,
                                "Bayesian gain in balanced test error at r, or that gain minus the "
                                "gain at r = 1 (> 0 supports)")
-    claim.conclude(TAKEAWAY, arm, verdict, [figure8(arm, cfg, records, suite.seeds)], records.values())
+    claim.conclude(TAKEAWAY, arm, verdict, [figure8(arm, cfg, records, claim.seeds)], records.values())
     claim.assert_supported()

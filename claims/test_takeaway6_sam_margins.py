@@ -93,15 +93,15 @@ def test_sam_widens_the_margin_around_minority_points(profile, arm, suite, claim
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_MARGIN)
     cfg, records = claim.grid(arm)
-    sgd = per_seed(records, ("erm",), suite.seeds, minority_margin)
-    sharp = per_seed(records, ("sam",), suite.seeds, minority_margin)
+    sgd = per_seed(records, ("erm",), claim.seeds, minority_margin)
+    sharp = per_seed(records, ("sam",), claim.seeds, minority_margin)
     verdict = stats.family_verdict(
         {"SAM minus SGD": stats.paired_greater(sharp, sgd, ALPHA, rule=WIDER_MARGIN)}, ALPHA,
-        "paired one-sided t on the mean minority-point margin (SAM minus SGD)", suite.seeds,
+        "paired one-sided t on the mean minority-point margin (SAM minus SGD)", claim.seeds,
         {"sgd": sgd, "sam": sharp},
         summary=f"mean minority margin SGD {np.mean(sgd):.4f}, SAM {np.mean(sharp):.4f}.",
         effect_unit="mean minority-point margin (input units), SAM minus SGD (> 0 supports)")
-    claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, suite.seeds), records.values())
+    claim.conclude(TAKEAWAY, arm, verdict, figures(arm, cfg, records, claim.seeds), records.values())
     claim.assert_supported()
 
 
@@ -140,12 +140,12 @@ def test_sam_helps_more_under_imbalance(profile, arm, suite, claim):
     cfg, records = claim.grid(arm)
 
     def gain(r):
-        erm = per_seed(records, ("erm", r), suite.seeds, balanced_test_error)
-        sharp = per_seed(records, ("sam", r), suite.seeds, balanced_test_error)
+        erm = per_seed(records, ("erm", r), claim.seeds, balanced_test_error)
+        sharp = per_seed(records, ("sam", r), claim.seeds, balanced_test_error)
         return [a - b for a, b in zip(erm, sharp)]
 
     balanced_gain = gain(1.0)
-    zero = [0.0] * len(suite.seeds)
+    zero = [0.0] * len(claim.seeds)
     tests = {}
     for r in imbalanced(cfg):
         tests[f"train r={r:g}: SAM gain > 0"] = stats.paired_greater(gain(r), zero, ALPHA, rule=SAM_GAIN)
@@ -153,13 +153,13 @@ def test_sam_helps_more_under_imbalance(profile, arm, suite, claim):
             gain(r), balanced_gain, ALPHA, rule=MORE_SAM_GAIN)
     verdict = stats.family_verdict(
         tests, ALPHA, "one-sided t over seeds on SAM's gain (ERM - SAM balanced error) at r and on "
-        "that gain minus the same at r = 1, Holm over both tests x imbalanced train ratios", suite.seeds,
+        "that gain minus the same at r = 1, Holm over both tests x imbalanced train ratios", claim.seeds,
         {"gain at r=1": balanced_gain, **{f"gain at r={r:g}": gain(r) for r in imbalanced(cfg)}},
         summary=f"mean SAM gain: balanced data {np.mean(balanced_gain):+.4f}; " + ", ".join(
             f"r={r:g} {np.mean(gain(r)):+.4f}" for r in imbalanced(cfg)),
         effect_unit="balanced test error: SAM's gain (ERM minus SAM) at r, or that gain minus its "
                     "gain at r = 1 (> 0 supports)")
-    claim.conclude(TAKEAWAY, arm, verdict, [figure10(arm, cfg, records, suite.seeds)], records.values())
+    claim.conclude(TAKEAWAY, arm, verdict, [figure10(arm, cfg, records, claim.seeds)], records.values())
     claim.assert_supported()
 
 
@@ -197,14 +197,14 @@ def test_asymmetric_sam_improves_on_sam_under_imbalance(profile, arm, suite, cla
     """
     claim.expect_failure_at_quick_scale(QUICK_SCALE_ASYMMETRIC)
     cfg, records = claim.grid(arm)
-    tests, values = asymmetric_sam_tests(records, suite.seeds, imbalanced(cfg))
+    tests, values = asymmetric_sam_tests(records, claim.seeds, imbalanced(cfg))
     verdict = stats.family_verdict(
         tests, ALPHA, "paired one-sided t on balanced test error (SAM, and ERM, minus asymmetric "
-        "SAM), Holm over both x imbalanced train ratios", suite.seeds,
+        "SAM), Holm over both x imbalanced train ratios", claim.seeds,
         {f"r={r:g}": v for r, v in values.items()},
         summary="mean balanced test error ERM/SAM/asymmetric SAM: " + ", ".join(
             f"r={r:g}: " + "/".join(f"{np.mean(v[m]):.4f}" for m in ("erm", "sam", "asymmetric_sam"))
             for r, v in values.items()),
         effect_unit="balanced test error, SAM (or ERM) minus asymmetric SAM (> 0 supports)")
-    claim.conclude(TAKEAWAY, arm, verdict, [figure10(arm, cfg, records, suite.seeds)], records.values())
+    claim.conclude(TAKEAWAY, arm, verdict, [figure10(arm, cfg, records, claim.seeds)], records.values())
     claim.assert_supported()

@@ -189,7 +189,10 @@ def plan_command(args, pytest_args: list[str]) -> int:
     arms = [(a["profile"], a["arm"], [RunSpec.from_dict(s) for s in a["specs"]])
             for a in selection["arms"]]
     figures = plan.load_calibration(args.calibration)
-    result = plan.build_plan(arms, ResultStore(selection["store"]), figures, selection["errors"])
+    looks = {(a["profile"], a["arm"]): (a["looks"], a["expected_seeds"])
+             for a in selection["arms"] if "looks" in a}
+    result = plan.sequential_plan(arms, looks, selection.get("seed_offset", 0),
+                                  ResultStore(selection["store"]), figures, selection["errors"])
     result["selection"] = " ".join(pytest_args)
     print(json.dumps(result, indent=1) if args.json else plan.format_plan(result))
     return 0

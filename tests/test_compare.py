@@ -105,3 +105,14 @@ def test_an_empty_baseline_gates_nothing_and_is_refused(tmp_path):
     (tmp_path / "claims.json").write_text("[]")
     with pytest.raises(BaselineError, match="holds no claims"):
         load_claims(tmp_path)
+
+
+def test_a_different_stopping_n_with_the_same_verdict_is_no_flip():
+    """Sequential seeds: the same verdict reached at 10 seeds and at 40 is unchanged; another
+    verdict at another n is a flip that names both."""
+    base = [dict(row("a", "supported"), seeds=list(range(10))), dict(row("b", "inconclusive", 0.0, (-0.01, 0.01)), seeds=list(range(5)))]
+    new = [dict(row("a", "supported", effect=0.04), seeds=list(range(40))),
+           dict(row("b", "refuted", 0.0, (-0.01, 0.01)), seeds=list(range(80)))]
+    result = compare(base, new)
+    assert result.unchanged == 1 and [f["nodeid"] for f in result.flips] == ["b"]
+    assert any("FLIP   b: inconclusive -> refuted (at 5 -> 80 seeds)" in line for line in result.lines())

@@ -269,3 +269,33 @@ def test_missing_data_fails_each_claim_once_with_a_short_message(tmp_path):
     gated, _ = sabotaged("no_adult", T1, "-k", "adult", f"--baseline={baseline}", tmp_path=tmp_path)
     assert "regression gate (fail on flip): passed" in gated.stdout, gated.stdout[-2000:]
     assert gated.returncode == 1 and "do not fail the session" not in gated.stdout
+
+
+# ------------------------------------------------------------------ under sequential seeds
+
+@needs_adult
+def test_under_sequential_seeds_sabotaged_claims_stay_red_and_stop_at_the_first_look(tmp_path):
+    """--seeds=auto cannot rescue a sabotage by adding seeds: with shuffled labels the gate
+    fails at the first look (stopped for futility: no seeds beyond 5 trained), and SAM replaced
+    by SGD gives degenerate comparisons, which stop it there too. A seed that never reaches the
+    run is still an error (the probe reaches no verdict; the claim's own run reports why)."""
+    out, rows = sabotaged(
+        "shuffled_labels", f"{T1}::test_training_at_test_ratio_beats_balanced_training", "-k", "adult",
+        "--seeds=auto", tmp_path=tmp_path, store=tmp_path / "shuffled")
+    name = "test_training_at_test_ratio_beats_balanced_training[quick-t1-adult-xgboost]"
+    assert_red(out, rows, [name])
+    assert rows[name]["sequential"]["stop"] == "futile" and rows[name]["sequential"]["stopped_at"] == 5
+    assert "did not learn" in rows[name]["reason"], rows[name]["reason"]
+    assert "runs trained" in out.stdout and "seeds, look 2" not in out.stdout
+
+    out, rows = sabotaged("sam_is_sgd", f"{T6}::test_sam_widens_the_margin_around_minority_points",
+                          "--seeds=auto", tmp_path=tmp_path, store=tmp_path / "sgd")
+    name = "test_sam_widens_the_margin_around_minority_points[quick-t6-toy2d-mlp]"
+    assert_red(out, rows, [name])
+    assert rows[name]["sequential"]["stop"] == "futile" and "zero spread" in rows[name]["reason"]
+
+    out, rows = sabotaged("seed_never_reaches_run", f"{T1}::test_training_at_test_ratio_beats_balanced_training",
+                          "-k", "adult", "--workers=1", "--seeds=auto", tmp_path=tmp_path,
+                          store=tmp_path / "seed")
+    assert_errors_naming_the_seed(out, rows, ["test_training_at_test_ratio_beats_balanced_training"
+                                              "[quick-t1-adult-xgboost]"], "identical train subset, ")

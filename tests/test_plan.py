@@ -180,3 +180,36 @@ def test_figures_written_before_kinds_were_recorded_keep_their_kind(tmp_path):
         plan.record_throughput("resnet34", "cuda", {"images_per_second": 9_000}, file, kind="cold")
     plan.record_throughput("small_cnn", "cpu", {"images_per_second": 9_000}, file, kind="cold")
     assert plan.load_calibration(file)["small_cnn/cpu"]["images_per_second"] == 9_000
+
+
+def test_sequential_plan_prices_the_first_look_the_expected_and_the_worst_case(synthetic, tmp_path):
+    """An arm under --seeds=auto comes with its specs up to its maximum: the plan's own figures
+    are the first look's, the expected case takes ceil(expected seeds), the worst case all; a
+    fixed arm beside it counts the same in all three."""
+    store = ResultStore(tmp_path)
+    auto = [spec(10, s) for s in range(20)]
+    fixed = [spec(30, s) for s in range(5)]
+    result = plan.sequential_plan([("full", "auto", auto), ("quick", "fixed", fixed)],
+                                  {("full", "auto"): ([5, 10, 20], 11.7)}, 0, store,
+                                  plan.load_calibration())
+    q = result["sequential"]
+    assert result["runs_total"] == 5 + 5 and q["first_look"]["runs_total"] == 10
+    assert q["expected"]["runs_total"] == 12 + 5 and q["worst_case"]["runs_total"] == 20 + 5
+    assert q["worst_case"]["estimated_hours"] > q["expected"]["estimated_hours"] > result["estimated_hours"]
+    assert q["arms"] == {"full/auto": {"looks": [5, 10, 20], "expected_seeds": 11.7}}
+    text = plan.format_plan(result)
+    assert "expected: 17 unique runs" in text and "worst case: 25 unique runs" in text
+    assert "full/auto: looks at 5, 10, 20 seeds, expected 11.7" in text
+    assert plan.sequential_plan([("quick", "fixed", fixed)], {}, 0, store, plan.load_calibration()) == \
+        plan.build_plan([("quick", "fixed", fixed)], store, plan.load_calibration())
+
+
+def test_plan_of_auto_seeds_from_the_command_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "harness", "plan", "-m", "quick", "-k", "adult and takeaway1",
+                          "--seeds=auto", "--json", f"--store={tmp_path}"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    arms = result["sequential"]["arms"]
+    assert list(arms) == ["quick/t1-adult-xgboost"] and arms["quick/t1-adult-xgboost"]["looks"][-1] == 80
+    assert result["sequential"]["worst_case"]["runs_total"] == 16 * result["runs_total"]

@@ -213,3 +213,35 @@ def test_a_library_that_does_not_import_stops_the_session_before_anything_trains
     assert "not from the installed laplace-torch: remove it from PYTHONPATH" in " ".join(text.split())
     assert "[harness] runs" not in text and not (tmp_path / "store").exists()  # nothing trained
     assert took < 60, took
+
+
+def test_sequential_seeds_make_looks_in_rounds_record_them_and_load_them_again(tmp_path):
+    """--seeds=auto on the quick Adult claims of takeaway 1, designs ending at 10 seeds
+    (tests/small_designs.py): the looks are made in rounds, each verdict records its design and
+    looks and is judged on the seeds it stopped at, and a second session on the same store
+    trains nothing and reaches the same verdicts at the same seeds."""
+    import json
+
+    args = ("claims/test_takeaway1_train_test_ratio.py", "-p", "tests.small_designs", "-m", "quick",
+            "-k", "adult", "--seeds=auto", "-p", "no:randomly")
+    first = child_pytest(*args, tmp_path=tmp_path)
+    assert first.returncode in (0, 1), first.stdout[-3000:]
+    assert "sequential seeds, look 1: 3 undecided claim(s) on 1 arm(s)" in first.stdout
+    rows = json.loads((tmp_path / "reports" / "latest" / "claims.json").read_text())
+    assert len(rows) == 3
+    for row in rows:
+        q = row["sequential"]
+        assert q["design"]["looks"] == [5, 10] and len(row["seeds"]) == q["stopped_at"]
+        assert [x["n"] for x in q["looks"]] == [5, 10][:len(q["looks"])]
+        assert q["stop"] in ("supported", "refuted", "futile", "inconclusive")
+        assert "group-sequential" in row["statistic"]
+    second = child_pytest(*args, tmp_path=tmp_path)
+    assert "0 runs trained" in second.stdout, second.stdout[-2000:]
+    again = json.loads((tmp_path / "reports" / "latest" / "claims.json").read_text())
+    assert [(r["nodeid"], r["verdict"], r["seeds"]) for r in again] == \
+        [(r["nodeid"], r["verdict"], r["seeds"]) for r in rows]
+
+
+def test_seeds_take_a_number_or_auto(tmp_path):
+    out = child_pytest("claims/", "--collect-only", "-q", "--seeds=many", tmp_path=tmp_path)
+    assert out.returncode != 0 and "--seeds takes a whole number or auto" in out.stderr

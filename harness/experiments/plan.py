@@ -17,6 +17,8 @@ planning, not promises: the progress display rescales its ETA by the speed it ob
 
 from __future__ import annotations
 
+import math
+
 import datetime as dt
 import json
 import os
@@ -232,6 +234,46 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
     }
 
 
+SEQUENTIAL_ASSUMPTION = ("expected: each arm at the expected seeds of one claim whose true "
+                         "effect is the fixed 5-seed design's minimal detectable effect (80% "
+                         "power); worst case: every claim to its arm's maximum")
+
+
+def sequential_plan(arms: list[tuple[str, str, list[RunSpec]]], looks: dict, seed_offset: int,
+                    store: ResultStore, figures: dict, errors: dict | None = None) -> dict:
+    """The plan of a selection some of whose arms have sequential seeds (``--seeds=auto``).
+
+    ``arms`` hold every spec up to each arm's maximum; ``looks`` maps ``(profile, arm)`` of the
+    sequential ones to ``(looks, expected_seeds)``. The plan's own figures are the first look's
+    (what a session costs at least, and what fixed seeds cost); ``sequential`` adds the
+    expected and the worst case (:data:`SEQUENTIAL_ASSUMPTION`) and each arm's looks. Without
+    sequential arms it is :func:`build_plan`'s."""
+    def up_to(seeds_of):
+        return [(p, a, [s for s in specs if s.seed < seed_offset + seeds_of((p, a))])
+                for p, a, specs in arms]
+
+    first = build_plan(up_to(lambda key: looks[key][0][0] if key in looks else math.inf),
+                       store, figures, errors)
+    if not looks:
+        return first
+    expected = build_plan(up_to(lambda key: math.ceil(looks[key][1]) if key in looks else math.inf),
+                          store, figures, errors)
+    worst = build_plan(arms, store, figures, errors)
+
+    def totals(plan):
+        return {k: plan[k] for k in ("runs_total", "runs_to_train", "estimated_hours",
+                                     "estimated_gpu_hours", "estimated_cpu_minutes")}
+
+    first["sequential"] = {
+        "assumption": SEQUENTIAL_ASSUMPTION, "first_look": totals(first),
+        "expected": totals(expected), "worst_case": totals(worst),
+        "arms": {f"{p}/{a}": {"looks": list(lk), "expected_seeds": round(e, 1)}
+                 for (p, a), (lk, e) in looks.items()}}
+    first["throughput"] = worst["throughput"]
+    first["without_figure"] = worst["without_figure"]
+    return first
+
+
 def duration(hours: float, unit: str = "") -> str:
     """``hours`` as a person reads them: hours from one hour up, minutes below (a quick plan's
     arms take minutes, which "0.01 hours" hides). ``unit`` names what is counted: "GPU" gives
@@ -266,6 +308,21 @@ def format_plan(plan: dict) -> str:
              if hours > 0]
     lines.append(f"estimated cost: {' + '.join(costs) or 'nothing to train'} (one run at a time "
                  "per GPU / per CPU slot; divide by the slots you run)")
+    sequential = plan.get("sequential")
+    if sequential:
+        lines.append(f"sequential seeds (--seeds=auto) on {len(sequential['arms'])} arm(s); the "
+                     "figures above are the first look's:")
+        for name, case in (("expected", "expected"), ("worst case", "worst_case")):
+            c = sequential[case]
+            costs = [duration(hours, kind) for kind, hours in (("GPU", c["estimated_gpu_hours"]),
+                                                               ("CPU", c["estimated_cpu_minutes"] / 60))
+                     if hours > 0]
+            lines.append(f"  {name}: {c['runs_total']} unique runs ({c['runs_to_train']} to train), "
+                         f"{' + '.join(costs) or 'nothing to train'}")
+        lines.append(f"  ({sequential['assumption']})")
+        for arm, a in sequential["arms"].items():
+            lines.append(f"  {arm}: looks at {', '.join(map(str, a['looks']))} seeds, expected "
+                         f"{a['expected_seeds']:g}")
     if plan["throughput"]:
         lines.append("throughput figures used:")
         for key, fig in plan["throughput"].items():

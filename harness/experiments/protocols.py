@@ -63,6 +63,13 @@ class Grid:
         with ``train_images`` images for a device-bound model (None: the grid's own size)."""
         raise NotImplementedError
 
+    @property
+    def max_seeds(self) -> int:
+        """The most seeds per arm sequential seeds may give this grid's claims (the last look
+        of their designs): :data:`MAX_SEEDS_DEVICE_BOUND` for a device-bound model, else
+        :data:`MAX_SEEDS`."""
+        return MAX_SEEDS_DEVICE_BOUND if models.device_bound(self.model) else MAX_SEEDS
+
     def settings_for(self, method: str) -> dict:
         """The grid's settings of ``method`` beyond its defaults."""
         return dict(dict(self.method_settings).get(method, ()))
@@ -185,6 +192,13 @@ class MethodGrid(Grid):
 
 
 DRY_ROWS = 2_000  # training rows of a tabular dry run
+# Sequential seeds (--seeds=auto) stop at these many seeds per arm at most (looks 5, 10, 20, ...).
+# Tabular and toy runs take seconds: 80 seeds detect effects about a fifth of the size 5 seeds
+# detect (Figure 2 on Adult needed about 80 at quick scale). A network run takes minutes on the
+# CPU and up to an hour of GPU time: 20 seeds (effects about half the size) bound the worst case
+# at 4x the fixed design's cost.
+MAX_SEEDS = 80
+MAX_SEEDS_DEVICE_BOUND = 20
 
 
 FULL_RATIOS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)

@@ -19,6 +19,7 @@ from pathlib import Path
 from .. import methods
 from ..data import DEFAULT_CACHE_DIR, DataError, sha256_of
 from ..data import load as load_dataset
+from ..judging import sequential
 from ..judging.report import new_run_id
 from ..learners import models
 from ..runs import preflight
@@ -34,6 +35,10 @@ BASELINES = ("erm", "oversample")
 # The profile whose device-bound runs are GPU runs wherever they are planned, merged or judged
 # (with --device=auto), and whose device-bound claims carry the ``gpu`` marker.
 GPU_PROFILE = "full"
+# Seeds per arm when --seeds is not given: a fixed number where the profile is listed here (the
+# quick smoke run keeps the paper's five), sequential seeds (AUTO) everywhere else.
+DEFAULT_SEEDS = {"quick": 5}
+AUTO = "auto"  # --seeds=auto: each claim's group-sequential design decides (harness.judging.sequential)
 SIMCLR_WEIGHTS_SKIP = ("the ImageNet SimCLR baseline needs weights: pass --simclr-weights FILE "
                        "(a state dict for the arm's network, torchvision ResNet names)")
 
@@ -56,7 +61,7 @@ class ArmFailed(Exception):
 class Options:
     """What a session is asked to do (the plugin fills it from the command line)."""
 
-    seeds: int = 5                   # seeds per arm
+    seeds: int | str | None = None   # seeds per arm, "auto" (sequential), None: DEFAULT_SEEDS
     seed_offset: int = 0             # first seed
     data_dir: str | None = None
     store: str = str(DEFAULT_STORE_DIR)
@@ -82,12 +87,14 @@ def check_options(options: Options) -> None:
     Raises
     ------
     SessionError
-        Fewer than 2 seeds, a negative seed offset, a bad worker count, ``--device=cuda``
+        Fewer than 2 seeds (or a --seeds that is neither a number nor auto), a negative seed offset, a bad worker count, ``--device=cuda``
         where torch sees no GPU (except with Slurm, whose runs train on the cluster's GPUs), or
         a ``--simclr-weights`` file that does not exist.
     """
-    if options.seeds < 2:
-        raise SessionError("--seeds must be at least 2: claims use paired tests over seeds")
+    seeds = options.seeds
+    if seeds is not None and seeds != AUTO and not (isinstance(seeds, int) and seeds >= 2):
+        raise SessionError(f"--seeds must be at least 2 (claims use paired tests "
+                           f"over seeds), or auto (sequential seeds); got {seeds!r}")
     if options.seed_offset < 0:
         raise SessionError("--seed-offset must be 0 or more")
     workers = options.workers
@@ -151,7 +158,8 @@ class Session:
 
     def __init__(self, options: Options, executor=None, write_line=None):
         self.options = options
-        self.seeds = list(range(options.seed_offset, options.seed_offset + options.seeds))
+        self.seeds = self.seed_list(options.seeds if isinstance(options.seeds, int) else 5)
+        self.histories: dict[str, sequential.History] = {}  # claim node id -> its looks (auto)
         self.data_dir = options.data_dir
         self.store = ResultStore(options.store)
         self.methods_under_test = methods_under_test(options.methods)
@@ -165,6 +173,31 @@ class Session:
         self.claims: list[dict] = []
         self.started = time.time()
         self.session_id = new_run_id()  # names its claims in the store and its report
+
+    # -- seeds --------------------------------------------------------------------------------
+    def seed_list(self, n: int) -> list[int]:
+        """The first ``n`` seeds of this session (from ``--seed-offset``)."""
+        return list(range(self.options.seed_offset, self.options.seed_offset + n))
+
+    def fixed_seeds(self, profile: str) -> int | None:
+        """Seeds per arm of ``profile``'s claims, or None when they are sequential (auto)."""
+        seeds = self.options.seeds if self.options.seeds is not None else DEFAULT_SEEDS.get(profile, AUTO)
+        return None if seeds == AUTO else int(seeds)
+
+    def seeds_for(self, profile: str) -> list[int]:
+        """The seeds a claim of ``profile`` is judged on before any look: the fixed ones, or
+        the first look's."""
+        fixed = self.fixed_seeds(profile)
+        return self.seed_list(sequential.FIRST_LOOK if fixed is None else fixed)
+
+    def design(self, profile: str, arm: str, alpha: float) -> sequential.Design | None:
+        """The sequential design of a claim on ``arm`` at ``alpha`` (None with fixed seeds):
+        looks doubling from :data:`~harness.judging.sequential.FIRST_LOOK` to the arm's
+        declared maximum (:attr:`harness.experiments.protocols.Grid.max_seeds`)."""
+        if self.fixed_seeds(profile) is not None:
+            return None
+        maximum = protocols.arm_config(profile, arm).max_seeds
+        return sequential.Design(sequential.doubling_looks(maximum), alpha)
 
     # -- arms ---------------------------------------------------------------------------------
     def arm_config(self, profile: str, arm: str):
@@ -209,19 +242,21 @@ class Session:
                     "(README, Full replication)")
         return ""
 
-    def arm_specs(self, profile: str, cfg) -> dict:
-        """The specs of ``cfg``'s grid for this session (seeds, data, device)."""
+    def arm_specs(self, profile: str, cfg, seeds=None) -> dict:
+        """The specs of ``cfg``'s grid for this session (``seeds``: the profile's by default;
+        data, device)."""
         placement = {}
         if models.device_bound(cfg.model):
             # The data first (cached once loaded): a cold CIFAR-10 decode takes ~12 s, in which
             # the workers started by prefetch answer the device question without a wait here.
             load_dataset(cfg.dataset, self.data_dir)
             placement["device"] = self.device_for(profile)
-        return protocols.grid_specs(cfg, self.seeds, self.data_dir, **placement)
+        seeds = self.seeds_for(profile) if seeds is None else seeds
+        return protocols.grid_specs(cfg, seeds, self.data_dir, **placement)
 
-    def grid(self, profile: str, arm: str, cfg=None):
+    def grid(self, profile: str, arm: str, cfg=None, seeds=None):
         """The arm's config (``cfg``: one derived from it, e.g. with an extra baseline) and its
-        records, training only what the store lacks.
+        records at ``seeds`` (the profile's by default), training only what the store lacks.
 
         Raises
         ------
@@ -234,7 +269,7 @@ class Session:
         if cfg.dataset in self.data_errors:
             raise ArmFailed(self.data_errors[cfg.dataset])
         try:
-            specs = self.arm_specs(profile, cfg)
+            specs = self.arm_specs(profile, cfg, seeds)
             why = self.cannot_train(profile, cfg)
             if why:
                 missing = [s for s in specs.values()
@@ -249,14 +284,16 @@ class Session:
         except (SpecError, RunFailed, ReadOnlyStoreError, preflight.LibraryError) as err:
             raise ArmFailed(f"{arm}: {type(err).__name__}: {err}") from None
 
-    def selection(self, arms) -> tuple[list, dict]:
+    def selection(self, arms, seeds: dict | None = None) -> tuple[list, dict]:
         """``(profile, arm)`` pairs as ``(profile, arm, specs)``, and ``"profile/arm"`` -> why an
-        arm's specs could not be built."""
+        arm's specs could not be built (``seeds``: ``(profile, arm)`` -> its seeds, where not
+        the profile's)."""
         built, errors = [], {}
         for profile, arm in arms:
             cfg = self.arm_config(profile, arm)
             try:
-                built.append((profile, arm, list(self.arm_specs(profile, cfg).values())))
+                arm_seeds = (seeds or {}).get((profile, arm))
+                built.append((profile, arm, list(self.arm_specs(profile, cfg, arm_seeds).values())))
             except DataError as err:
                 self.data_errors.setdefault(cfg.dataset, f"{arm}: data unavailable: {err}")
                 errors[f"{profile}/{arm}"] = f"data unavailable: {err}"
@@ -264,9 +301,10 @@ class Session:
                 errors[f"{profile}/{arm}"] = f"SpecError: {err}"
         return built, errors
 
-    def prefetch(self, arms) -> None:
+    def prefetch(self, arms, seeds: dict | None = None) -> None:
         """Hand every run of the ``(profile, arm)`` pairs to the executor at once, before the
-        first claim: the claims then read their records from memory. Runs this session cannot
+        first claim (or a sequential look: ``seeds`` maps a pair to its seeds): the claims then
+        read their records from memory. Runs this session cannot
         train are left to their claims (judged from the store or skipped); failures are kept by
         the runner and reported by each claim that needs the run.
 
@@ -284,7 +322,7 @@ class Session:
                 # --device=auto means.
                 self.runner.start_workers(preflight.needed(
                     (cfg.model, cfg.methods) for cfg in configs.values()))
-            built, _ = self.selection(arms)
+            built, _ = self.selection(arms, seeds)
             specs, labels = [], {}
             for profile, arm, arm_specs in built:
                 if self.cannot_train(profile, configs[(profile, arm)]):
@@ -313,7 +351,10 @@ class Session:
     # -- progress and provenance --------------------------------------------------------------
     def show_progress(self, progress: Progress) -> None:
         """A progress line on ``write_line`` and, with a timestamp, in the progress log."""
-        line = progress.line()
+        self.show_line(progress.line())
+
+    def show_line(self, line: str) -> None:
+        """``line`` on ``write_line`` and, with a timestamp, in the progress log."""
         if self.progress_log:
             try:
                 Path(self.progress_log).parent.mkdir(parents=True, exist_ok=True)
@@ -333,18 +374,28 @@ class Session:
                        if hasattr(self, "_resolved_device") else "cpu (tabular runs only)"),
             "git_commit": code_commit(),
             "command": " ".join(sys.argv),
-            "seeds": self.seeds,
+            "seeds": self.seeds_description(),
             "workers": self.executor.workers,
             "executor": self.options.executor,
             "wall_time_s": round(time.time() - self.started, 1),
             "runs_trained": self.runner.trained,
             "runs_loaded": self.runner.loaded,
-            "seed_offset": self.seeds[0],
+            "seed_offset": self.options.seed_offset,
             "store": str(self.store.root) + (" (read-only)" if self.store.read_only else ""),
             "session_id": self.session_id,
             "zoo_left_out": protocols.ZOO_LEFT_OUT,  # profile -> arm -> method -> why
             "versions": {**library_versions(), **(versions or {})},
         }
+
+    def seeds_description(self) -> str | list[int]:
+        """The seeds of the session's profiles for its provenance: a list when fixed for all."""
+        profiles = sorted({c["profile"] for c in self.claims}) or sorted(DEFAULT_SEEDS)
+        fixed = {p: self.fixed_seeds(p) for p in profiles}
+        if all(n is not None for n in fixed.values()) and len(set(fixed.values())) == 1:
+            return self.seed_list(next(iter(fixed.values())))
+        return "; ".join(f"{p}: " + (f"{n} fixed" if n is not None else
+                                      "auto (group-sequential, looks doubling from "
+                                      f"{sequential.FIRST_LOOK})") for p, n in fixed.items())
 
     def close(self) -> None:
         self.runner.executor.close()

@@ -4,7 +4,9 @@
 ``pytest ... --baseline=PATH`` both use :func:`compare`. Claims are matched by node id.
 
 * A **flip** is a claim whose verdict changed (supported / refuted / inconclusive, or error /
-  skipped for a claim that reached none).
+  skipped for a claim that reached none). Under sequential seeds (``--seeds=auto``) a claim
+  that stopped at another number of seeds with the same verdict did not flip: the design
+  decides when to stop, the verdict is what is gated (the lines show both stopping points).
 * A **drift** is a claim whose verdict held but whose effect left the baseline's confidence
   interval.
 * A **missing** claim is in the baseline and not in the new session (a renamed method, another
@@ -79,7 +81,7 @@ class Comparison:
                f"the baseline's CI, {self.unchanged} unchanged, {len(self.only_in_base)} missing "
                f"(in the baseline, not in this session{', allowed' if self.missing_allowed else ''}), "
                f"{len(self.only_in_new)} new (not gated)"]
-        out += [f"  FLIP   {f['nodeid']}: {f['base']} -> {f['new']}" for f in self.flips]
+        out += [f"  FLIP   {f['nodeid']}: {f['base']} -> {f['new']}" + seeds_moved(f) for f in self.flips]
         out += [f"  DRIFT  {d['nodeid']} ({d['verdict']}): effect {d['new_effect']:+.4g} outside the "
                 f"baseline's [{d['base_ci'][0]:+.4g}, {d['base_ci'][1]:+.4g}] (was {d['base_effect']:+.4g})"
                 for d in self.drifts]
@@ -138,13 +140,22 @@ def compare(base: list[dict], new: list[dict], base_name: str = "baseline",
     for nodeid in sorted(set(base_by_id) & set(new_by_id)):
         b, n = base_by_id[nodeid], new_by_id[nodeid]
         if b["verdict"] != n["verdict"]:
-            result.flips.append({"nodeid": nodeid, "base": b["verdict"], "new": n["verdict"]})
+            flip = {"nodeid": nodeid, "base": b["verdict"], "new": n["verdict"]}
+            if b.get("seeds") or n.get("seeds"):
+                flip["seeds"] = [len(b.get("seeds") or []), len(n.get("seeds") or [])]
+            result.flips.append(flip)
         elif outside(n.get("effect"), b.get("ci")):
             result.drifts.append({"nodeid": nodeid, "verdict": n["verdict"], "base_effect": b["effect"],
                                   "base_ci": b["ci"], "new_effect": n["effect"]})
         else:
             result.unchanged += 1
     return result
+
+
+def seeds_moved(flip: dict) -> str:
+    """" (at 5 -> 40 seeds)" for a flip between sessions judged on different numbers of seeds."""
+    before, after = flip.get("seeds", (0, 0))
+    return f" (at {before} -> {after} seeds)" if before != after else ""
 
 
 def outside(effect, ci) -> bool:

@@ -43,6 +43,29 @@ def line_figure(fig_id: str, title: str, xlabel: str, ylabel: str, series: list[
             "xscale": xscale, "diagonal": diagonal, "vlines": list(vlines), "caption": caption}
 
 
+def sequence_figure(fig_id: str, title: str, sequential: dict) -> dict:
+    """The figure of a claim under sequential seeds: at each look, -log10 of the family's
+    supporting and refuting p (where the step-down stopped) against -log10 of the boundary each
+    was held to; a statistic above its boundary stopped the claim."""
+    looks = sequential["looks"]
+    n = [x["n"] for x in looks]
+
+    def minus_log(values):
+        return [-math.log10(max(v, 1e-300)) for v in values]
+
+    return line_figure(fig_id, title, "seeds per arm (look)", "-log10 p", [
+        {"label": "supporting p", "x": n, "y": minus_log([x["support_p"] for x in looks])},
+        {"label": "its boundary", "x": n, "y": minus_log([x["support_level"] for x in looks]),
+         "linestyle": "--"},
+        {"label": "refuting p", "x": n, "y": minus_log([x["refute_p"] for x in looks]), "marker": "v"},
+        {"label": "its boundary (refuting)", "x": n, "y": minus_log([x["refute_level"] for x in looks]),
+         "linestyle": ":"},
+    ], xscale="log", caption=f"{sequential['design']['spending']} spending of alpha = "
+                            f"{sequential['design']['alpha']} over looks at "
+                            f"{', '.join(map(str, sequential['design']['looks']))} seeds; stopped at "
+                            f"{sequential['stopped_at']} ({sequential['stop']}).")
+
+
 def boundary_figure(fig_id: str, title: str, axis: list, labels: list, points: list, point_labels: list,
                     caption: str = "") -> dict:
     """A decision-boundary figure: a label grid over ``axis`` x ``axis`` and labelled 2D points."""
@@ -193,7 +216,7 @@ sessions beside it.</p>{% endif %}
 <td>{{ c.profile }}</td>{% if several %}<td>{{ c.session_label }}</td>{% endif %}
 <td>{{ c.verdict_label }}</td><td>{{ c.pytest_label }}</td>
 {% if v %}<td>{{ fmt(v.effect) }} [{{ fmt(v.ci[0]) }}, {{ fmt(v.ci[1]) }}]</td><td>{{ v.effect_unit }}</td>
-<td>{{ fmt(c.p) }} ({{ c.p_kind }})</td><td>{{ v.seeds|length }}</td>
+<td>{{ fmt(c.p) }} ({{ c.p_kind }})</td><td>{{ v.seeds|length }}{% if v.sequential %} (sequential: {{ v.sequential.stop }}){% endif %}</td>
 {% else %}<td colspan="4">{{ c.error }}</td>{% endif %}</tr>
 {% endfor %}</table>{% else %}<p>None in this report.</p>{% endif %}
 {% if methods_rows %}<h2 id="methods">Methods under test</h2>
@@ -228,6 +251,13 @@ are judged only for a method under test.</p>
 <b>Effect:</b> {{ v.effect_unit }}. <b>Deciding test:</b> {{ c.decided_by or '-' }}, {{ c.p_kind }}
 p (Holm) = {{ fmt(c.p) }}.</p>
 {% if v.gate %}<p><b>Gate:</b> {{ v.gate.summary }}</p>{% endif %}
+{% if v.sequential %}{% set q = v.sequential %}<p><b>Sequential seeds:</b> {{ q.design.spending }} spending of
+alpha = {{ q.design.alpha }} over looks at {{ q.design.looks|join(', ') }} seeds; stopped at {{ q.stopped_at }}
+seeds ({{ q.stop }}: {{ q.why }}). At each look the family's statistic is the step-down's p where it stopped,
+against the sequential boundary it was held to (Holm's step-down with each step's own design).</p>
+<table><tr><th>seeds</th><th>decision</th><th>supporting p</th><th>its boundary</th><th>refuting p</th><th>its boundary</th><th>alpha spent</th><th>why</th></tr>
+{% for x in q.looks %}<tr><td>{{ x.n }}</td><td>{{ x.decision }}</td><td>{{ fmt(x.support_p) }}</td><td>{{ fmt(x.support_level) }}</td>
+<td>{{ fmt(x.refute_p) }}</td><td>{{ fmt(x.refute_level) }}</td><td>{{ fmt(x.alpha_spent) }}</td><td>{{ x.why }}</td></tr>{% endfor %}</table>{% endif %}
 {% if c.xfail_reason %}<p><b>{{ 'Measured for the report' if c.xfail_kind == 'report only' else 'Expected not to hold at quick scale' }}:</b> {{ c.xfail_reason }}</p>{% endif %}
 {% if c.evidence %}<p><b>Evidence</b> of the scales searched (<a href="{{ c.evidence_href }}"><code>{{ c.evidence.path }}</code></a>):</p>
 <table><tr><th>scale</th><th>seeds</th><th>verdict</th><th>effect [CI]</th><th>p (Holm), deciding test</th><th>commit, date</th></tr>
@@ -564,6 +594,7 @@ def summary_of(claim: dict) -> dict:
                 effect=v["effect"], ci=v["ci"], alpha=v["alpha"],
                 reason=v.get("reason", ""), minimal_detectable_effect=v.get("mde"),
                 seeds_needed=v.get("seeds_needed"), gate=v.get("gate"), seeds=v["seeds"],
+                sequential=v.get("sequential"),
                 per_seed=v["per_seed"], comparisons=v["comparisons"])
 
 

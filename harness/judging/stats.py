@@ -328,6 +328,10 @@ class Verdict:
     p_supporting : float
         The supporting tests' Holm-adjusted p whatever the outcome (verdicts stored before
         ``p_kind`` existed have it as ``p_value`` for every outcome, refuted included).
+    sequential : dict or None
+        Under sequential seeds (``--seeds=auto``): the design, every look (seeds, decision, the
+        family's statistic and its boundary on both sides, alpha spent) and why it stopped
+        (:func:`harness.judging.sequential.judged`); None for a fixed number of seeds.
     """
 
     supported: bool
@@ -349,6 +353,7 @@ class Verdict:
     p_kind: str = "supporting"
     decided_by: str = ""
     p_supporting: float = math.nan
+    sequential: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -394,7 +399,8 @@ def family_verdict(tests: dict[str, TestResult], alpha: float, statistic: str, s
                     "statistic": tests[k].statistic, "p_value": tests[k].p_value,
                     "p_adjusted": adj, "rejected": rej, "alternative": tests[k].alternative,
                     "margin": tests[k].margin, "p_refute_adjusted": r_adj, "refuted": ref,
-                    "degenerate": tests[k].degenerate, "rule": tests[k].rule}
+                    "degenerate": tests[k].degenerate, "rule": tests[k].rule,
+                    "p_refute": tests[k].refute_p, "sd": tests[k].sd}
                    for k, adj, rej, r_adj, ref in zip(labels, adjusted, rejected,
                                                       refute_adjusted, refuted)]
     weakest = max(range(len(labels)), key=lambda i: (adjusted[i], -i))
@@ -477,7 +483,12 @@ def outcome_rules(rules: Sequence[Rule], alpha: float) -> str:
             + "; ".join(r.refutes() for r in rules) + ". Inconclusive otherwise. A comparison "
             "whose paired differences have zero spread over the seeds is degenerate and counts "
             "for neither; a claim whose arm fails the learned-something gate is inconclusive, "
-            "and one whose seeds do not vary is an error.")
+            "and one whose seeds do not vary is an error. Under sequential seeds (--seeds=auto) "
+            "the same tests are made at looks of 5, 10, 20, ... seeds up to the maximum the "
+            "arm declares, each held to Lan-DeMets O'Brien-Fleming-type boundaries "
+            "that spend this alpha across the looks, with Holm's step-down at each look; the "
+            "claim stops when supported, refuted, or out of reach of the maximum (inconclusive) "
+            "(harness.judging.sequential).")
 
 
 def declare_outcomes(*rules: Rule, alpha: float):
@@ -490,8 +501,9 @@ def declare_outcomes(*rules: Rule, alpha: float):
         raise ValueError("a claim declares at least one kind of comparison")
 
     def decorate(fn):
+        # Not at hyphens: the docstring check joins the lines with spaces.
         text = textwrap.fill(outcome_rules(rules, alpha), 96, initial_indent="    ",
-                             subsequent_indent="    ")
+                             subsequent_indent="    ", break_on_hyphens=False)
         fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n\n" + text + "\n    "
         fn.outcome_rules = (tuple(rules), alpha)
         return fn
