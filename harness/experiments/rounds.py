@@ -46,9 +46,9 @@ class Probe:
         return not self.history.ended and not self.history.stopped and k < len(self.history.design.looks)
 
 
-def run_rounds(session, probes: list[Probe]) -> dict[str, sequential.History]:
-    """Make every probe's looks in rounds (see the module docstring) and keep each history in
-    ``session.histories``; returns them."""
+def run_rounds(session, probes: list[Probe]) -> None:
+    """Make every probe's looks in rounds (see the module docstring), appending each look to
+    its history."""
     k = 0
     while True:
         live = [p for p in probes if p.live(k)]
@@ -66,6 +66,3 @@ def run_rounds(session, probes: list[Probe]) -> dict[str, sequential.History]:
                 continue
             probe.history.looks.append(sequential.decide(verdict, probe.history.design, k))
         k += 1
-    for probe in probes:
-        session.histories[probe.name] = probe.history
-    return session.histories

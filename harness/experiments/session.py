@@ -199,6 +199,15 @@ class Session:
         maximum = protocols.arm_config(profile, arm).max_seeds
         return sequential.Design(sequential.doubling_looks(maximum), alpha)
 
+    def history(self, claim: str, profile: str, arm: str, alpha: float) -> sequential.History | None:
+        """The sequential history of ``claim`` (its node id) on ``arm`` at ``alpha``: the one
+        its looks were made in (:mod:`harness.experiments.rounds`), or a new one; None with
+        fixed seeds."""
+        design = self.design(profile, arm, alpha)
+        if design is None:
+            return None
+        return self.histories.setdefault(claim, sequential.History(design))
+
     # -- arms ---------------------------------------------------------------------------------
     def arm_config(self, profile: str, arm: str):
         """The arm's protocol config; a methods arm gets the methods under test that apply to

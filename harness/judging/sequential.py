@@ -186,21 +186,23 @@ def boundaries(looks: tuple[int, ...], alpha: float) -> tuple[float, ...]:
     return tuple(bounds)
 
 
-def step_down(p_values, design: Design, k: int) -> tuple[list[bool], float, float]:
+def step_down(p_values, design: Design, k: int) -> tuple[list[bool], list[float], float, float]:
     """Holm's step-down at look ``k`` with sequential levels: the ``j``-th smallest p (from 0)
     of ``m`` is held to :meth:`Design.level` ``(k, 1 / (m - j))``; the first that does not
-    reject stops it. Returns the rejections, and the p and level of the step that stopped it
-    (of the last step when every comparison rejects): the family's statistic and its boundary."""
+    reject stops it. Returns the rejections, the level each comparison was held to (nan past
+    the stop), and the p and level of the step that stopped it (of the last step when every
+    comparison rejects): the family's statistic and its boundary."""
     m = len(p_values)
     order = sorted(range(m), key=lambda i: p_values[i])
-    rejected = [False] * m
+    rejected, levels = [False] * m, [math.nan] * m
     p, level = math.nan, math.nan
     for j, i in enumerate(order):
         p, level = p_values[i], design.level(k, 1 / (m - j))
+        levels[i] = level
         if not p < level:
             break
         rejected[i] = True
-    return rejected, p, level
+    return rejected, levels, p, level
 
 
 @dataclass
@@ -244,18 +246,40 @@ def refuting_test(test: stats.TestResult) -> stats.TestResult:
                    margin=test.margin if upper else -test.margin, alpha=test.alpha / 2)
 
 
+def favourable(test: stats.TestResult, towards_claim: bool) -> stats.TestResult:
+    """``test`` with its effect moved to the end of its confidence interval (level ``1 - 2
+    alpha``: each end a one-sided bound at ``alpha``) that is most favourable to the claim
+    (``towards_claim``) or to its refutation: the largest effect the data leave plausible either
+    way."""
+    low, high = test.ci
+    if test.alternative == "greater":
+        effect = high if towards_claim else low
+    elif test.alternative == "less":
+        effect = low if towards_claim else high
+    elif towards_claim:  # equivalence: the end nearest 0 (0 when the interval spans it)
+        effect = 0.0 if low <= 0 <= high else min(low, high, key=abs)
+    else:
+        effect = max(low, high, key=abs)
+    return replace(test, effect=effect)
+
+
 def within_reach(verdict: stats.Verdict, design: Design) -> str:
-    """Why the claim could still be decided by the design's maximum ("" when it could not):
-    every comparison could be shown with 80% power at its observed effect and spread (the
-    family must hold whole), or some comparison could be refuted (each planned at the fixed-n
-    level with the family's Bonferroni split, :func:`harness.judging.stats.seeds_needed`)."""
+    """Why the claim could still be decided by the design's maximum ("" when it could not).
+
+    Supporting is within reach when every comparison, at the end of its confidence interval
+    most favourable to the claim, would be shown with 80% power by the maximum (the family must
+    hold whole); refuting, when some comparison at the end most favourable to its refutation
+    would be refuted so. Each is planned from the observed spread at the fixed-n level with the
+    family's Bonferroni split (:func:`harness.judging.stats.seeds_needed`). Taking the
+    interval's end, not the estimate, keeps an early look's noisy estimate from stopping a
+    claim whose data still allow an effect the maximum would detect."""
     m, n = len(verdict.comparisons), len(verdict.seeds)
     tests = [as_test(c, n, verdict.alpha) for c in verdict.comparisons]
-    support = [stats.seeds_needed(t, m) for t in tests]
+    support = [stats.seeds_needed(favourable(t, True), m) for t in tests]
     if all(s is not None and s <= design.maximum for s in support):
-        return f"supported within reach: about {max(support)} seeds at the observed effects"
+        return f"supported within reach: about {max(support)} seeds at the favourable ends of the CIs"
     for test in tests:
-        needed = stats.seeds_needed(refuting_test(test), m)
+        needed = stats.seeds_needed(refuting_test(favourable(test, False)), m)
         if needed is not None and needed <= design.maximum:
             return f"refuted within reach: {test.name} with about {needed} seeds"
     return ""
@@ -265,16 +289,19 @@ def decide(verdict: stats.Verdict, design: Design, k: int) -> Look:
     """The decision at look ``k`` on ``verdict`` (a gated family verdict over the look's seeds):
     see the module docstring."""
     comparisons = verdict.comparisons
-    support, s_p, s_level = step_down([c["p_value"] for c in comparisons], design, k)
-    refute, r_p, r_level = step_down([c.get("p_refute", 1.0) for c in comparisons], design, k)
+    support, _, s_p, s_level = step_down([c["p_value"] for c in comparisons], design, k)
+    refute_p = [c.get("p_refute", 1.0) for c in comparisons]
+    refute, refute_levels, r_p, r_level = step_down(refute_p, design, k)
     last = k == len(design.looks) - 1
     look = Look(k, design.looks[k], "continue", s_p, s_level, r_p, r_level, design.spent[k])
     gate_failed = verdict.gate is not None and not verdict.gate["passed"]
     if all(support) and not gate_failed:
         look.decision, look.why = "supported", "every comparison crossed its sequential boundary"
     elif any(r and not s for r, s in zip(refute, support)) and not gate_failed:
-        label = next(c["label"] for c, r, s in zip(comparisons, refute, support) if r and not s)
-        look.decision, look.why = "refuted", f"the refuting test of {label} crossed its sequential boundary"
+        i = min((i for i, (r, s) in enumerate(zip(refute, support)) if r and not s), key=refute_p.__getitem__)
+        look.decision = "refuted"
+        look.why = (f"the refuting test of {comparisons[i]['label']} crossed its sequential boundary "
+                    f"(p = {refute_p[i]:.3g} < {refute_levels[i]:.3g})")
     elif last:
         look.decision, look.why = "inconclusive", f"neither boundary crossed at the maximum of {design.maximum} seeds"
     elif gate_failed:
@@ -287,8 +314,9 @@ def decide(verdict: stats.Verdict, design: Design, k: int) -> Look:
             look.why = reach
         else:
             look.decision = "futile"
-            look.why = (f"at the observed effects and spreads no comparison could be supported or "
-                        f"refuted with 80% power by the maximum of {design.maximum} seeds")
+            look.why = (f"even at the favourable ends of their confidence intervals, the comparisons "
+                        f"could be neither supported nor refuted with 80% power by the maximum of "
+                        f"{design.maximum} seeds")
     return look
 
 
@@ -342,8 +370,7 @@ def judged(verdict: stats.Verdict, history: History) -> stats.Verdict:
     if look.decision == "refuted":
         verdict.outcome = "refuted"
         verdict.p_value, verdict.p_kind, verdict.decided_by = stats.deciding_test(verdict.comparisons, "refuted")
-        verdict.reason = (f"refuted at {n} seeds: {look.why} (p = {look.refute_p:.3g} < "
-                          f"{look.refute_level:.3g})")
+        verdict.reason = f"refuted at {n} seeds: {look.why}"
         return verdict
     verdict.outcome = "inconclusive"
     verdict.p_value, verdict.p_kind, verdict.decided_by = stats.deciding_test(verdict.comparisons,
