@@ -158,7 +158,6 @@ class Session:
 
     def __init__(self, options: Options, executor=None, write_line=None):
         self.options = options
-        self.seeds = self.seed_list(options.seeds if isinstance(options.seeds, int) else 5)
         self.histories: dict[str, sequential.History] = {}  # claim node id -> its looks (auto)
         self.data_dir = options.data_dir
         self.store = ResultStore(options.store)

@@ -263,21 +263,25 @@ def favourable(test: stats.TestResult, towards_claim: bool) -> stats.TestResult:
     return replace(test, effect=effect)
 
 
-def within_reach(verdict: stats.Verdict, design: Design) -> str:
+def within_reach(verdict: stats.Verdict, design: Design, holding: list[bool]) -> str:
     """Why the claim could still be decided by the design's maximum ("" when it could not).
 
-    Supporting is within reach when every comparison, at the end of its confidence interval
-    most favourable to the claim, would be shown with 80% power by the maximum (the family must
-    hold whole); refuting, when some comparison at the end most favourable to its refutation
-    would be refuted so. Each is planned from the observed spread at the fixed-n level with the
-    family's Bonferroni split (:func:`harness.judging.stats.seeds_needed`). Taking the
-    interval's end, not the estimate, keeps an early look's noisy estimate from stopping a
-    claim whose data still allow an effect the maximum would detect."""
+    Supporting is within reach when every comparison that does not hold yet (``holding``: the
+    look's step-down rejections), at the end of its confidence interval most favourable to the
+    claim, would be shown with 80% power by the maximum at Holm's level for the comparisons
+    left (alpha over their number; the family must hold whole); refuting, when some
+    comparison at the end most favourable to its refutation would be refuted so at Holm's first
+    level (alpha over the family). Each is planned from the observed spread at the fixed-n
+    level (:func:`harness.judging.stats.seeds_needed`). Taking the interval's end, not the
+    estimate, keeps an early look's noisy estimate from stopping a claim whose data still allow
+    an effect the maximum would detect."""
     m, n = len(verdict.comparisons), len(verdict.seeds)
     tests = [as_test(c, n, verdict.alpha) for c in verdict.comparisons]
-    support = [stats.seeds_needed(favourable(t, True), m) for t in tests]
+    left = [t for t, h in zip(tests, holding) if not h]
+    support = [stats.seeds_needed(favourable(t, True), len(left)) for t in left]
     if all(s is not None and s <= design.maximum for s in support):
-        return f"supported within reach: about {max(support)} seeds at the favourable ends of the CIs"
+        return (f"supported within reach: about {max(support, default=n)} seeds at the "
+                "favourable ends of the CIs")
     for test in tests:
         needed = stats.seeds_needed(refuting_test(favourable(test, False)), m)
         if needed is not None and needed <= design.maximum:
@@ -309,7 +313,7 @@ def decide(verdict: stats.Verdict, design: Design, k: int) -> Look:
     elif any(c["degenerate"] and not s for c, s in zip(comparisons, support)):
         look.decision, look.why = "futile", "a comparison that does not hold has zero spread"
     else:
-        reach = within_reach(verdict, design)
+        reach = within_reach(verdict, design, support)
         if reach:
             look.why = reach
         else:

@@ -1,0 +1,40 @@
+"""The session's seeds policy: fixed seeds, or sequential designs per claim (--seeds=auto)."""
+
+import pytest
+
+from harness.experiments import protocols
+from harness.experiments.session import AUTO, DEFAULT_SEEDS, Options, Session, SessionError, check_options
+
+
+def session(tmp_path, **options):
+    return Session(Options(store=str(tmp_path / "store"), workers=1, **options))
+
+
+def test_by_default_quick_has_five_fixed_seeds_and_full_is_sequential(tmp_path):
+    s = session(tmp_path)
+    assert DEFAULT_SEEDS == {"quick": 5}
+    assert s.fixed_seeds("quick") == 5 and s.seeds_for("quick") == [0, 1, 2, 3, 4]
+    assert s.fixed_seeds("full") is None and s.seeds_for("full") == [0, 1, 2, 3, 4]  # the first look
+    assert s.design("quick", "t1-adult-xgboost", 0.05) is None
+    design = s.design("full", "t1-adult-xgboost", 0.05)
+    assert design.looks == (5, 10, 20, 40, 80) and design.alpha == 0.05
+    assert s.design("full", "t5-cifar10-flatness", 0.05).looks == (5, 10, 20)  # a network arm
+
+
+def test_a_number_fixes_every_profile_and_auto_makes_every_profile_sequential(tmp_path):
+    fixed = session(tmp_path, seeds=7, seed_offset=3)
+    assert fixed.fixed_seeds("full") == 7 and fixed.seeds_for("full") == list(range(3, 10))
+    assert fixed.history("x", "full", "t1-adult-xgboost", 0.05) is None
+    auto = session(tmp_path, seeds=AUTO, seed_offset=5)
+    assert auto.fixed_seeds("quick") is None and auto.seed_list(10) == list(range(5, 15))
+    history = auto.history("x", "quick", "t1-adult-xgboost", 0.05)
+    assert history is auto.history("x", "quick", "t1-adult-xgboost", 0.05)  # one per claim
+    assert history.design.maximum == protocols.arm_config("quick", "t1-adult-xgboost").max_seeds
+
+
+@pytest.mark.parametrize("bad", [1, 0, "many", 2.5])
+def test_seeds_must_be_at_least_two_or_auto(bad):
+    with pytest.raises(SessionError, match="at least 2"):
+        check_options(Options(seeds=bad))
+    check_options(Options(seeds=AUTO))
+    check_options(Options(seeds=2))
