@@ -205,6 +205,18 @@ def test_the_suite_s_decisions_match_the_vectorized_rule_and_keep_alpha():
                                                     and x.decision not in ("supported", "refuted"))
 
 
+def test_the_suite_s_rule_with_the_fixed_level_at_every_look_exceeds_alpha(monkeypatch):
+    """The mutation test on the suite's own code: with every look held to the fixed test's
+    level (optional stopping by hand: re-judging at alpha after each look), the same decisions
+    support a claim with no effect far more often than alpha."""
+    monkeypatch.setattr(Design, "level", lambda self, k, share=1.0: self.alpha * share)
+    design = Design(LOOKS, ALPHA)
+    rng = np.random.default_rng(SEED + 24)
+    diffs = rng.normal(0.0, spreads(rng, (END_TO_END, 1, 1)), size=(END_TO_END, 1, LOOKS[-1]))
+    supported = np.mean([run_sequence(d, design).decision == "supported" for d in diffs])
+    assert supported > mc_limit(ALPHA, END_TO_END)
+
+
 def test_power_at_the_five_seed_mde_is_at_least_the_fixed_design_s_and_expected_seeds_are_reported():
     """A true effect equal to the fixed 5-seed design's minimal detectable effect (80% power
     there): the sequential design, futility included, supports it at least as often, and its
