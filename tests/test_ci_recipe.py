@@ -21,7 +21,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 from harness.data import REPO_ROOT
 

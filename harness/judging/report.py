@@ -254,7 +254,8 @@ p (Holm) = {{ fmt(c.p) }}.</p>
 {% if v.sequential %}{% set q = v.sequential %}<p><b>Sequential seeds:</b> {{ q.design.spending }} spending of
 alpha = {{ q.design.alpha }} over looks at {{ q.design.looks|join(', ') }} seeds; stopped at {{ q.stopped_at }}
 seeds ({{ q.stop }}: {{ q.why }}). At each look the family's statistic is the step-down's p where it stopped,
-against the sequential boundary it was held to (Holm's step-down with each step's own design).</p>
+against the sequential boundary it was held to (Holm's step-down with each step's own design).
+Futility rule: {{ q.design.futility }}.</p>
 <table><tr><th>seeds</th><th>decision</th><th>supporting p</th><th>its boundary</th><th>refuting p</th><th>its boundary</th><th>alpha spent</th><th>why</th></tr>
 {% for x in q.looks %}<tr><td>{{ x.n }}</td><td>{{ x.decision }}</td><td>{{ fmt(x.support_p) }}</td><td>{{ fmt(x.support_level) }}</td>
 <td>{{ fmt(x.refute_p) }}</td><td>{{ fmt(x.refute_level) }}</td><td>{{ fmt(x.alpha_spent) }}</td><td>{{ x.why }}</td></tr>{% endfor %}</table>{% endif %}

@@ -28,10 +28,14 @@ The rule at look ``k`` (:func:`decide`), for a claim whose family must hold whol
 * **refuted** when not supported and the same step-down over the refuting p-values rejects the
   refuting test of some comparison that does not hold;
 * **futile** (inconclusive, stopped early) when neither is within reach of the design's maximum:
-  the arm's gate failed, a comparison that does not hold has zero spread, or at the observed
-  effects and spreads no comparison would be supported nor any refuted with 80% power by the
-  maximum seeds. Futility only ever stops a claim as inconclusive (non-binding), so it cannot
-  raise either error rate;
+  the arm's gate failed, a comparison that does not hold has zero spread, or even at the ends
+  of the confidence intervals most favourable to each side neither would be reached with 80%
+  power by the maximum seeds (:func:`within_reach`). Futility only ever stops a claim as
+  inconclusive (non-binding: the boundaries ignore it), so it cannot raise either error rate.
+  The futility rule is exploratory: it was revised twice after the first full runs (from the
+  point estimate, then from the favourable CI end at alpha over the family, to Holm's level for
+  the comparisons left), each revision letting a claim continue longer; the boundaries were
+  never changed;
 * **continue** otherwise; at the last look a claim neither supported nor refuted is
   inconclusive at its maximum, with its minimal detectable effect.
 """
@@ -47,6 +51,9 @@ from . import stats
 FIRST_LOOK = 5   # seeds at the first look: the fixed design's, so a claim it decides costs no more
 GRID_POINTS = 18  # gsDesign's default r: the grid resolution of the recursive integration
 SPENDING = "Lan-DeMets O'Brien-Fleming-type"
+# The futility rule is exploratory (module docstring); the verdict and the report say so.
+FUTILITY = ("non-binding (stops only as inconclusive; the boundaries ignore it); exploratory: "
+            "revised twice after the first full runs, to be confirmed on fresh seeds (--seed-offset)")
 
 
 def doubling_looks(maximum: int, first: int = FIRST_LOOK) -> tuple[int, ...]:
@@ -146,7 +153,7 @@ class Design:
     def describe(self) -> dict:
         """What the verdict records of the design."""
         return {"looks": list(self.looks), "alpha": self.alpha, "spending": SPENDING,
-                "spent": [round(s, 6) for s in self.spent],
+                "futility": FUTILITY, "spent": [round(s, 6) for s in self.spent],
                 "nominal_levels": [float(f"{p:.4g}") for p in self.nominal_levels]}
 
 
