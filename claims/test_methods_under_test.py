@@ -46,8 +46,6 @@ ZOO_REPORT_ONLY = ("a zoo baseline measured for the report (no --method given): 
                    "--method=NAME to assert it")
 
 
-PROFILE_MARKS = {"quick": pytest.mark.quick, "full": pytest.mark.full}
-
 # The claims the zoo's own members are measured on without --method. The other two are only for
 # methods under test: among the zoo's members all but one would fail "beats the strongest
 # baseline of the zoo" by construction, and the zoo trains no runs at r = 1 for "non-inferior at
@@ -87,7 +85,7 @@ def pytest_generate_tests(metafunc):
 def method_triples(profile: str, arms: dict, name: str, test: str) -> list:
     """A method under test on each arm of ``profile`` whose model it applies to; when none does,
     one skipped item on :data:`FIRST_CLAIM` naming what it needs and what the models have."""
-    mark = PROFILE_MARKS[profile]
+    mark = getattr(pytest.mark, profile)  # each profile's marker is its name
     cls = methods.get(name)
     fitting = [arm for arm, cfg in arms.items() if models.can_train(cfg.model, cls)]
     if fitting:
@@ -112,7 +110,7 @@ def zoo_triples(profile: str, arms: dict, name: str) -> list:
     if not fitting and name not in left_out:
         raise ValueError(f"zoo member {name!r} is trained on no methods arm of the {profile} "
                          "profile, and harness.experiments.protocols.ZOO_LEFT_OUT does not say why")
-    return [pytest.param(profile, arm, name, marks=PROFILE_MARKS[profile],
+    return [pytest.param(profile, arm, name, marks=getattr(pytest.mark, profile),
                          id=f"{arm}-{name}-{profile}") for arm in fitting]
 
 

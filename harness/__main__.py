@@ -192,7 +192,8 @@ def plan_command(args, pytest_args: list[str]) -> int:
     looks = {(a["profile"], a["arm"]): (a["looks"], a["expected_seeds"])
              for a in selection["arms"] if "looks" in a}
     result = plan.sequential_plan(arms, looks, selection.get("seed_offset", 0),
-                                  ResultStore(selection["store"]), figures, selection["errors"])
+                                  ResultStore(selection["store"]), figures, selection["errors"],
+                                  selection.get("runs_per_gpu", 1))
     result["selection"] = " ".join(pytest_args)
     print(json.dumps(result, indent=1) if args.json else plan.format_plan(result))
     return 0
@@ -298,6 +299,8 @@ def gpucheck_command(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .experiments.protocols import PROFILES  # the profiles' owner names them
+
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
@@ -336,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     evidence.add_argument("nodeid", help="the claim test, e.g. "
                           "'claims/test_takeaway1_train_test_ratio.py::test_x[quick-t1-adult-xgboost]'")
     evidence.add_argument("--scale", required=True, help="name of the scale, e.g. '15 epochs'")
-    evidence.add_argument("--from-profile", default=None, choices=("quick", "full"),
+    evidence.add_argument("--from-profile", default=None, choices=tuple(PROFILES),
                           help="take the arm's config from this profile (default: quick)")
     evidence.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="a model hyperparameter over the arm's (repeatable), e.g. epochs=15, or "
@@ -379,8 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="result store to read (default: %(default)s)")
     report.add_argument("--report-dir", default=str(DEFAULT_REPORT_DIR),
                         help="where reports/<run-id>/ is written (default: %(default)s)")
-    report.add_argument("--profile", default=None, choices=("quick", "full"),
-                        help="only this profile's claims (default: both)")
+    report.add_argument("--profile", default=None, choices=tuple(PROFILES),
+                        help="only this profile's claims (default: every profile's)")
     chosen = report.add_mutually_exclusive_group()
     chosen.add_argument("--session", default=None, metavar="ID",
                         help="render this session (default: the latest; --list shows the ids)")

@@ -1,8 +1,9 @@
-"""The full profile's dry run: every distinct training path at full shape (ResNet-34, 32 px,
+"""The GPU profiles' dry run (full and medium): every distinct training path at full shape (ResNet-34, 32 px,
 Hessian top-10, Laplace, SGHMC, SimCLR, asymmetric SAM, ...) trains once on a shrunk budget and
 its record holds every field the claims read. Budget: 6 minutes on 2 cores."""
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -18,18 +19,41 @@ needs_data = pytest.mark.skipif(
     reason="the shared datasets are not present")
 
 
-def full_profile_paths() -> set[str]:
+def profile_paths(*profiles: str) -> set[str]:
     paths = set()
-    for cfg in protocols.arms("full").values():
-        for method in cfg.methods:
-            paths.add(f"{cfg.dataset}/{cfg.model}/{method}{dryrun.measurement(cfg)}")
+    for profile in profiles:
+        for cfg in protocols.arms(profile).values():
+            for method in cfg.methods:
+                paths.add(f"{cfg.dataset}/{cfg.model}/{method}{dryrun.measurement(cfg)}")
     return paths
 
 
+def gpu_profile_paths() -> set[str]:
+    return profile_paths(*protocols.GPU_PROFILES)
+
+
 @needs_data
-def test_every_full_profile_training_path_runs_at_full_shape_and_records_what_claims_read():
+def test_the_dry_run_covers_every_gpu_profile_and_builds_shared_paths_from_the_full_arm(monkeypatch):
+    """A path only the medium profile has (here undersampling, which no full network arm trains,
+    added to a medium arm) is in the dry run, built from that arm; a path the two profiles share
+    is built from the full arm, so a full-shape run (gpucheck's) trains the full size."""
+    medium = dict(protocols.PROFILES["medium"])
+    arm = medium["t6-cifar10-nn"]
+    medium["t6-cifar10-nn"] = dataclasses.replace(arm, methods=arm.methods + ("undersample",))
+    monkeypatch.setitem(protocols.PROFILES, "medium", medium)
+    runs = {r.path: r for r in dryrun.dry_runs(device_bound_only=True, train_images=None,
+                                                 test_per_class=None)}
+    assert set(runs) == {p for p in profile_paths("full", "medium") if "/resnet34/" in p}
+    assert runs["cifar10/resnet34/undersample"].arm == "t6-cifar10-nn"
+    assert "cifar10/resnet34/undersample" not in profile_paths("full")
+    shared = runs["cifar10/resnet34/sam"]
+    assert sum(shared.spec.train_counts) == protocols.PROFILES["full"]["t6-cifar10-nn"].total
+
+
+@needs_data
+def test_every_gpu_profile_training_path_runs_at_full_shape_and_records_what_claims_read():
     runs = dryrun.dry_runs()
-    assert {r.path for r in runs} == full_profile_paths()
+    assert {r.path for r in runs} == gpu_profile_paths()
     hessian = next(r for r in runs if r.path.endswith("+hessian"))
     hp, measured = dict(hessian.spec.hyperparameters), dict(hessian.spec.measurements)
     assert hp["arch"] == "resnet34" and hp["image_size"] == 32 and measured["hessian_top_k"] == 10
@@ -45,7 +69,7 @@ def test_every_full_profile_training_path_runs_at_full_shape_and_records_what_cl
         executor.close()
     problems = {path: o["problems"] for path, o in outcome.items() if o["problems"]}
     assert not problems, problems
-    assert set(outcome) == full_profile_paths()
+    assert set(outcome) == gpu_profile_paths()
 
 
 @needs_data

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from harness.experiments import plan
+from harness.experiments import plan, protocols
+from harness.learners import models
 from harness.data import REPO_ROOT
 from harness.runs.spec import make_spec
 from harness.runs.store import ResultStore
@@ -213,3 +214,50 @@ def test_plan_of_auto_seeds_from_the_command_line(tmp_path):
     arms = result["sequential"]["arms"]
     assert list(arms) == ["quick/t1-adult-xgboost"] and arms["quick/t1-adult-xgboost"]["looks"][-1] == 80
     assert result["sequential"]["worst_case"]["runs_total"] == 16 * result["runs_total"]
+
+
+def test_runs_sharing_a_gpu_divide_gpu_time_by_the_measured_speedup_only():
+    figures = {"resnet34/cuda": {"images_per_second": 1_000, "aggregate_images_per_second":
+                                 {"1": 1_000, "2": 1_600, "4": 1_900}}}
+    used = {"resnet34/cuda", "xgboost/cpu"}
+    shared = plan.gpu_sharing(figures, 4, used)
+    assert shared["speedup"] == 1.9 and shared["best_measured"] == {"resnet34/cuda": 4}
+    assert plan.gpu_sharing(figures, 1, used)["speedup"] == 1.0
+    unmeasured = plan.gpu_sharing(figures, 3, used)  # no aggregate at 3: no speedup promised
+    assert unmeasured["speedup"] == 1.0 and "no aggregate figure measured at 3" in unmeasured["source"]
+    assumed = plan.gpu_sharing({"resnet34/cuda": {"images_per_second": 1_000}}, 2, used)
+    assert assumed["speedup"] == 1.0 and assumed["best_measured"] == {}
+
+
+def test_the_medium_profile_fits_one_gpu_hour_and_selects_every_neural_claim_of_the_paper(tmp_path):
+    """-m medium: every claim test the full profile runs on a network arm is selected at medium
+    too, and the plan of the whole profile (assumed figures, one run at a time per GPU) is at most
+    one GPU-hour; the README's One GPU section quotes it."""
+    if not shared_data_available("cifar10/cifar10-jpeg.zip") and not shared_data_available(
+            "cifar10/cifar-10-batches-py/data_batch_1"):
+        pytest.skip("CIFAR-10 not present")
+    out = subprocess.run([sys.executable, "-m", "harness", "plan", "-m", "medium", "--json",
+                          f"--store={tmp_path}", f"--calibration={tmp_path / 'none.json'}"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["estimated_gpu_hours"] <= 1.0, result["estimated_gpu_hours"]
+    network_arms = {a for a, c in protocols.PROFILES["full"].items() if models.device_bound(c.model)}
+    assert {f"medium/{a}" for a in network_arms} <= set(result["by_arm"])
+    resnet = sum(a["runs"] - a["shared_with_earlier_arms"] for a in result["by_arm"].values()
+                 if a.get("model") == "resnet34")
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    assert (f"`python -m harness plan -m medium`: {result['runs_total']} unique runs, {resnet} of "
+            f"them ResNet-34 runs, {result['estimated_gpu_hours'] * 60:.1f} GPU-minutes") in readme
+
+    def collected(marker):
+        done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", marker,
+                               "-p", "no:cacheprovider", "-p", "no:randomly", "claims/"],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:]
+        return {line for line in done.stdout.splitlines() if "::" in line}
+
+    full = {i.replace("[full-", "[medium-") for i in collected("full")
+            if any(f"-{arm}]" in i or f"-{arm}-" in i for arm in network_arms)
+            and "test_methods_under_test" not in i}
+    assert full and full <= collected("medium")

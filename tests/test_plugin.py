@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from harness.data import REPO_ROOT
 
 
@@ -35,8 +37,6 @@ def test_cuda_without_a_gpu_is_a_usage_error_before_anything_trains(tmp_path):
     import torch
 
     if torch.cuda.is_available():
-        import pytest
-
         pytest.skip("this machine has a GPU")
     out = child_pytest("claims/", "-m", "quick", "--device=cuda", tmp_path=tmp_path)
     assert out.returncode == 4  # pytest's usage error
@@ -126,18 +126,26 @@ def test_a_malformed_baseline_is_a_usage_error_before_anything_trains(tmp_path):
     assert not (tmp_path / "store" / "runs").exists()
 
 
-def test_full_gpu_arm_without_a_gpu_is_judged_from_the_store_or_skipped_with_the_count(tmp_path):
+@pytest.mark.parametrize("profile", ["full", "medium"])
+def test_gpu_profile_network_arm_without_a_gpu_is_skipped_with_the_count(tmp_path, profile):
     import torch
 
     if torch.cuda.is_available():
-        import pytest
-
         pytest.skip("this machine has a GPU")
-    out = child_pytest("claims/test_takeaway5_flatness.py", "-m", "full", "-k", "hessian", "-rs",
-                       tmp_path=tmp_path)
+    out = child_pytest("claims/test_takeaway5_flatness.py", "-m", profile, "-k", "hessian", "-rs",
+                       "--seeds=5", tmp_path=tmp_path)
     assert out.returncode == 0, out.stdout[-2000:]
     assert "10 of 10 runs are not in the store" in out.stdout and "--executor=gpus" in out.stdout
     assert not (tmp_path / "store" / "runs").exists()  # nothing trained on the CPU
+
+
+def test_the_medium_profile_runs_its_cpu_arms_on_the_cpu(tmp_path):
+    """-m medium without a GPU: the toy arm (the full profile's grid) trains and is judged."""
+    out = child_pytest("claims/test_takeaway6_sam_margins.py", "-m", "medium", "-k", "toy2d",
+                       "--seeds=2", tmp_path=tmp_path)
+    assert "1 passed" in out.stdout or "1 failed" in out.stdout, out.stdout[-2000:]
+    assert "skipped" not in out.stdout.splitlines()[-1]
+    assert len(list((tmp_path / "store" / "runs").rglob("*.json"))) == 3 * 2  # 3 methods, 2 seeds
 
 
 def test_each_profile_judges_its_own_zoo(tmp_path):
@@ -185,8 +193,6 @@ def test_a_library_that_does_not_import_stops_the_session_before_anything_trains
     warm-up)."""
     import os
     import time
-
-    import pytest
 
     from .conftest import shared_data_available
 

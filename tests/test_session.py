@@ -10,10 +10,11 @@ def session(tmp_path, **options):
     return Session(Options(store=str(tmp_path / "store"), workers=1, **options))
 
 
-def test_by_default_quick_has_five_fixed_seeds_and_full_is_sequential(tmp_path):
+def test_by_default_quick_and_medium_have_five_fixed_seeds_and_full_is_sequential(tmp_path):
     s = session(tmp_path)
-    assert DEFAULT_SEEDS == {"quick": 5}
+    assert DEFAULT_SEEDS == {"quick": 5, "medium": 5}
     assert s.fixed_seeds("quick") == 5 and s.seeds_for("quick") == [0, 1, 2, 3, 4]
+    assert s.fixed_seeds("medium") == 5 and s.design("medium", "t1-cifar10-nn", 0.05) is None
     assert s.fixed_seeds("full") is None and s.seeds_for("full") == [0, 1, 2, 3, 4]  # the first look
     assert s.design("quick", "t1-adult-xgboost", 0.05) is None
     design = s.design("full", "t1-adult-xgboost", 0.05)
@@ -38,3 +39,18 @@ def test_seeds_must_be_at_least_two_or_auto(bad):
         check_options(Options(seeds=bad))
     check_options(Options(seeds=AUTO))
     check_options(Options(seeds=2))
+
+
+def test_the_gpu_profiles_network_runs_are_gpu_runs_and_their_cpu_runs_train_here(tmp_path):
+    """A network arm of a GPU profile (medium, full) is keyed to cuda and cannot train on this
+    CPU-only machine; its tabular and toy arms can; quick's networks train where the session is."""
+    s = session(tmp_path, device="auto")
+    s._resolved_device = "cpu"  # this machine, as a CPU-only one
+    for profile in protocols.GPU_PROFILES:
+        network = protocols.arm_config(profile, "t1-cifar10-nn")
+        assert s.device_for(profile) == "cuda" and "no CUDA GPU" in s.cannot_train(profile, network)
+        assert s.cannot_train(profile, protocols.arm_config(profile, "t1-adult-xgboost")) == ""
+    assert s.device_for("quick") == "cpu"
+    assert s.cannot_train("quick", protocols.arm_config("quick", "t1-cifar10-nn")) == ""
+    forced = session(tmp_path, device="cpu")
+    assert "30 epochs per run" in forced.cannot_train("medium", protocols.arm_config("medium", "t1-cifar10-nn"))

@@ -1,7 +1,8 @@
-"""The full profile's dry run: every distinct training path, at full shape, on a shrunk budget.
+"""The GPU profiles' dry run: every distinct training path, at full shape, on a shrunk budget.
 
 A 30-hour replication should not die in hour 20 on a shape bug. The dry run takes each distinct
-(dataset, model, method, measurement) combination of the full profile, e.g. ResNet-34 on 32 px
+(dataset, model, method, measurement) combination of the full and medium profiles
+(:data:`DRY_RUN_PROFILES`), e.g. ResNet-34 on 32 px
 CIFAR-10 with SAM, or with the Hessian top-10 and five loss directions, builds its real spec
 (the arm's most imbalanced training ratio, full hyperparameters) and trains a copy of it shrunk
 to a budget that changes the amount of work but not the shapes (the dry-run record carries the
@@ -29,6 +30,9 @@ from ..runs.spec import RunSpec, make_spec
 from ..runs.store import strict_json
 from . import protocols
 
+# The profiles whose paths the dry run covers: the GPU profiles (quick's paths run in CI at their
+# own scale), full first so that a path the two share is checked at full shape.
+DRY_RUN_PROFILES = ("full",) + tuple(p for p in protocols.GPU_PROFILES if p != "full")
 TRAIN_IMAGES = 48       # training images of a network dry run (tabular: protocols.DRY_ROWS rows)
 TEST_PER_CLASS = 4      # test samples per class in each test set
 NETWORK_BUDGET = {      # replaces a device-bound model's settings; shapes stay
@@ -57,11 +61,12 @@ def measurement(cfg) -> str:
     return "+hessian" if hp.get("hessian_top_k") else ""
 
 
-def dry_runs(data_dir=None, device: str = "cpu", profile: str = "full",
+def dry_runs(data_dir=None, device: str = "cpu", profiles: tuple[str, ...] = DRY_RUN_PROFILES,
              train_images: int | None = TRAIN_IMAGES, test_per_class: int | None = TEST_PER_CLASS,
              network_budget: dict | None = None, device_bound_only: bool = False) -> list[DryRun]:
-    """One :class:`DryRun` per distinct (dataset, model, method, measurement) of ``profile``'s
-    arms (:func:`harness.experiments.protocols.arms`: the zoo as the registry declares it).
+    """One :class:`DryRun` per distinct (dataset, model, method, measurement) of the arms of
+    ``profiles`` (:func:`harness.experiments.protocols.arms`: the zoo as the registry declares
+    it); a path two profiles share is built from the first profile's arm.
 
     ``train_images`` (None: the arm's own size), ``test_per_class`` (None: whole test sets) and
     ``network_budget`` (default :data:`NETWORK_BUDGET`) size the runs; each method shrinks its
@@ -71,7 +76,7 @@ def dry_runs(data_dir=None, device: str = "cpu", profile: str = "full",
     sizing = (train_images, test_per_class,
               NETWORK_BUDGET if network_budget is None else network_budget)
     runs: dict[str, DryRun] = {}
-    for arm, cfg in protocols.arms(profile).items():
+    for arm, cfg in ((arm, cfg) for profile in profiles for arm, cfg in protocols.arms(profile).items()):
         if device_bound_only and not models.device_bound(cfg.model):
             continue
         for method in cfg.methods:

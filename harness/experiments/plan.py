@@ -175,8 +175,41 @@ def estimate_seconds(spec: RunSpec, figures: dict, trains: bool = True) -> tuple
     return figure["seconds_per_run"], key
 
 
+def gpu_sharing(figures: dict, runs_per_gpu: int, used: set[str]) -> dict:
+    """How much faster one GPU gets through the GPU runs with ``runs_per_gpu`` of them at once
+    (``--executor=gpus --runs-per-gpu K``): the measured aggregate images/s at K concurrent runs
+    (``gpucheck`` records 1, 2 and 4) over the single-run figure, for each GPU model's figure in
+    ``used``; 1 (one at a time) where K is 1 or no aggregate was measured at K. Returns
+    ``runs_per_gpu``, ``speedup`` (the smallest over the models used: a plan must not promise
+    more than its slowest model gets) and ``source``."""
+    speedups, missing = [], []
+    for key in sorted(k for k in used if k.endswith("/cuda") and k in figures):
+        figure = figures[key]
+        aggregate = (figure.get("aggregate_images_per_second") or {}).get(str(runs_per_gpu))
+        if runs_per_gpu > 1 and aggregate and figure.get("images_per_second"):
+            speedups.append(aggregate / figure["images_per_second"])
+        elif runs_per_gpu > 1:
+            missing.append(key)
+    # the concurrency with the most aggregate images/s, per GPU model: the --runs-per-gpu to use
+    best = {key: max(agg, key=agg.get)
+            for key, agg in ((k, figures[k].get("aggregate_images_per_second") or {})
+                             for k in sorted(used) if k.endswith("/cuda") and k in figures) if agg}
+    speedup = min(speedups) if speedups and not missing else 1.0
+    if runs_per_gpu == 1:
+        source = "one run at a time per GPU (--runs-per-gpu 1)"
+    elif missing:
+        source = (f"--runs-per-gpu {runs_per_gpu}: no aggregate figure measured at {runs_per_gpu} "
+                  f"concurrent runs for {', '.join(missing)} (python -m harness gpucheck measures "
+                  "1, 2 and 4); counted as one run at a time")
+    else:
+        source = (f"--runs-per-gpu {runs_per_gpu}: {speedup:.2f}x the single-run throughput, the "
+                  "aggregate gpucheck measured at that many concurrent runs")
+    return {"runs_per_gpu": runs_per_gpu, "speedup": round(speedup, 3), "source": source,
+            "best_measured": {k: int(v) for k, v in best.items()}}
+
+
 def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
-               figures: dict, errors: dict | None = None) -> dict:
+               figures: dict, errors: dict | None = None, runs_per_gpu: int = 1) -> dict:
     """The plan of a selection.
 
     Parameters
@@ -188,6 +221,9 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
         From :func:`load_calibration`.
     errors : dict, optional
         ``"profile/arm"`` -> why its specs could not be built (missing data, ...).
+    runs_per_gpu : int
+        GPU runs sharing one GPU (``--runs-per-gpu``): GPU time is divided by the speedup
+        measured for it (:func:`gpu_sharing`; none without a measured aggregate figure).
     """
     seen: set[str] = set()
     trained: set[str] = set()  # training keys of the runs to train so far: each model trains once
@@ -219,6 +255,11 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
             "stored": len(stored), "to_train": len(todo),
             "estimated_hours": round((seconds["cuda"] + seconds["cpu"]) / 3600, 3),
         }
+    sharing = gpu_sharing(figures, runs_per_gpu, used)
+    for arm in by_arm.values():  # each arm's GPU time shares the GPU as the whole selection does
+        if arm["device"] == "cuda":
+            arm["estimated_hours"] = round(arm["estimated_hours"] / sharing["speedup"], 3)
+    totals["cuda"] /= sharing["speedup"]
     for key, why in (errors or {}).items():
         by_arm[key] = {"error": why}
     return {
@@ -227,6 +268,7 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
         "estimated_gpu_hours": round(totals["cuda"] / 3600, 3),
         "estimated_cpu_minutes": round(totals["cpu"] / 60, 2),
         "by_arm": by_arm,
+        "gpu_sharing": sharing,
         "throughput": {k: figures[k] for k in sorted(used) if k in figures},
         # a model (e.g. one registered by a user) with no figure for its device: 0.5 s per run
         "without_figure": sorted(k for k in used if k not in figures),
@@ -240,7 +282,8 @@ SEQUENTIAL_ASSUMPTION = ("expected: each arm at the expected seeds of one claim 
 
 
 def sequential_plan(arms: list[tuple[str, str, list[RunSpec]]], looks: dict, seed_offset: int,
-                    store: ResultStore, figures: dict, errors: dict | None = None) -> dict:
+                    store: ResultStore, figures: dict, errors: dict | None = None,
+                    runs_per_gpu: int = 1) -> dict:
     """The plan of a selection some of whose arms have sequential seeds (``--seeds=auto``).
 
     ``arms`` hold every spec up to each arm's maximum; ``looks`` maps ``(profile, arm)`` of the
@@ -253,12 +296,12 @@ def sequential_plan(arms: list[tuple[str, str, list[RunSpec]]], looks: dict, see
                 for p, a, specs in arms]
 
     first = build_plan(up_to(lambda key: looks[key][0][0] if key in looks else math.inf),
-                       store, figures, errors)
+                       store, figures, errors, runs_per_gpu)
     if not looks:
         return first
     expected = build_plan(up_to(lambda key: math.ceil(looks[key][1]) if key in looks else math.inf),
-                          store, figures, errors)
-    worst = build_plan(arms, store, figures, errors)
+                          store, figures, errors, runs_per_gpu)
+    worst = build_plan(arms, store, figures, errors, runs_per_gpu)
 
     def totals(plan):
         return {k: plan[k] for k in ("runs_total", "runs_to_train", "estimated_hours",
@@ -269,7 +312,7 @@ def sequential_plan(arms: list[tuple[str, str, list[RunSpec]]], looks: dict, see
         "expected": totals(expected), "worst_case": totals(worst),
         "arms": {f"{p}/{a}": {"looks": list(lk), "expected_seeds": round(e, 1)}
                  for (p, a), (lk, e) in looks.items()}}
-    first["throughput"] = worst["throughput"]
+    first["throughput"], first["gpu_sharing"] = worst["throughput"], worst["gpu_sharing"]
     first["without_figure"] = worst["without_figure"]
     return first
 
@@ -306,8 +349,15 @@ def format_plan(plan: dict) -> str:
     costs = [duration(hours, kind) for kind, hours in (("GPU", plan["estimated_gpu_hours"]),
                                                        ("CPU", plan["estimated_cpu_minutes"] / 60))
              if hours > 0]
-    lines.append(f"estimated cost: {' + '.join(costs) or 'nothing to train'} (one run at a time "
-                 "per GPU / per CPU slot; divide by the slots you run)")
+    sharing = plan.get("gpu_sharing", {"runs_per_gpu": 1, "speedup": 1.0, "best_measured": {}})
+    per_gpu = ("one run at a time per GPU" if sharing["speedup"] == 1.0 else
+               f"{sharing['runs_per_gpu']} runs at a time per GPU, {sharing['speedup']:.2f}x measured")
+    lines.append(f"estimated cost: {' + '.join(costs) or 'nothing to train'} ({per_gpu}, one run "
+                 "per CPU slot; divide by the GPUs and slots you run)")
+    if sharing["runs_per_gpu"] > 1 and sharing["speedup"] == 1.0:
+        lines.append(f"  ({sharing['source']})")
+    for key, k in sharing.get("best_measured", {}).items():
+        lines.append(f"  {key}: gpucheck measured the most images/s at --runs-per-gpu {k}")
     sequential = plan.get("sequential")
     if sequential:
         lines.append(f"sequential seeds (--seeds=auto) on {len(sequential['arms'])} arm(s); the "

@@ -11,7 +11,8 @@ A third, :class:`MethodGrid`, trains one training set with several methods (Figu
 share :class:`Grid`. ``PROFILES[profile][arm]`` holds the paper's arms, :data:`METHOD_ARMS` the
 methods-under-test arms (their zoo from the registry: :func:`method_arms`), and :func:`arms`
 both. ``quick`` is a smaller budget for the same
-code path (coarser grids); ``full`` is the paper's scale. Choices and their reasons are in the
+code path (coarser grids); ``medium`` the paper's networks at ResNet-34 scale on one GPU-hour's
+budget (:data:`~harness.learners.nn_hyperparameters.MEDIUM_BUDGET`); ``full`` is the paper's scale. Choices and their reasons are in the
 comments; the paper gives no training-set size for Figure 1, so we use 10,000 for both tabular
 datasets (Adult's 7,841 minority samples allow at most 15,682 at r = 1).
 """
@@ -28,6 +29,7 @@ import numpy as np
 from .. import data, methods
 from ..data import imbalance
 from ..learners import models
+from ..learners.nn_hyperparameters import MEDIUM_BUDGET
 from ..runs.records import RecordView
 from ..runs.spec import RunSpec, SpecError, make_spec
 
@@ -211,6 +213,10 @@ QUICK_RATIOS = (0.02, 0.05, 0.1, 0.3, 1.0)
 FULL_FACTORS = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 5.0, 10.0, 20.0, 48.0)
 QUICK_FACTORS = (0.2, 0.5, 1.0, 2.0, 5.0, 20.0)  # balance (1.0) and both sides
 
+# The medium profile's network settings beyond ResNet-34's defaults, and its imbalanced ratio.
+MEDIUM_NN = (("epochs", MEDIUM_BUDGET["epochs"]),)
+MEDIUM_IMBALANCED = MEDIUM_BUDGET["imbalanced_ratio"]
+
 PROFILES = {
     "full": {
         "t1-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, FULL_RATIOS, FULL_RATIOS),
@@ -274,6 +280,46 @@ PROFILES = {
     },
 }
 
+
+# One GPU (README, One GPU): the paper's network arms at ResNet-34 scale on a budget
+# (MEDIUM_BUDGET: epochs, training images, SimCLR epochs, Hessian images, and why), on
+# quick's grid points, which each claim was designed around; the tabular and toy arms are
+# the full profile's (minutes on the CPU beside the GPU). No methods arms: a method's CI runs
+# quick, a replication full (METHOD_ARMS).
+PROFILES["medium"] = {
+    # tabular and toy arms: the full profile's
+    **{arm: cfg for arm, cfg in PROFILES["full"].items() if not models.device_bound(cfg.model)},
+    "t1-cifar10-nn": RatioGrid("cifar10", "resnet34", MEDIUM_BUDGET["train_images"], QUICK_NN_RATIOS,
+                               QUICK_NN_RATIOS, hyperparameters=MEDIUM_NN),
+    # Figure 3b's minority of 500 (quick: 250), the majority from a fifth of it to the 5,000
+    # the binary train split holds.
+    "t2-cifar10-binary-nn": MajorityGrid("cifar10-binary", "resnet34", (500,),
+                                         (0.2, 0.5, 1.0, 2.0, 5.0, 10.0), hyperparameters=MEDIUM_NN),
+    "t3-cifar10-nn": RatioGrid("cifar10", "resnet34", MEDIUM_BUDGET["train_images"],
+                               (MEDIUM_IMBALANCED, 0.2), QUICK_NN_RATIOS,
+                               ("erm", "oversample", "overfit"), hyperparameters=MEDIUM_NN),
+    "t6-cifar10-nn": RatioGrid("cifar10", "resnet34", MEDIUM_BUDGET["train_images"],
+                               (MEDIUM_IMBALANCED, 1.0), QUICK_NN_RATIOS,
+                               ("erm", "sam", "asymmetric_sam"), ("asymmetric_sam",),
+                               hyperparameters=MEDIUM_NN),
+    "t5-cifar10-flatness": RatioGrid("cifar10", "resnet34", MEDIUM_BUDGET["train_images"],
+                                     (MEDIUM_IMBALANCED, 1.0), (1.0,), hyperparameters=MEDIUM_NN + (
+                                         ("hessian_top_k", 10), ("loss_directions", 5),
+                                         ("hessian_samples", MEDIUM_BUDGET["hessian_samples"]))),
+    "t5-cifar10-bayesian": RatioGrid("cifar10", "resnet34", MEDIUM_BUDGET["train_images"],
+                                     (MEDIUM_IMBALANCED, 1.0), QUICK_NN_RATIOS,
+                                     ("erm", "laplace", "sghmc"), hyperparameters=MEDIUM_NN),
+    "t4-cifar10-binary-ssl": RatioGrid("cifar10-binary", "resnet34",
+                                       MEDIUM_BUDGET["binary_train_images"], (0.1, 1.0), (1.0,),
+                                       ("erm", "oversample", "simclr"), ("oversample",),
+                                       MEDIUM_NN, (("simclr", (("epochs", MEDIUM_BUDGET["simclr_epochs"]),)),)),
+}
+
+
+
+# Profiles whose device-bound (network) arms train on a CUDA GPU: their runs are keyed to cuda
+# wherever they are planned, merged or judged; quick's train on whatever the machine has.
+GPU_PROFILES = ("medium", "full")
 
 # The methods-under-test arms (claims/test_methods_under_test.py): ERM and oversampling at the
 # arm's ratios (shared with takeaways 1 and 3: same specs), then every zoo member (a method that

@@ -34,10 +34,10 @@ from . import plan, protocols
 BASELINES = ("erm", "oversample")
 # The profile whose device-bound runs are GPU runs wherever they are planned, merged or judged
 # (with --device=auto), and whose device-bound claims carry the ``gpu`` marker.
-GPU_PROFILE = "full"
 # Seeds per arm when --seeds is not given: a fixed number where the profile is listed here (the
-# quick smoke run keeps the paper's five), sequential seeds (AUTO) everywhere else.
-DEFAULT_SEEDS = {"quick": 5}
+# quick smoke run keeps the paper's five; medium too, so that its cost on one GPU is known before
+# it starts: --seeds=auto can take it to 4x), sequential seeds (AUTO) everywhere else.
+DEFAULT_SEEDS = {"quick": 5, "medium": 5}
 AUTO = "auto"  # --seeds=auto: each claim's group-sequential design decides (harness.judging.sequential)
 SIMCLR_WEIGHTS_SKIP = ("the ImageNet SimCLR baseline needs weights: pass --simclr-weights FILE "
                        "(a state dict for the arm's network, torchvision ResNet names)")
@@ -138,7 +138,7 @@ def methods_under_test(refs) -> list[str]:
 
 def gpu_arm(profile: str, arm: str) -> bool:
     """Whether ``arm``'s claims need a GPU: a device-bound model in the GPU profile."""
-    if profile != GPU_PROFILE or arm not in protocols.arm_names(profile):
+    if profile not in protocols.GPU_PROFILES or arm not in protocols.arm_names(profile):
         return False
     return models.device_bound(protocols.arm_config(profile, arm).model)
 
@@ -228,20 +228,20 @@ class Session:
 
     def device_for(self, profile: str) -> str:
         """The device that device-bound runs of ``profile`` are keyed and trained on:
-        ``--device`` when given; with auto, ``cuda`` for the GPU profile (its runs are GPU runs
-        wherever they are planned, merged or judged) and otherwise whatever this machine has."""
+        ``--device`` when given; with auto, ``cuda`` for a GPU profile (its runs are GPU runs
+        wherever they are planned, merged or judged; :data:`protocols.GPU_PROFILES`) and otherwise whatever this machine has."""
         if self.options.device != "auto":
             return self.options.device
-        return "cuda" if profile == GPU_PROFILE else self.resolved_device
+        return "cuda" if profile in protocols.GPU_PROFILES else self.resolved_device
 
     def cannot_train(self, profile: str, cfg) -> str:
         """Why this session cannot train ``cfg``'s runs ("" when it can)."""
         if not models.device_bound(cfg.model):
             return ""
         device = self.device_for(profile)
-        if profile == GPU_PROFILE and device == "cpu":
-            return (f"the {profile} profile trains {cfg.model} for "
-                    f"{models.DEFAULTS[cfg.model].get('epochs', 'many')} epochs per run: it needs "
+        if profile in protocols.GPU_PROFILES and device == "cpu":
+            epochs = dict(cfg.hyperparameters).get("epochs", models.DEFAULTS[cfg.model].get("epochs", "many"))
+            return (f"the {profile} profile trains {cfg.model} for {epochs} epochs per run: it needs "
                     "a CUDA GPU (--device cpu was given). Run -m quick on the CPU")
         reaches_gpus = getattr(self.executor, "reaches_gpus", False)
         if device == "cuda" and not reaches_gpus and self.resolved_device != "cuda":
