@@ -279,7 +279,7 @@ def test_slurm_local_jobs_see_the_gpus_this_process_sees(tmp_path, monkeypatch):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", devices)
         executor = make_executor("slurm-local", workers=1, folder=tmp_path / folder)
         try:
-            [(_, seen, error)] = list(executor.submit_all(visible_devices, ["job"]))
+            [(_, seen, error)] = list(executor.submit_all(visible_devices, [Item("job", "cuda")]))
         finally:
             executor.close()
         assert error is None and seen == devices

@@ -50,12 +50,14 @@ import atexit
 import concurrent.futures as futures
 import contextlib
 import functools
+import logging
 import math
 import multiprocessing
 import os
 import pickle
 import re
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -441,6 +443,9 @@ class SubmititExecutor:
         self.state_every_s = 2.0 if cluster == "local" else 30.0
         self.jobs: list = []
         self.delivered: list = []
+        self.slurm_states: dict[str, str] = {}  # array task id -> its state, as squeue last said
+        if cluster == "slurm":
+            quiet_sacct_errors()
 
     def chunks(self, items: list, packed: bool = False) -> list[list]:
         """``items`` split into array tasks: ``runs_per_job`` each when given; else one per task
@@ -477,14 +482,18 @@ class SubmititExecutor:
         gpu_runs = sum(map(needs_gpu, items)) if split else len(items)
         jobs, owner = [], {}  # owner: item index -> its job's index in jobs
         try:
-            for first, part in ((0, items[:gpu_runs]), (gpu_runs, items[gpu_runs:])):
+            # cpu_only: the part after the GPU runs. Said apart, not read off ``first > 0``: a
+            # selection without a GPU run (tabular only) starts its CPU part at 0, and its tasks
+            # then asked for a GPU (refused by a cluster without GRES: "Invalid generic resource").
+            for cpu_only, first, part in ((False, 0, items[:gpu_runs]),
+                                          (split, gpu_runs, items[gpu_runs:])):
                 if not part:
                     continue
-                chunks = self.chunks(part, packed=first > 0)
+                chunks = self.chunks(part, packed=cpu_only)
                 starts = [first + sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
                 owner.update({starts[j] + k: len(jobs) + j for j, chunk in enumerate(chunks)
                               for k in range(len(chunk))})
-                with self.asking_no_gpu() if first > 0 else contextlib.nullcontext():
+                with self.asking_no_gpu() if cpu_only else contextlib.nullcontext():
                     part_jobs = self.executor.map_array(run_chunk, [fn] * len(chunks), chunks,
                                                         [str(spool)] * len(chunks), starts)
                 jobs += part_jobs
@@ -497,7 +506,7 @@ class SubmititExecutor:
         finished_jobs, checked = set(), 0.0
         while pending:
             if time.monotonic() - checked >= self.state_every_s:  # before reading the spool
-                finished_jobs = {j for j, job in enumerate(jobs) if j in finished_jobs or job.done()}
+                finished_jobs |= self.ended(jobs, exclude=finished_jobs)
                 checked = time.monotonic()
             for index in sorted(pending):
                 path = spool / f"{index}.pkl"
@@ -516,7 +525,7 @@ class SubmititExecutor:
                     pending.discard(index)
                     last_event = time.monotonic()
                     yield items[index], None, JobFailed(
-                        f"job {job.job_id} ended without this run's result ({job_failure(job)}); "
+                        f"job {job.job_id} ended without this run's result ({self.failure(job)}); "
                         f"log: {job.paths.stderr}")
             if pending:
                 if tick_s is not None and time.monotonic() - last_event >= tick_s:
@@ -531,13 +540,97 @@ class SubmititExecutor:
         # local controller, interrupted at exit, prints a traceback). Cancel the others (an
         # interrupted session).
         delivered = {id(job) for job in self.delivered}
-        for job in self.jobs:
-            if id(job) not in delivered and not job.done():
+        undelivered = [job for job in self.jobs if id(job) not in delivered]
+        ended = self.ended(undelivered) if undelivered else set()
+        for j, job in enumerate(undelivered):
+            if j not in ended:
                 job.cancel(check=False)
         deadline = time.monotonic() + 30
-        while not all(job.done() for job in self.delivered) and time.monotonic() < deadline:
+        while (len(self.ended(self.delivered)) < len(self.delivered)
+               and time.monotonic() < deadline):
             time.sleep(self.poll_s)
         self.jobs, self.delivered = [], []
+
+    def ended(self, jobs: list, exclude=()) -> set[int]:
+        """Indices of ``jobs`` that are over (``exclude``: indices known to be, not asked again).
+
+        Locally, submitit's ``job.done()``. On Slurm, its result file or ``squeue``, never
+        submitit's ``job.done()``: that asks ``sacct``, which on a cluster without accounting
+        (``AccountingStorageType=accounting_storage/none``, common on small clusters) fails on
+        every call; submitit then reads the state as UNKNOWN, which is never done, so a job
+        that died without its result (cancelled, killed, out of memory) was waited for forever.
+        ``squeue --states=all`` lists finished jobs for the controller's ``MinJobAge`` (300 s by
+        default, far more than the 30 s between checks); a job it no longer lists is over.
+        When ``squeue`` itself fails (the controller unreachable a moment), no job is taken
+        for over this time: the next check asks again."""
+        todo = [j for j in range(len(jobs)) if j not in exclude]
+        if self.cluster != "slurm":
+            return set(exclude) | {j for j in todo if jobs[j].done()}
+        done = {j for j in todo if jobs[j].paths.result_pickle.exists()}
+        asked = [j for j in todo if j not in done]
+        states = slurm_states({str(jobs[j].job_id).split("_")[0] for j in asked}) if asked else {}
+        if states is None:
+            return set(exclude) | done
+        self.slurm_states.update(states)
+        return set(exclude) | done | {j for j in asked if states.get(str(jobs[j].job_id), "GONE")
+                                      not in SLURM_ACTIVE}
+
+    def failure(self, job) -> str:
+        """Why ``job`` ended without a result, as far as can be told without waiting."""
+        if self.cluster == "slurm" and not job.paths.result_pickle.exists():
+            # job.exception() would wait for submitit's done(): forever without accounting.
+            state = self.slurm_states.get(str(job.job_id))
+            return f"state {state}" if state else "no longer in Slurm's queue"
+        return job_failure(job)
+
+
+# Slurm job states (squeue's %T) of a job that is not over yet; any other state is an end
+# (COMPLETED, CANCELLED, FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, BOOT_FAIL, DEADLINE, ...).
+# PREEMPTED counts as not over, as for submitit: the job may be requeued.
+SLURM_ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
+                          "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING",
+                          "STAGE_OUT", "STOPPED", "PREEMPTED", "RESV_DEL_HOLD", "SPECIAL_EXIT"})
+
+
+def slurm_states(job_ids) -> dict[str, str] | None:
+    """``squeue``'s state of every array task of the jobs ``job_ids`` (``"<job>_<task>"`` ->
+    state; finished ones for the controller's ``MinJobAge``), or None when squeue fails."""
+    try:
+        out = subprocess.run(["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T",
+                              "--jobs=" + ",".join(sorted(job_ids))],
+                             check=False, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        # A job id the controller has purged makes squeue fail ("Invalid job id specified")
+        # when it is the only one asked for: every job asked is then over.
+        return {} if "Invalid job id" in out.stderr else None
+    states = {}
+    for line in out.stdout.splitlines():
+        job_id, _, state = line.strip().partition("|")
+        states[job_id] = state.strip()
+    return states
+
+
+class QuietSacctErrors(logging.Filter):
+    """A logging filter dropping submitit's "Bypassing sacct error ..." warnings."""
+
+    def filter(self, record) -> bool:
+        return "Bypassing sacct error" not in record.getMessage()
+
+
+def quiet_sacct_errors() -> None:
+    """Drop submitit's warning that ``sacct`` failed, on Slurm, once per process.
+
+    Why it is harmless here: on a cluster without accounting (``AccountingStorageType=
+    accounting_storage/none``) every ``sacct`` call fails, and each time submitit's job-state
+    watcher logged "Bypassing sacct error ..., status may be inaccurate" twice (its logger has a
+    stdout and a stderr handler). :meth:`SubmititExecutor.ended` reads job states from
+    ``squeue``, never from that watcher; only submitit's own calls (``repr(job)``,
+    ``job.state``) still reach ``sacct``, and their warning says nothing the session needs."""
+    logger = logging.getLogger("submitit")
+    if not any(isinstance(f, QuietSacctErrors) for f in logger.filters):
+        logger.addFilter(QuietSacctErrors())
 
 
 def job_failure(job) -> str:
