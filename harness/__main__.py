@@ -4,7 +4,7 @@ Examples:
 
     python -m harness plan -m full                   # runs, stored, cost of the full profile
     python -m harness plan -m full -k adult --json   # same selection options as pytest
-    python -m harness dryrun                         # every full-profile training path, shrunk
+    python -m harness dryrun                         # every full- and medium-profile training path, shrunk
     python -m harness evidence 'claims/test_takeaway1_train_test_ratio.py::test_training_at_test_ratio_is_near_optimal[quick-t1-adult-xgboost]' --scale "full 9-ratio grid" --from-profile full
     python -m harness merge /mnt/a/store /mnt/b/store --into .cache/store-v2
     python -m harness compare reports/base reports/latest   # regression gate (exit 1 on a flip)
@@ -256,7 +256,8 @@ def compare_command(args) -> int:
 
 
 def dryrun_command(args) -> int:
-    """Every distinct full-profile training path once, at full shape, on a shrunk budget."""
+    """Every distinct training path of the GPU profiles (full, medium) once, at full shape, on a
+    shrunk budget."""
     import json
 
     from .experiments import dryrun
@@ -320,8 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                               ".cache/calibration.json; assumed figures where it has none)")
     planner.set_defaults(func=plan_command, passes_pytest_args=True)
     dry = commands.add_parser(
-        "dryrun", help="train every full-profile training path once on a shrunk budget",
-        description="Every distinct (dataset, model, method, measurement) of the full profile at "
+        "dryrun", help="train every full- and medium-profile training path once on a shrunk budget",
+        description="Every distinct (dataset, model, method, measurement) of the full and medium profiles at "
                     "full shape (ResNet-34, 32 px, Hessian top-10, ...), one epoch on a few dozen "
                     "images; checks each record holds every field the claims read. Nothing is "
                     "stored. Exit 1 if any path crashed or lacks a field.")
@@ -422,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure ResNet-34 training throughput (images/s, MFU against the card's "
                     "bf16 peak) at several concurrent runs, write the steady-state figure to "
                     "the calibration file for plan, run one full-shape cell of every "
-                    "device-bound (neural) full-profile training path for one epoch, record peak "
+                    "device-bound (neural) training path of the GPU profiles for one epoch, record peak "
                     "memory, time cudnn.benchmark and torch.compile on/off, and print one JSON. "
                     "Each stage records its result or its error and the check goes on; the "
                     "exit status is 1 if any stage failed, 2 if it could not start (no GPU). "

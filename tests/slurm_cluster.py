@@ -22,6 +22,7 @@ slurm-client``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -40,10 +41,13 @@ def which(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> tuple[int, ...]:
+    """``n`` distinct free ports (all sockets held open while picking, so no two are equal)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return tuple(s.getsockname()[1] for s in sockets)
 
 
 @dataclass
@@ -192,7 +196,7 @@ def start(timeout_s: float = 60) -> Cluster | str:
     for sub in ("state", "spool", "log", "munge"):
         (root / sub).mkdir(mode=0o700)
     conf = root / "slurm.conf"
-    conf.write_text(slurm_conf(root, node, hardware, (free_port(), free_port())))
+    conf.write_text(slurm_conf(root, node, hardware, free_ports(2)))
     cluster = Cluster(root=root, conf=conf, node=node, cpus=cpus)
     try:
         reason = start_daemons(cluster, timeout_s)

@@ -28,7 +28,9 @@ from harness.judging.sequential import Design
 SEQUENCES = 20_000
 END_TO_END = 1_500
 ALPHA = 0.05
-LOOKS = (5, 10, 20, 40, 80)
+LOOKS = (5, 10, 20, 40, 80)   # a tabular or toy arm's design (at most 80 seeds)
+NETWORK_LOOKS = (5, 10, 20)   # a network arm's: its first look spends more, on t with 4 df
+DESIGNS = pytest.mark.parametrize("looks", [LOOKS, NETWORK_LOOKS], ids=["to-80", "to-20"])
 SEED = 20261201
 
 
@@ -105,60 +107,64 @@ def test_a_single_look_design_is_the_fixed_test():
 
 # ---------------------------------------------------------------------------- error rates
 
-def test_the_design_keeps_alpha_under_the_null_and_hand_made_optional_stopping_does_not():
+@DESIGNS
+def test_the_design_keeps_alpha_under_the_null_and_hand_made_optional_stopping_does_not(looks):
     """The mutation test of the issue: re-judging at every look with the fixed-n test (alpha =
     0.05 each time) exceeds alpha; the design does not."""
-    design = Design(LOOKS, ALPHA)
+    design = Design(looks, ALPHA)
     rng = np.random.default_rng(SEED)
-    diffs = rng.normal(0.0, spreads(rng, (SEQUENCES, 1)), size=(SEQUENCES, LOOKS[-1]))
-    p = [one_sided_p(diffs, n)[:, None] for n in LOOKS]
+    diffs = rng.normal(0.0, spreads(rng, (SEQUENCES, 1)), size=(SEQUENCES, looks[-1]))
+    p = [one_sided_p(diffs, n)[:, None] for n in looks]
     rate = crossed(p, design).mean()
     assert rate <= mc_limit(ALPHA)
     naive = np.zeros(SEQUENCES, dtype=bool)
     for pk in p:
         naive |= pk[:, 0] < ALPHA
-    assert naive.mean() > mc_limit(ALPHA)  # optional stopping by hand: about 0.16
-    assert naive.mean() > 2 * rate
+    assert naive.mean() > mc_limit(ALPHA)  # optional stopping by hand: about 0.16 (0.11 to 20)
+    assert naive.mean() > 1.5 * rate
 
 
+@DESIGNS
 @pytest.mark.parametrize("true_nulls", [3, 1])
-def test_holm_within_a_family_keeps_the_family_s_error_rates(true_nulls):
+def test_holm_within_a_family_keeps_the_family_s_error_rates(true_nulls, looks):
     """A family of three comparisons. With every null true, "supported" (all must reject) and
     "some comparison rejected" (what a refutation needs, Holm's first step) stay within alpha.
     With one true null and two comparisons far from theirs, the family is supported only if the
     true null is rejected: still within alpha."""
-    design = Design(LOOKS, ALPHA)
+    design = Design(looks, ALPHA)
     rng = np.random.default_rng(SEED + true_nulls)
     m = 3
     effects = np.array([0.0] * true_nulls + [2.0] * (m - true_nulls))  # in spreads
     sd = spreads(rng, (SEQUENCES, m, 1))
-    diffs = rng.normal(effects[None, :, None] * sd, sd, size=(SEQUENCES, m, LOOKS[-1]))
-    p = [one_sided_p(diffs, n) for n in LOOKS]
+    diffs = rng.normal(effects[None, :, None] * sd, sd, size=(SEQUENCES, m, looks[-1]))
+    p = [one_sided_p(diffs, n) for n in looks]
     assert crossed(p, design).mean() <= mc_limit(ALPHA)
     if true_nulls == m:
         assert any_crossed(p, design).mean() <= mc_limit(ALPHA)
 
 
-def test_tost_at_its_margin_is_not_shown_equivalent_more_than_alpha():
+@DESIGNS
+def test_tost_at_its_margin_is_not_shown_equivalent_more_than_alpha(looks):
     """A true difference exactly at the equivalence margin: TOST's p (the larger of its two
     one-sided p-values) crosses the boundary at some look with rate at most alpha."""
-    design = Design(LOOKS, ALPHA)
+    design = Design(looks, ALPHA)
     rng = np.random.default_rng(SEED + 10)
     sd = spreads(rng, (SEQUENCES, 1))
     margin = 0.5 * sd
-    diffs = rng.normal(margin, sd, size=(SEQUENCES, LOOKS[-1]))
+    diffs = rng.normal(margin, sd, size=(SEQUENCES, looks[-1]))
     p = [np.maximum(one_sided_p(diffs, n, -margin, True), one_sided_p(diffs, n, margin, False))[:, None]
-         for n in LOOKS]
+         for n in looks]
     assert crossed(p, design).mean() <= mc_limit(ALPHA)
 
 
-def test_refuted_under_the_claim_s_own_effect_at_most_alpha():
+@DESIGNS
+def test_refuted_under_the_claim_s_own_effect_at_most_alpha(looks):
     """The claim's effect exactly at its null value (the least favourable case for refuting it):
     the refuting test crosses its boundary at some look with rate at most alpha."""
-    design = Design(LOOKS, ALPHA)
+    design = Design(looks, ALPHA)
     rng = np.random.default_rng(SEED + 11)
-    diffs = rng.normal(0.0, spreads(rng, (SEQUENCES, 1)), size=(SEQUENCES, LOOKS[-1]))
-    p = [one_sided_p(diffs, n, greater=False)[:, None] for n in LOOKS]
+    diffs = rng.normal(0.0, spreads(rng, (SEQUENCES, 1)), size=(SEQUENCES, looks[-1]))
+    p = [one_sided_p(diffs, n, greater=False)[:, None] for n in looks]
     assert crossed(p, design).mean() <= mc_limit(ALPHA)
 
 
@@ -182,8 +188,9 @@ def run_sequence(diffs: np.ndarray, design: Design, tost_margin: float | None = 
 
 def test_the_suite_s_decisions_match_the_vectorized_rule_and_keep_alpha():
     """End to end under the null, futility included: every "supported" the suite's code makes
-    is one the vectorized rule makes (futility can only stop sequences earlier), and the rate
-    stays within alpha."""
+    is one the vectorized rule makes (futility can only stop sequences earlier), every
+    "refuted" one whose refuting tests crossed at Holm's first step, and both rates stay within
+    alpha."""
     design = Design(LOOKS, ALPHA)
     rng = np.random.default_rng(SEED + 20)
     diffs = rng.normal(0.0, spreads(rng, (END_TO_END, 2, 1)), size=(END_TO_END, 2, LOOKS[-1]))
@@ -192,6 +199,7 @@ def test_the_suite_s_decisions_match_the_vectorized_rule_and_keep_alpha():
     refuted = np.array([x.decision == "refuted" for x in looks])
     vector = crossed([one_sided_p(diffs, n) for n in LOOKS], design)
     assert not (supported & ~vector).any()
+    assert not (refuted & ~any_crossed([one_sided_p(diffs, n, greater=False) for n in LOOKS], design)).any()
     assert supported.mean() <= mc_limit(ALPHA, END_TO_END)
     # Refuted: a comparison's refuting test crossed (the family's Holm first step).
     assert refuted.mean() <= mc_limit(ALPHA, END_TO_END)
@@ -203,6 +211,19 @@ def test_the_suite_s_decisions_match_the_vectorized_rule_and_keep_alpha():
           "before the maximum")
     assert (seeds < LOOKS[-1]).mean() > 0.1 and all(x.decision == "futile" for x in looks if x.n < LOOKS[-1]
                                                     and x.decision not in ("supported", "refuted"))
+
+
+def test_the_suite_s_rule_on_the_network_design_keeps_alpha_end_to_end():
+    """The suite's code on the network arms' design (looks 5, 10, 20, where the first look's
+    level meets a t-test on 4 degrees of freedom) under the null: within alpha, and every
+    "supported" one the vectorized rule makes. (TOST goes through the vectorized test only: its
+    futility planning integrates its power per look, ~0.5 s a call, too slow for 1,000 sequences.)"""
+    design = Design(NETWORK_LOOKS, ALPHA)
+    rng = np.random.default_rng(SEED + 25)
+    diffs = rng.normal(0.0, spreads(rng, (END_TO_END, 1, 1)), size=(END_TO_END, 1, NETWORK_LOOKS[-1]))
+    supported = np.array([run_sequence(d, design).decision == "supported" for d in diffs])
+    assert not (supported & ~crossed([one_sided_p(diffs, n) for n in NETWORK_LOOKS], design)).any()
+    assert supported.mean() <= mc_limit(ALPHA, END_TO_END)
 
 
 def test_the_suite_s_rule_with_the_fixed_level_at_every_look_exceeds_alpha(monkeypatch):

@@ -3,18 +3,26 @@
 import pytest
 
 from harness.experiments import protocols
-from harness.experiments.session import AUTO, DEFAULT_SEEDS, Options, Session, SessionError, check_options
+from harness.experiments.session import AUTO, DEFAULT_SEEDS, NETWORK_DEFAULT_SEEDS, Options, Session, SessionError, check_options
 
 
 def session(tmp_path, **options):
     return Session(Options(store=str(tmp_path / "store"), workers=1, **options))
 
 
-def test_by_default_quick_and_medium_have_five_fixed_seeds_and_full_is_sequential(tmp_path):
+def test_by_default_quick_and_medium_networks_have_five_fixed_seeds_and_the_rest_is_sequential(tmp_path):
     s = session(tmp_path)
-    assert DEFAULT_SEEDS == {"quick": 5, "medium": 5}
+    assert DEFAULT_SEEDS == {"quick": 5} and NETWORK_DEFAULT_SEEDS == {"medium": 5}
     assert s.fixed_seeds("quick") == 5 and s.seeds_for("quick") == [0, 1, 2, 3, 4]
-    assert s.fixed_seeds("medium") == 5 and s.design("medium", "t1-cifar10-nn", 0.05) is None
+    # medium: five fixed seeds on its network arms (its GPU-hour), sequential on the CPU arms
+    assert s.fixed_seeds("medium", "t1-cifar10-nn") == 5 and s.design("medium", "t1-cifar10-nn", 0.05) is None
+    assert s.fixed_seeds("medium", "t1-adult-xgboost") is None
+    assert s.design("medium", "t1-adult-xgboost", 0.05).looks == (5, 10, 20, 40, 80)
+    assert session(tmp_path, seeds=AUTO).design("medium", "t1-cifar10-nn", 0.05).looks == (5, 10, 20)
+    assert session(tmp_path, seeds=3).fixed_seeds("medium", "t1-adult-xgboost") == 3
+    s.claims.append({"profile": "medium"})  # a session that judged a medium claim says so
+    assert s.seeds_description() == ("medium: auto (group-sequential, looks doubling from 5), "
+                                     "network arms 5 fixed")
     assert s.fixed_seeds("full") is None and s.seeds_for("full") == [0, 1, 2, 3, 4]  # the first look
     assert s.design("quick", "t1-adult-xgboost", 0.05) is None
     design = s.design("full", "t1-adult-xgboost", 0.05)

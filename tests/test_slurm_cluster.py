@@ -85,7 +85,7 @@ def test_a_job_that_ended_without_results_fails_its_runs_without_sacct(tmp_path,
     fake_slurm(tmp_path, monkeypatch, squeue)
     executor = executors.SubmititExecutor(tmp_path / "jobs", cluster="slurm", gpus_per_job=1,
                                           cpus_per_job=1, runs_per_job=2)
-    executor.poll_s, executor.state_every_s = 0.05, 0.0
+    executor.poll_s, executor.state_every_s, executor.spool_grace_s = 0.05, 0.0, 0.2
     started = time.monotonic()
     try:
         outcomes = list(executor.submit_all(len, ["a", "bb", "ccc"]))
@@ -102,6 +102,36 @@ def test_a_job_that_ended_without_results_fails_its_runs_without_sacct(tmp_path,
     assert scripts and not any("--gpus" in s.read_text() for s in scripts)
     captured = capfd.readouterr()
     assert not NOISE.findall(captured.out + captured.err)
+
+
+def test_a_result_that_reaches_the_spool_after_its_job_ended_is_not_lost(tmp_path, monkeypatch):
+    """On a network file system a result written on a compute node shows on the login node
+    seconds after squeue says the job is over: within the grace it is delivered, not failed."""
+    import pickle
+    import threading
+
+    from harness.runs import executors
+
+    fake_slurm(tmp_path, monkeypatch, "printf '7_0|COMPLETED\\n'")
+    executor = executors.SubmititExecutor(tmp_path / "jobs", cluster="slurm", gpus_per_job=0,
+                                          cpus_per_job=1, runs_per_job=1)
+    executor.poll_s, executor.state_every_s, executor.spool_grace_s = 0.05, 0.0, 2.0
+
+    def late_result():  # the job's result, a second after the job is over
+        time.sleep(1.0)
+        [spool] = (tmp_path / "jobs" / "spool").iterdir()
+        with open(spool / "0.pkl.tmp", "wb") as handle:
+            pickle.dump(("ok", 42), handle)
+        os.replace(spool / "0.pkl.tmp", spool / "0.pkl")
+
+    writer = threading.Thread(target=late_result)
+    writer.start()
+    try:
+        [(item, value, error)] = list(executor.submit_all(len, ["a"]))
+    finally:
+        executor.close()
+        writer.join()
+    assert (item, value, error) == ("a", 42, None)
 
 
 def test_without_slurm_the_cluster_says_why(monkeypatch):

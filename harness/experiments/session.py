@@ -32,12 +32,14 @@ from . import plan, protocols
 
 # The methods every method under test is compared with (claims/test_methods_under_test.py).
 BASELINES = ("erm", "oversample")
-# The profile whose device-bound runs are GPU runs wherever they are planned, merged or judged
-# (with --device=auto), and whose device-bound claims carry the ``gpu`` marker.
 # Seeds per arm when --seeds is not given: a fixed number where the profile is listed here (the
-# quick smoke run keeps the paper's five; medium too, so that its cost on one GPU is known before
-# it starts: --seeds=auto can take it to 4x), sequential seeds (AUTO) everywhere else.
-DEFAULT_SEEDS = {"quick": 5, "medium": 5}
+# quick smoke run keeps the paper's five), sequential seeds (AUTO) everywhere else.
+DEFAULT_SEEDS = {"quick": 5}
+# ... except the network (device-bound) arms of a profile listed here, which keep this many fixed
+# seeds: medium's budget is one GPU-hour, known before it starts (--seeds=auto can take its
+# network runs to 4x). Its tabular and toy arms are the full profile's grids, where five seeds
+# leave several claims inconclusive; they are sequential, as in full, and cost CPU-minutes.
+NETWORK_DEFAULT_SEEDS = {"medium": 5}
 AUTO = "auto"  # --seeds=auto: each claim's group-sequential design decides (harness.judging.sequential)
 SIMCLR_WEIGHTS_SKIP = ("the ImageNet SimCLR baseline needs weights: pass --simclr-weights FILE "
                        "(a state dict for the arm's network, torchvision ResNet names)")
@@ -178,22 +180,29 @@ class Session:
         """The first ``n`` seeds of this session (from ``--seed-offset``)."""
         return list(range(self.options.seed_offset, self.options.seed_offset + n))
 
-    def fixed_seeds(self, profile: str) -> int | None:
-        """Seeds per arm of ``profile``'s claims, or None when they are sequential (auto)."""
-        seeds = self.options.seeds if self.options.seeds is not None else DEFAULT_SEEDS.get(profile, AUTO)
+    def fixed_seeds(self, profile: str, arm: str | None = None) -> int | None:
+        """Seeds per arm of ``profile``'s claims (on ``arm``, where given), or None when they
+        are sequential (auto): ``--seeds``, else :data:`NETWORK_DEFAULT_SEEDS` for a network
+        arm of a profile it lists, else :data:`DEFAULT_SEEDS`."""
+        seeds = self.options.seeds
+        if seeds is None and profile in NETWORK_DEFAULT_SEEDS and arm in protocols.arm_names(profile) \
+                and models.device_bound(protocols.arm_config(profile, arm).model):
+            seeds = NETWORK_DEFAULT_SEEDS[profile]
+        if seeds is None:
+            seeds = DEFAULT_SEEDS.get(profile, AUTO)
         return None if seeds == AUTO else int(seeds)
 
-    def seeds_for(self, profile: str) -> list[int]:
-        """The seeds a claim of ``profile`` is judged on before any look: the fixed ones, or
-        the first look's."""
-        fixed = self.fixed_seeds(profile)
+    def seeds_for(self, profile: str, arm: str | None = None) -> list[int]:
+        """The seeds a claim of ``profile`` (on ``arm``) is judged on before any look: the
+        fixed ones, or the first look's."""
+        fixed = self.fixed_seeds(profile, arm)
         return self.seed_list(sequential.FIRST_LOOK if fixed is None else fixed)
 
     def design(self, profile: str, arm: str, alpha: float) -> sequential.Design | None:
         """The sequential design of a claim on ``arm`` at ``alpha`` (None with fixed seeds):
         looks doubling from :data:`~harness.judging.sequential.FIRST_LOOK` to the arm's
         declared maximum (:attr:`harness.experiments.protocols.Grid.max_seeds`)."""
-        if self.fixed_seeds(profile) is not None:
+        if self.fixed_seeds(profile, arm) is not None:
             return None
         maximum = protocols.arm_config(profile, arm).max_seeds
         return sequential.Design(sequential.doubling_looks(maximum), alpha)
@@ -399,11 +408,15 @@ class Session:
         """The seeds of the session's profiles for its provenance: a list when fixed for all."""
         profiles = sorted({c["profile"] for c in self.claims}) or sorted(DEFAULT_SEEDS)
         fixed = {p: self.fixed_seeds(p) for p in profiles}
-        if all(n is not None for n in fixed.values()) and len(set(fixed.values())) == 1:
+        networks = {p: NETWORK_DEFAULT_SEEDS[p] for p in profiles
+                    if self.options.seeds is None and p in NETWORK_DEFAULT_SEEDS}
+        if not networks and all(n is not None for n in fixed.values()) and len(set(fixed.values())) == 1:
             return self.seed_list(next(iter(fixed.values())))
         return "; ".join(f"{p}: " + (f"{n} fixed" if n is not None else
                                       "auto (group-sequential, looks doubling from "
-                                      f"{sequential.FIRST_LOOK})") for p, n in fixed.items())
+                                      f"{sequential.FIRST_LOOK})")
+                         + (f", network arms {networks[p]} fixed" if p in networks else "")
+                         for p, n in fixed.items())
 
     def close(self) -> None:
         self.runner.executor.close()

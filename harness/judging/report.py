@@ -43,6 +43,9 @@ def line_figure(fig_id: str, title: str, xlabel: str, ylabel: str, series: list[
             "xscale": xscale, "diagonal": diagonal, "vlines": list(vlines), "caption": caption}
 
 
+FLOOR_P = 1e-20  # the sequence figure's smallest p (its -log10 axis tops out at 20)
+
+
 def sequence_figure(fig_id: str, title: str, sequential: dict) -> dict:
     """The figure of a claim under sequential seeds: at each look, -log10 of the family's
     supporting and refuting p (where the step-down stopped) against -log10 of the boundary each
@@ -50,8 +53,8 @@ def sequence_figure(fig_id: str, title: str, sequential: dict) -> dict:
     looks = sequential["looks"]
     n = [x["n"] for x in looks]
 
-    def minus_log(values):
-        return [-math.log10(max(v, 1e-300)) for v in values]
+    def minus_log(values):  # a level of 0 (a boundary past any t) would squash the axis
+        return [-math.log10(max(v, FLOOR_P)) for v in values]
 
     return line_figure(fig_id, title, "seeds per arm (look)", "-log10 p", [
         {"label": "supporting p", "x": n, "y": minus_log([x["support_p"] for x in looks])},
@@ -63,7 +66,8 @@ def sequence_figure(fig_id: str, title: str, sequential: dict) -> dict:
     ], xscale="log", caption=f"{sequential['design']['spending']} spending of alpha = "
                             f"{sequential['design']['alpha']} over looks at "
                             f"{', '.join(map(str, sequential['design']['looks']))} seeds; stopped at "
-                            f"{sequential['stopped_at']} ({sequential['stop']}).")
+                            f"{sequential['stopped_at']} ({sequential.get('stop_label', sequential['stop'])}); "
+                            f"p-values and levels below {FLOOR_P:g} are drawn at {FLOOR_P:g}.")
 
 
 def boundary_figure(fig_id: str, title: str, axis: list, labels: list, points: list, point_labels: list,
@@ -216,7 +220,7 @@ sessions beside it.</p>{% endif %}
 <td>{{ c.profile }}</td>{% if several %}<td>{{ c.session_label }}</td>{% endif %}
 <td>{{ c.verdict_label }}</td><td>{{ c.pytest_label }}</td>
 {% if v %}<td>{{ fmt(v.effect) }} [{{ fmt(v.ci[0]) }}, {{ fmt(v.ci[1]) }}]</td><td>{{ v.effect_unit }}</td>
-<td>{{ fmt(c.p) }} ({{ c.p_kind }})</td><td>{{ v.seeds|length }}{% if v.sequential %} (sequential: {{ v.sequential.stop }}){% endif %}</td>
+<td>{{ fmt(c.p) }} ({{ c.p_kind }})</td><td>{{ v.seeds|length }}{% if v.sequential %} (sequential: {{ v.sequential.stop_label or v.sequential.stop }}){% endif %}</td>
 {% else %}<td colspan="4">{{ c.error }}</td>{% endif %}</tr>
 {% endfor %}</table>{% else %}<p>None in this report.</p>{% endif %}
 {% if methods_rows %}<h2 id="methods">Methods under test</h2>

@@ -48,7 +48,10 @@ from functools import lru_cache
 
 from . import stats
 
-FIRST_LOOK = 5   # seeds at the first look: the fixed design's, so a claim it decides costs no more
+# Seeds at the first look: the fixed design's, so the first look costs what fixed seeds cost. It
+# decides little there: its nominal level is 4e-15 of a design up to 80 seeds and 9e-5 of one up
+# to 20, so it mostly stops claims for futility (a failed gate, zero spread, nothing in reach).
+FIRST_LOOK = 5
 GRID_POINTS = 18  # gsDesign's default r: the grid resolution of the recursive integration
 SPENDING = "Lan-DeMets O'Brien-Fleming-type"
 # The futility rule is exploratory (module docstring); the verdict and the report say so.
@@ -352,8 +355,12 @@ class History:
 
     def to_dict(self) -> dict:
         last = self.looks[-1] if self.looks else None
+        stop = last.decision if last else ""
         return {"design": self.design.describe(), "looks": [asdict(x) for x in self.looks],
-                "stopped_at": self.seeds_now(), "stop": last.decision if last else "",
+                "stopped_at": self.seeds_now(), "stop": stop,
+                # what the terminal line and the report's row show: a futility stop is the
+                # exploratory rule's (FUTILITY), wherever verdicts are listed
+                "stop_label": f"{stop}, exploratory rule" if stop == "futile" else stop,
                 "why": last.why if last else ""}
 
 
@@ -389,6 +396,10 @@ def judged(verdict: stats.Verdict, history: History) -> stats.Verdict:
     where = {"inconclusive": "at the design's maximum",
              "futile": f"stopped for futility at {n} of at most {design.maximum} seeds"}.get(
         look.decision, f"at {n} seeds, where the sequential rounds reached no verdict")
-    detail = verdict.reason.removeprefix("inconclusive: ") if verdict.reason else ""
+    # Not the fixed-n verdict's reason: it may say "refuted" at the fixed-n level, which is not
+    # the sequential boundary, or name a number of seeds beyond the design's maximum (an
+    # invitation to optional stopping). Its minimal detectable effect at these seeds is fair.
+    detail = (f"with {n} seeds the smallest detectable effect is {verdict.mde:.3g} at 80% power "
+              "(fixed-n)" if verdict.mde and verdict.mde > 0 else "")
     verdict.reason = f"inconclusive {where}: {look.why}" + (f"; {detail}" if detail else "")
     return verdict

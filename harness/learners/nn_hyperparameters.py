@@ -81,6 +81,6 @@ MEDIUM_BUDGET = {
     # ~100,000 image passes per measured run, ~1% of the profile's cost.
     "hessian_samples": 1_000,
     # The imbalanced train ratio of the two-ratio arms (takeaways 3, 5, 6): 0.05, as in quick
-    # (full: 0.01, where 5,000 images would leave the rarest class ~15 images).
+    # (full: 0.01, where 5,000 images would leave the rarest class 20 images).
     "imbalanced_ratio": 0.05,
 }

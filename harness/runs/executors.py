@@ -441,6 +441,9 @@ class SubmititExecutor:
         # runs share).
         self.poll_s = 0.2 if cluster == "local" else 5.0
         self.state_every_s = 2.0 if cluster == "local" else 30.0
+        # How long after a job is seen over its missing results count as lost: none locally (one
+        # disk); on Slurm, one state check (the spool may be on a network file system).
+        self.spool_grace_s = 0.0 if cluster == "local" else self.state_every_s
         self.jobs: list = []
         self.delivered: list = []
         self.slurm_states: dict[str, str] = {}  # array task id -> its state, as squeue last said
@@ -504,10 +507,17 @@ class SubmititExecutor:
         pending = set(range(len(items)))
         last_event = time.monotonic()
         finished_jobs, checked = set(), 0.0
+        ended_since: dict[int, float] = {}  # job index -> when it was first seen over
         while pending:
             if time.monotonic() - checked >= self.state_every_s:  # before reading the spool
-                finished_jobs |= self.ended(jobs, exclude=finished_jobs)
-                checked = time.monotonic()
+                now = time.monotonic()
+                for j in self.ended(jobs, exclude=finished_jobs):
+                    ended_since.setdefault(j, now)
+                # A job over is taken as finished only after the grace: its last results may
+                # still be on their way to the spool (a network file system shows a file
+                # written on a compute node to the login node seconds later).
+                finished_jobs = {j for j, t in ended_since.items() if now - t >= self.spool_grace_s}
+                checked = now
             for index in sorted(pending):
                 path = spool / f"{index}.pkl"
                 if path.is_file():
@@ -662,6 +672,14 @@ def gpu_device_nodes() -> list[str]:
     import glob
 
     return glob.glob("/dev/nvidia[0-9]*") + glob.glob("/dev/kfd")
+
+
+def runs_sharing_a_gpu(name: str, workers: int | str, runs_per_gpu: int) -> int:
+    """How many runs :func:`make_executor` lets share one GPU on a machine with GPUs:
+    ``runs_per_gpu`` for ``gpus``, and for ``local`` with ``workers="auto"`` (GPU slots);
+    one for Slurm (one GPU per array task) and for a number of local workers (which all use the
+    default GPU, however many there are: nothing measured says how fast that is)."""
+    return runs_per_gpu if name == "gpus" or (name == "local" and workers == "auto") else 1
 
 
 def make_executor(name: str = "local", workers: int | str = 1, runs_per_gpu: int = 1,
