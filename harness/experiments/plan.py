@@ -360,7 +360,7 @@ def format_plan(plan: dict) -> str:
         lines.append(f"  {key}: gpucheck measured the most images/s at --runs-per-gpu {k}")
     sequential = plan.get("sequential")
     if sequential:
-        lines.append(f"sequential seeds (--seeds=auto) on {len(sequential['arms'])} arm(s); the "
+        lines.append(f"sequential seeds on {len(sequential['arms'])} arm(s); the "
                      "figures above are the first look's:")
         for name, case in (("expected", "expected"), ("worst case", "worst_case")):
             c = sequential[case]

@@ -290,12 +290,14 @@ def within_reach(verdict: stats.Verdict, design: Design, holding: list[bool]) ->
     left = [t for t, h in zip(tests, holding) if not h]
     support = [stats.seeds_needed(favourable(t, True), len(left)) for t in left]
     if all(s is not None and s <= design.maximum for s in support):
-        return (f"supported within reach: about {max(support, default=n)} seeds at the "
-                "favourable ends of the CIs")
+        # (not a seed count: at an early look the boundary, not the seeds, is what is missing)
+        return (f"no boundary crossed yet; supporting is within reach of the {design.maximum}-seed "
+                "maximum at the favourable ends of the CIs")
     for test in tests:
         needed = stats.seeds_needed(refuting_test(favourable(test, False)), m)
         if needed is not None and needed <= design.maximum:
-            return f"refuted within reach: {test.name} with about {needed} seeds"
+            return (f"no boundary crossed yet; refuting {test.name} is within reach of the "
+                    f"{design.maximum}-seed maximum")
     return ""
 
 
