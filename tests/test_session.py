@@ -62,3 +62,20 @@ def test_the_gpu_profiles_network_runs_are_gpu_runs_and_their_cpu_runs_train_her
     assert s.cannot_train("quick", protocols.arm_config("quick", "t1-cifar10-nn")) == ""
     forced = session(tmp_path, device="cpu")
     assert "30 epochs per run" in forced.cannot_train("medium", protocols.arm_config("medium", "t1-cifar10-nn"))
+
+
+def test_an_arm_s_runs_are_built_at_the_seeds_its_claims_are_judged_on(tmp_path, monkeypatch):
+    """The session builds (and prefetches) a medium network arm's runs at its own fixed seeds,
+    not the profile's first look, which only coincide while both are five."""
+    from harness.experiments import session as session_module
+
+    from .conftest import shared_data_available
+
+    if not shared_data_available("cifar10/cifar10-jpeg.zip") and not shared_data_available(
+            "cifar10/cifar-10-batches-py/data_batch_1"):
+        pytest.skip("CIFAR-10 not present")
+    monkeypatch.setitem(session_module.NETWORK_DEFAULT_SEEDS, "medium", 3)
+    s = session(tmp_path, device="cuda")
+    [(_, _, specs)], errors = s.selection([("medium", "t5-cifar10-flatness")])
+    assert not errors and {spec.seed for spec in specs} == {0, 1, 2}
+    assert s.seeds_for("medium", "t5-cifar10-flatness") == [0, 1, 2]

@@ -139,7 +139,7 @@ def methods_under_test(refs) -> list[str]:
 
 
 def gpu_arm(profile: str, arm: str) -> bool:
-    """Whether ``arm``'s claims need a GPU: a device-bound model in the GPU profile."""
+    """Whether ``arm``'s claims need a GPU: a device-bound model in a GPU profile."""
     if profile not in protocols.GPU_PROFILES or arm not in protocols.arm_names(profile):
         return False
     return models.device_bound(protocols.arm_config(profile, arm).model)
@@ -286,7 +286,7 @@ class Session:
         if cfg.dataset in self.data_errors:
             raise ArmFailed(self.data_errors[cfg.dataset])
         try:
-            specs = self.arm_specs(profile, cfg, seeds)
+            specs = self.arm_specs(profile, cfg, self.seeds_for(profile, arm) if seeds is None else seeds)
             why = self.cannot_train(profile, cfg)
             if why:
                 missing = [s for s in specs.values()
@@ -309,7 +309,7 @@ class Session:
         for profile, arm in arms:
             cfg = self.arm_config(profile, arm)
             try:
-                arm_seeds = (seeds or {}).get((profile, arm))
+                arm_seeds = (seeds or {}).get((profile, arm)) or self.seeds_for(profile, arm)
                 built.append((profile, arm, list(self.arm_specs(profile, cfg, arm_seeds).values())))
             except DataError as err:
                 self.data_errors.setdefault(cfg.dataset, f"{arm}: data unavailable: {err}")
