@@ -17,10 +17,9 @@ planning, not promises: the progress display rescales its ETA by the speed it ob
 
 from __future__ import annotations
 
-import math
-
 import datetime as dt
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -228,6 +227,7 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
     seen: set[str] = set()
     trained: set[str] = set()  # training keys of the runs to train so far: each model trains once
     by_arm, used = {}, set()
+    arm_seconds = {}  # "profile/arm" -> seconds by device kind, one run at a time
     totals = {"cuda": 0.0, "cpu": 0.0}
     runs_stored = 0
     for profile, arm, specs in arms:
@@ -246,6 +246,7 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
             used.add(key)
         for kind in totals:
             totals[kind] += seconds[kind]
+        arm_seconds[f"{profile}/{arm}"] = seconds
         first = unique[next(iter(unique))] if unique else None
         by_arm[f"{profile}/{arm}"] = {
             "profile": profile, "arm": arm,
@@ -253,12 +254,12 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
             "device": device_kind(first) if first else "",
             "runs": len(unique), "shared_with_earlier_arms": len(unique) - len(new),
             "stored": len(stored), "to_train": len(todo),
-            "estimated_hours": round((seconds["cuda"] + seconds["cpu"]) / 3600, 3),
         }
+    # GPU time shares the GPU as the whole selection does (the speedup of the models it uses)
     sharing = gpu_sharing(figures, runs_per_gpu, used)
-    for arm in by_arm.values():  # each arm's GPU time shares the GPU as the whole selection does
-        if arm["device"] == "cuda":
-            arm["estimated_hours"] = round(arm["estimated_hours"] / sharing["speedup"], 3)
+    for name, seconds in arm_seconds.items():
+        by_arm[name]["estimated_hours"] = round(
+            (seconds["cuda"] / sharing["speedup"] + seconds["cpu"]) / 3600, 3)
     totals["cuda"] /= sharing["speedup"]
     for key, why in (errors or {}).items():
         by_arm[key] = {"error": why}
@@ -328,6 +329,16 @@ def duration(hours: float, unit: str = "") -> str:
     return f"{text} {unit}-minutes" if unit else f"{text} min"
 
 
+def cost_text(totals: dict) -> str:
+    """A plan's (or one of its cases') GPU and CPU cost, e.g. "38.6 GPU-minutes + 6.7
+    CPU-minutes". A part that costs nothing is left out ("0.00 GPU-hours" on a CPU-only plan
+    says nothing)."""
+    costs = [duration(hours, kind) for kind, hours in (("GPU", totals["estimated_gpu_hours"]),
+                                                       ("CPU", totals["estimated_cpu_minutes"] / 60))
+             if hours > 0]
+    return " + ".join(costs) or "nothing to train"
+
+
 def format_plan(plan: dict) -> str:
     """The plan as a table a person reads before launching."""
     rows = [("arm", "device", "runs", "shared", "stored", "to train", "est. time")]
@@ -345,14 +356,10 @@ def format_plan(plan: dict) -> str:
     lines.append("-" * len(lines[0]))
     lines.append(f"unique runs: {plan['runs_total']} ({plan['runs_stored']} in the store "
                  f"{plan['store']}, {plan['runs_to_train']} to train)")
-    # A part that costs nothing is left out ("0.00 GPU-hours" on a CPU-only plan says nothing).
-    costs = [duration(hours, kind) for kind, hours in (("GPU", plan["estimated_gpu_hours"]),
-                                                       ("CPU", plan["estimated_cpu_minutes"] / 60))
-             if hours > 0]
     sharing = plan.get("gpu_sharing", {"runs_per_gpu": 1, "speedup": 1.0, "best_measured": {}})
     per_gpu = ("one run at a time per GPU" if sharing["speedup"] == 1.0 else
                f"{sharing['runs_per_gpu']} runs at a time per GPU, {sharing['speedup']:.2f}x measured")
-    lines.append(f"estimated cost: {' + '.join(costs) or 'nothing to train'} ({per_gpu}, one run "
+    lines.append(f"estimated cost: {cost_text(plan)} ({per_gpu}, one run "
                  "per CPU slot; divide by the GPUs and slots you run)")
     if sharing["runs_per_gpu"] > 1 and sharing["speedup"] == 1.0:
         lines.append(f"  ({sharing['source']})")
@@ -364,11 +371,8 @@ def format_plan(plan: dict) -> str:
                      "figures above are the first look's:")
         for name, case in (("expected", "expected"), ("worst case", "worst_case")):
             c = sequential[case]
-            costs = [duration(hours, kind) for kind, hours in (("GPU", c["estimated_gpu_hours"]),
-                                                               ("CPU", c["estimated_cpu_minutes"] / 60))
-                     if hours > 0]
             lines.append(f"  {name}: {c['runs_total']} unique runs ({c['runs_to_train']} to train), "
-                         f"{' + '.join(costs) or 'nothing to train'}")
+                         f"{cost_text(c)}")
         lines.append(f"  ({sequential['assumption']})")
         for arm, a in sequential["arms"].items():
             lines.append(f"  {arm}: looks at {', '.join(map(str, a['looks']))} seeds, expected "
