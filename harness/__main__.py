@@ -106,6 +106,34 @@ def list_sessions(store: ResultStore, sessions: list[str]) -> int:
     return 0
 
 
+def cpucheck_command(args) -> int:
+    """Print the CPU's ceiling and the engine's training MFU (:mod:`harness.experiments.cpucheck`)."""
+    import json
+
+    from .experiments import cpucheck
+
+    print(json.dumps(cpucheck.check(side=args.matmul_side), indent=1))
+    return 0
+
+
+def frontier_command(args) -> int:
+    """Train the frontier's candidates on balanced CIFAR-10 (:mod:`harness.experiments.frontier`)."""
+    from pathlib import Path
+
+    from .experiments import frontier
+
+    candidates = frontier.CANDIDATES
+    if args.only:
+        candidates = [c for c in candidates if c.arch in args.only]
+        if not candidates:
+            print(f"error: --only {args.only} matches no candidate; the candidates' architectures "
+                  f"are {sorted({c.arch for c in frontier.CANDIDATES})}", file=sys.stderr)
+            return 2
+    frontier.run(candidates, Path(args.out), args.data_dir, args.images, tuple(range(args.seeds)),
+                 args.threads, args.floor)
+    return 0
+
+
 def throughput_command(args) -> int:
     """Train ``--arch`` on the CIFAR-10 training set with the engine; print images/s and accuracy.
 
@@ -418,6 +446,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write this cold (first-epoch) figure even over a steady-state one "
                             "that gpucheck measured (by default gpucheck's is kept)")
     speed.set_defaults(func=throughput_command)
+    cpu = commands.add_parser(
+        "cpucheck", help="the CPU's measured matmul ceiling and the engine's training MFU",
+        description="Print one JSON: the CPU (ISA, cores, native bf16), its theoretical fp32/bf16 "
+                    "peak, a large matmul's GFLOP/s in fp32 and bf16, and the engine's training "
+                    "GFLOP/s and MFU for the quick and laptop networks.")
+    cpu.add_argument("--matmul-side", type=int, default=2048,
+                     help="side of the timed square matmul (default: %(default)s)")
+    cpu.set_defaults(func=cpucheck_command)
+    front = commands.add_parser(
+        "frontier", help="accuracy vs CPU seconds of the CPU-sized networks, balanced CIFAR-10",
+        description="Train each candidate network (harness.experiments.frontier.CANDIDATES) with "
+                    "standard training on a balanced CIFAR-10 subset; write every point to a "
+                    "JSON file and the accuracy-vs-seconds figure beside it (.png).")
+    front.add_argument("--out", default="reports/frontier.json", help="JSON file (default: %(default)s)")
+    front.add_argument("--images", type=int, default=5_000,
+                       help="balanced training images (default: %(default)s)")
+    front.add_argument("--seeds", type=int, default=1, help="seeds per candidate (default: 1)")
+    front.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    front.add_argument("--only", nargs="+", default=None, metavar="ARCH",
+                       help="only the candidates of these architectures")
+    front.add_argument("--floor", type=float, default=0.65,
+                       help="balanced-accuracy floor drawn on the figure (default: %(default)s)")
+    front.add_argument("--data-dir", default=None, help="directory searched first for CIFAR-10")
+    front.set_defaults(func=frontier_command)
     check = commands.add_parser(
         "gpucheck", help="on a GPU: throughput and MFU at 1, 2, 4 runs, every method once",
         description="Measure ResNet-34 training throughput (images/s, MFU against the card's "

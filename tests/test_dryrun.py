@@ -1,4 +1,4 @@
-"""The GPU profiles' dry run (full and medium): every distinct training path at full shape (ResNet-34, 32 px,
+"""The long profiles' dry run (full, medium and laptop): every distinct training path at full shape (ResNet-34, 32 px,
 Hessian top-10, Laplace, SGHMC, SimCLR, asymmetric SAM, ...) trains once on a shrunk budget and
 its record holds every field the claims read. Budget: 6 minutes on 2 cores."""
 
@@ -29,7 +29,8 @@ def profile_paths(*profiles: str) -> set[str]:
 
 
 def gpu_profile_paths() -> set[str]:
-    return profile_paths(*protocols.GPU_PROFILES)
+    """Every path of the profiles the dry run covers (the GPU profiles and laptop)."""
+    return profile_paths(*dryrun.DRY_RUN_PROFILES)
 
 
 @needs_data
@@ -43,7 +44,7 @@ def test_the_dry_run_covers_every_gpu_profile_and_builds_shared_paths_from_the_f
     monkeypatch.setitem(protocols.PROFILES, "medium", medium)
     runs = {r.path: r for r in dryrun.dry_runs(device_bound_only=True, train_images=None,
                                                  test_per_class=None)}
-    assert set(runs) == {p for p in profile_paths("full", "medium") if "/resnet34/" in p}
+    assert set(runs) == {p for p in gpu_profile_paths() if "/resnet34/" in p or "/airbench_cnn/" in p}
     assert runs["cifar10/resnet34/undersample"].arm == "t6-cifar10-nn"
     assert "cifar10/resnet34/undersample" not in profile_paths("full")
     shared = runs["cifar10/resnet34/sam"]

@@ -18,6 +18,7 @@ import torch
 
 from harness.nn import batches, networks
 from harness import data
+from harness.experiments import cpucheck
 from harness.learners import engine, models
 
 STEPS = 12  # SGD steps per measurement
@@ -112,3 +113,19 @@ def test_engine_is_faster_than_plain_pipeline():
           f"ratio of medians {np.median(engine_ips) / np.median(plain_ips):.2f}x, per-round "
           f"ratios {ratios.min():.2f}-{ratios.max():.2f}x")
     assert np.median(engine_ips) > np.median(plain_ips)
+
+
+@pytest.mark.parametrize("arch, width, image_size", cpucheck.TRAINING_CASES)
+def test_benchmark_cpu_mfu(benchmark, arch, width, image_size):
+    """CPU MFU (README, "The CPU engine"): the engine's training GFLOP/s (FLOPs per training
+    image, counted by torch, times images/s) over the measured fp32 matmul ceiling of this
+    machine, both on every core the process may use. The median of the rounds is the figure."""
+    if torch.cuda.is_available():
+        pytest.skip("CPU MFU: this machine trains the networks on its GPU (gpucheck measures that)")
+    ceiling = cpucheck.matmul_gflops("float32")
+    benchmark.group = "cpu-mfu"
+    row = benchmark.pedantic(cpucheck.training_gflops, args=(arch, width, image_size), rounds=3,
+                             iterations=1)
+    benchmark.extra_info.update(row, matmul_gflops_fp32=round(ceiling, 1),
+                                mfu=round(row["gflops"] / ceiling, 3))
+    assert 0 < row["gflops"] < 1.5 * ceiling  # a FLOP count or a clock far off says so here

@@ -92,3 +92,62 @@ def test_seeds_that_share_a_run_are_caught_even_when_others_differ():
     check = protocols.seeds_reach_the_runs(records, range(5))
     assert not check["passed"]
     assert "identical train subset, test set r=1, model" in check["summary"] and "seeds 1-4" in check["summary"]
+
+
+def test_a_declared_floor_is_checked_on_the_median_and_none_is_no_floor():
+    """The laptop profile's floor (issue 31): the reference runs' median balanced accuracy must
+    reach it; an arm without one has no floor entry (the quick and GPU profiles)."""
+    floored = protocols.RatioGrid("cifar10", "airbench_cnn", 100, (0.1, 1.0), (1.0,), accuracy_floor=0.65)
+    under = protocols.learned_something(floored, fake_records(("erm", 1.0), [0.60, 0.70, 0.62, 0.64, 0.66], 10),
+                                        range(5))
+    assert under["passed"]  # it beats chance + 0.05 ...
+    assert not under["floor"]["met"] and under["floor"]["median"] == 0.64  # ... but not the floor
+    assert "did not learn" in under["summary"]
+    over = protocols.learned_something(floored, fake_records(("erm", 1.0), [0.60, 0.70, 0.66, 0.64, 0.66], 10),
+                                       range(5))
+    assert over["floor"]["met"]
+    plain = protocols.RatioGrid("cifar10", "small_cnn", 100, (0.1, 1.0), (1.0,))
+    assert "floor" not in protocols.learned_something(plain, fake_records(("erm", 1.0), [0.4] * 5, 10), range(5))
+
+
+def test_laptop_judges_every_network_arm_medium_does_on_its_cpu_network_with_floors():
+    """Laptop is medium's arms at another budget: the same arm names, grids and methods, the
+    laptop network, the floors declared on every network arm; tabular and toy arms are full's."""
+    from harness.learners.nn_hyperparameters import LAPTOP_BUDGET
+
+    laptop, medium = protocols.PROFILES["laptop"], protocols.PROFILES["medium"]
+    assert set(laptop) == set(medium)
+    for arm, cfg in laptop.items():
+        if not protocols.models.device_bound(cfg.model):
+            assert cfg == protocols.PROFILES["full"][arm]
+            continue
+        assert cfg.model == LAPTOP_BUDGET["model"] and cfg.methods == medium[arm].methods
+        binary = cfg.dataset == "cifar10-binary"
+        assert cfg.accuracy_floor == LAPTOP_BUDGET["binary_accuracy_floor" if binary else "accuracy_floor"]
+        assert medium[arm].accuracy_floor is None
+    assert "laptop" not in protocols.GPU_PROFILES
+
+
+def test_a_claim_on_a_network_under_its_floor_is_an_error_never_a_verdict(monkeypatch):
+    """Mutation (issue 31): a laptop arm whose reference runs miss the floor (a network that did
+    not learn, e.g. trained for too few epochs) must fail the claim with "did not learn" before
+    any statistic runs; the same runs over the floor pass through to the claim."""
+    import pytest
+
+    from fixtures.claims import ClaimRecorder
+
+    cfg = protocols.RatioGrid("cifar10", "airbench_cnn", 100, (0.1, 1.0), (1.0,), accuracy_floor=0.65)
+    monkeypatch.setattr(protocols, "seeds_reach_the_runs", lambda records, seeds: {"passed": True})
+
+    class Suite:
+        def __init__(self, accuracies):
+            self.records = fake_records(("erm", 1.0), accuracies, 10)
+
+        def grid(self, profile, arm, cfg_, seeds=None):
+            return cfg, self.records
+
+    weak = ClaimRecorder(nodeid="t", profile="laptop", suite=Suite([0.5, 0.52, 0.49, 0.51, 0.5]), seeds=list(range(5)))
+    with pytest.raises(pytest.fail.Exception, match="did not learn"):
+        weak.grid("t1-cifar10-nn")
+    strong = ClaimRecorder(nodeid="t", profile="laptop", suite=Suite([0.66, 0.67, 0.68, 0.66, 0.7]), seeds=list(range(5)))
+    assert strong.grid("t1-cifar10-nn")[0] is cfg and strong.gate["floor"]["met"]

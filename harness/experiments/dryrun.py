@@ -1,7 +1,7 @@
 """The GPU profiles' dry run: every distinct training path, at full shape, on a shrunk budget.
 
 A 30-hour replication should not die in hour 20 on a shape bug. The dry run takes each distinct
-(dataset, model, method, measurement) combination of the full and medium profiles
+(dataset, model, method, measurement) combination of the full, medium and laptop profiles
 (:data:`DRY_RUN_PROFILES`), e.g. ResNet-34 on 32 px
 CIFAR-10 with SAM, or with the Hessian top-10 and five loss directions, builds its real spec
 (the arm's most imbalanced training ratio, full hyperparameters) and trains a copy of it shrunk
@@ -30,9 +30,10 @@ from ..runs.spec import RunSpec, make_spec
 from ..runs.store import strict_json
 from . import protocols
 
-# The profiles whose paths the dry run covers: the GPU profiles (quick's paths run in CI at their
-# own scale), full first so that a path the two share is checked at full shape.
-DRY_RUN_PROFILES = ("full",) + tuple(p for p in protocols.GPU_PROFILES if p != "full")
+# The profiles whose paths the dry run covers: every profile but quick, whose paths run in CI at
+# their own scale (the GPU profiles, and laptop's 90 minutes), full first so that a path they
+# share is checked at full shape.
+DRY_RUN_PROFILES = ("full",) + tuple(p for p in protocols.PROFILES if p not in ("full", "quick"))
 TRAIN_IMAGES = 48       # training images of a network dry run (tabular: protocols.DRY_ROWS rows)
 TEST_PER_CLASS = 4      # test samples per class in each test set
 NETWORK_BUDGET = {      # replaces a device-bound model's settings; shapes stay

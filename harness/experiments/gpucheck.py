@@ -220,12 +220,14 @@ def run_cells(device: str, deadline: float, data_dir=None, progress=None) -> dic
     """One full-shape cell of each device-bound full-profile training path,
     one epoch each, until ``deadline``. A cell that crashes is reported with its error
     (``"error"``) and the next one runs; ``progress(cells)`` is called after each cell."""
-    from . import dryrun
+    from . import dryrun, protocols
     from ..runs import training
 
     cells = {}
-    runs = dryrun.dry_runs(data_dir, device=device, train_images=None, test_per_class=None,
-                           network_budget={"epochs": 1}, device_bound_only=True)
+    # The GPU profiles' paths only: the laptop profile's network trains on CPUs.
+    gpu_profiles = tuple(p for p in dryrun.DRY_RUN_PROFILES if p in protocols.GPU_PROFILES)
+    runs = dryrun.dry_runs(data_dir, device=device, profiles=gpu_profiles, train_images=None,
+                           test_per_class=None, network_budget={"epochs": 1}, device_bound_only=True)
     for run in runs:
         if time.time() > deadline:
             cells[run.path] = {"skipped": "out of time (raise --minutes)"}

@@ -44,6 +44,11 @@ ASSUMED = {
                             "bounded by per-step overhead on any GPU"},
     ("small_cnn", "cpu"): {"images_per_second": 9_000, "source": "assumed: measured on the "
                            "project's 2-core CI machine (16 px, width 16, 1 thread per run)"},
+    ("airbench_cnn", "cpu"): {"images_per_second": 750, "source": "assumed: measured on the "
+                              "project's 2-core VM on 2026-12-07 (32 px, width 16, 1 thread per "
+                              "run; python -m harness cpucheck's training rate at threads=1)"},
+    ("airbench_cnn", "cuda"): {"images_per_second": 20_000, "source": "assumed: not measured; a "
+                               "small CNN on a GPU, bounded by per-step overhead"},
     ("mlp2d", "cpu"): {"seconds_per_run": 3.0, "source": "assumed: toy MLP on 420 points"},
     ("xgboost", "cpu"): {"seconds_per_10k_rows": 0.45, "source": "assumed: measured on a 2-core AMD "
                          "EPYC VM (100 trees on 10,000 Adult rows, 1 thread; tests/bench_executors.py)"},

@@ -29,7 +29,7 @@ import numpy as np
 from .. import data, methods
 from ..data import imbalance
 from ..learners import models
-from ..learners.nn_hyperparameters import MEDIUM_BUDGET
+from ..learners.nn_hyperparameters import LAPTOP_BUDGET, MEDIUM_BUDGET
 from ..runs.records import RecordView
 from ..runs.spec import RunSpec, SpecError, make_spec
 
@@ -45,6 +45,9 @@ class Grid:
     hyperparameters: tuple[tuple[str, object], ...]
     method_settings: tuple[tuple[str, tuple], ...]
     methods: tuple[str, ...]
+    # The learned-something gate's floor on the median balanced accuracy of the reference runs
+    # (None: chance + GATE_MARGIN only); a budgeted profile declares it (LAPTOP_BUDGET).
+    accuracy_floor: float | None = None
     # The dry run caps each test set at a few samples per class (a grid whose full size is its
     # dry run says False).
     dry_run_caps_test_sets: ClassVar[bool] = True
@@ -112,6 +115,7 @@ class RatioGrid(Grid):
     imbalanced_only: tuple[str, ...] = ()  # methods run only at train ratios below 1
     hyperparameters: tuple[tuple[str, object], ...] = ()  # model settings beyond the defaults
     method_settings: tuple[tuple[str, tuple], ...] = ()  # (method, ((setting, value), ...)), ...
+    accuracy_floor: float | None = None  # the gate's floor on the reference runs' median balanced accuracy
 
     def ratios_for(self, method: str) -> list[float]:
         """The train ratios ``method`` runs at (imbalanced-only methods skip r = 1)."""
@@ -145,6 +149,7 @@ class MajorityGrid(Grid):
     method: str = "erm"
     hyperparameters: tuple[tuple[str, object], ...] = ()  # model settings beyond the defaults
     method_settings: tuple[tuple[str, tuple], ...] = ()  # (method, ((setting, value), ...)), ...
+    accuracy_floor: float | None = None  # the gate's floor on the reference runs' median balanced accuracy
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -213,10 +218,6 @@ QUICK_RATIOS = (0.02, 0.05, 0.1, 0.3, 1.0)
 FULL_FACTORS = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 5.0, 10.0, 20.0, 48.0)
 QUICK_FACTORS = (0.2, 0.5, 1.0, 2.0, 5.0, 20.0)  # balance (1.0) and both sides
 
-# The medium profile's network settings beyond ResNet-34's defaults, and its imbalanced ratio.
-MEDIUM_NN = (("epochs", MEDIUM_BUDGET["epochs"]),)
-MEDIUM_IMBALANCED = MEDIUM_BUDGET["imbalanced_ratio"]
-
 PROFILES = {
     "full": {
         "t1-adult-xgboost": RatioGrid("adult", "xgboost", 10_000, FULL_RATIOS, FULL_RATIOS),
@@ -281,40 +282,57 @@ PROFILES = {
 }
 
 
-# One GPU (README, One GPU): the paper's network arms at ResNet-34 scale on a budget
-# (MEDIUM_BUDGET: epochs, training images, SimCLR epochs, Hessian images, and why), on
-# quick's grid points, which each claim was designed around; the tabular and toy arms are
-# the full profile's (minutes on the CPU beside the GPU). No methods arms: a method's CI runs
-# quick, a replication full (METHOD_ARMS).
-PROFILES["medium"] = {
-    # tabular and toy arms: the full profile's
-    **{arm: cfg for arm, cfg in PROFILES["full"].items() if not models.device_bound(cfg.model)},
-    "t1-cifar10-nn": RatioGrid("cifar10", "resnet34", MEDIUM_BUDGET["train_images"], QUICK_NN_RATIOS,
-                               QUICK_NN_RATIOS, hyperparameters=MEDIUM_NN),
-    # Figure 3b's minority of 500 (quick: 250), the majority from a fifth of it to the 5,000
-    # the binary train split holds.
-    "t2-cifar10-binary-nn": MajorityGrid("cifar10-binary", "resnet34", (500,),
-                                         (0.2, 0.5, 1.0, 2.0, 5.0, 10.0), hyperparameters=MEDIUM_NN),
-    "t3-cifar10-nn": RatioGrid("cifar10", "resnet34", MEDIUM_BUDGET["train_images"],
-                               (MEDIUM_IMBALANCED, 0.2), QUICK_NN_RATIOS,
-                               ("erm", "oversample", "overfit"), hyperparameters=MEDIUM_NN),
-    "t6-cifar10-nn": RatioGrid("cifar10", "resnet34", MEDIUM_BUDGET["train_images"],
-                               (MEDIUM_IMBALANCED, 1.0), QUICK_NN_RATIOS,
-                               ("erm", "sam", "asymmetric_sam"), ("asymmetric_sam",),
-                               hyperparameters=MEDIUM_NN),
-    "t5-cifar10-flatness": RatioGrid("cifar10", "resnet34", MEDIUM_BUDGET["train_images"],
-                                     (MEDIUM_IMBALANCED, 1.0), (1.0,), hyperparameters=MEDIUM_NN + (
-                                         ("hessian_top_k", 10), ("loss_directions", 5),
-                                         ("hessian_samples", MEDIUM_BUDGET["hessian_samples"]))),
-    "t5-cifar10-bayesian": RatioGrid("cifar10", "resnet34", MEDIUM_BUDGET["train_images"],
-                                     (MEDIUM_IMBALANCED, 1.0), QUICK_NN_RATIOS,
-                                     ("erm", "laplace", "sghmc"), hyperparameters=MEDIUM_NN),
-    "t4-cifar10-binary-ssl": RatioGrid("cifar10-binary", "resnet34",
-                                       MEDIUM_BUDGET["binary_train_images"], (0.1, 1.0), (1.0,),
-                                       ("erm", "oversample", "simclr"), ("oversample",),
-                                       MEDIUM_NN, (("simclr", (("epochs", MEDIUM_BUDGET["simclr_epochs"]),)),)),
-}
+def budgeted_network_arms(model: str, budget: dict, network: tuple = ()) -> dict:
+    """Every network arm of the paper for ``model`` at ``budget`` (``MEDIUM_BUDGET``,
+    ``LAPTOP_BUDGET``: training images, SimCLR epochs, Hessian images, the imbalanced ratio, the
+    learned-something floors) on quick's grid points, which each claim was designed around;
+    ``network`` the model's settings beyond its defaults. One function for every such profile:
+    a profile is a budget for the same arms, never a separate set."""
+    images, binary, imbalanced = (budget["train_images"], budget["binary_train_images"],
+                                  budget["imbalanced_ratio"])
+    floor = budget.get("accuracy_floor")  # 10-class; the binary arms' is binary_accuracy_floor
+    binary_floor = budget.get("binary_accuracy_floor")
+    hp = tuple(network)
+    return {
+        "t1-cifar10-nn": RatioGrid("cifar10", model, images, QUICK_NN_RATIOS, QUICK_NN_RATIOS,
+                                   hyperparameters=hp, accuracy_floor=floor),
+        # Figure 3b's minority of 500 (quick: 250), the majority from a fifth of it to the 5,000
+        # the binary train split holds.
+        "t2-cifar10-binary-nn": MajorityGrid("cifar10-binary", model, (500,),
+                                             (0.2, 0.5, 1.0, 2.0, 5.0, 10.0), hyperparameters=hp,
+                                             accuracy_floor=binary_floor),
+        "t3-cifar10-nn": RatioGrid("cifar10", model, images, (imbalanced, 0.2), QUICK_NN_RATIOS,
+                                   ("erm", "oversample", "overfit"), hyperparameters=hp,
+                                   accuracy_floor=floor),
+        "t6-cifar10-nn": RatioGrid("cifar10", model, images, (imbalanced, 1.0), QUICK_NN_RATIOS,
+                                   ("erm", "sam", "asymmetric_sam"), ("asymmetric_sam",),
+                                   hyperparameters=hp, accuracy_floor=floor),
+        "t5-cifar10-flatness": RatioGrid("cifar10", model, images, (imbalanced, 1.0), (1.0,),
+                                         hyperparameters=hp + (
+                                             ("hessian_top_k", 10), ("loss_directions", 5),
+                                             ("hessian_samples", budget["hessian_samples"])),
+                                         accuracy_floor=floor),
+        "t5-cifar10-bayesian": RatioGrid("cifar10", model, images, (imbalanced, 1.0), QUICK_NN_RATIOS,
+                                         ("erm", "laplace", "sghmc"), hyperparameters=hp,
+                                         accuracy_floor=floor),
+        "t4-cifar10-binary-ssl": RatioGrid("cifar10-binary", model, binary, (0.1, 1.0), (1.0,),
+                                           ("erm", "oversample", "simclr"), ("oversample",), hp,
+                                           (("simclr", (("epochs", budget["simclr_epochs"]),)),),
+                                           accuracy_floor=binary_floor),
+    }
 
+
+# The tabular and toy arms of every budgeted profile: the full profile's (minutes on the CPU).
+FULL_CPU_ARMS = {arm: cfg for arm, cfg in PROFILES["full"].items() if not models.device_bound(cfg.model)}
+# One GPU (README, One GPU): the paper's network arms at ResNet-34 scale on a budget
+# (MEDIUM_BUDGET: epochs, training images, SimCLR epochs, Hessian images, and why). No methods
+# arms: a method's CI runs quick, a replication full (METHOD_ARMS).
+PROFILES["medium"] = {**FULL_CPU_ARMS, **budgeted_network_arms(
+    "resnet34", MEDIUM_BUDGET, (("epochs", MEDIUM_BUDGET["epochs"]),))}
+# A laptop (README, A laptop is enough): the same arms on the CPU with the network chosen on
+# balanced data alone (LAPTOP_BUDGET and its reasons; python -m harness frontier), whose
+# reference runs must reach the budget's balanced-accuracy floors.
+PROFILES["laptop"] = {**FULL_CPU_ARMS, **budgeted_network_arms(LAPTOP_BUDGET["model"], LAPTOP_BUDGET)}
 
 
 # Profiles whose device-bound (network) arms train on a CUDA GPU: their runs are keyed to cuda
@@ -496,11 +514,32 @@ def learned_something(cfg, records: dict[tuple, dict], seeds: Sequence[int]) -> 
     test = stats.paired_greater(values, [floor] * len(values), GATE_ALPHA)
     passed = test.p_value < GATE_ALPHA
     label = ", ".join(str(c) for c in cell)
-    return {"passed": bool(passed), "cell": label, "chance": 1.0 / classes, "margin": GATE_MARGIN,
-            "mean": float(np.mean(values)), "p_value": test.p_value, "per_seed": values,
+    gate = {"passed": bool(passed), "cell": label, "chance": 1.0 / classes, "margin": GATE_MARGIN,
+            "mean": float(np.mean(values)), "median": float(np.median(values)),
+            "p_value": test.p_value, "per_seed": values,
             "summary": f"balanced accuracy of the reference runs ({label}) {np.mean(values):.3f} "
                        f"vs chance {1.0 / classes:.3f} + {GATE_MARGIN}: p = {test.p_value:.3g}, "
                        f"{'passed' if passed else 'FAILED'}"}
+    floor_check = accuracy_floor_check(cfg, values)
+    if floor_check is not None:
+        gate["floor"] = floor_check
+        gate["summary"] += f"; {floor_check['summary']}"
+    return gate
+
+
+def accuracy_floor_check(cfg, values: Sequence[float]) -> dict | None:
+    """The profile's declared floor (``cfg.accuracy_floor``) on the reference runs' median
+    balanced accuracy (None where the arm declares none). Below it the network did not learn
+    the task well enough for the paper's claims to mean anything there: the claim is an error
+    (:meth:`fixtures.claims.ClaimRecorder.grid`), never a verdict."""
+    floor = getattr(cfg, "accuracy_floor", None)
+    if floor is None:
+        return None
+    median = float(np.median(values))
+    met = median >= floor
+    return {"floor": floor, "median": median, "met": bool(met),
+            "summary": f"median {median:.3f} {'>=' if met else '<'} the profile's floor {floor:.2f}"
+                       + ("" if met else ": the network did not learn the task")}
 
 
 # ------------------------------------------------------------------ the seeds-reach-the-runs check

@@ -39,7 +39,8 @@ DEFAULT_SEEDS = {"quick": 5}
 # seeds: medium's budget is one GPU-hour, known before it starts (--seeds=auto can take its
 # network runs to 4x). Its tabular and toy arms are the full profile's grids, where five seeds
 # leave several claims inconclusive; they are sequential, as in full, and cost CPU-minutes.
-NETWORK_DEFAULT_SEEDS = {"medium": 5}
+# The laptop profile's network arms too: its 90-minute budget is priced at five seeds.
+NETWORK_DEFAULT_SEEDS = {"medium": 5, "laptop": 5}
 AUTO = "auto"  # --seeds=auto: each claim's group-sequential design decides (harness.judging.sequential)
 SIMCLR_WEIGHTS_SKIP = ("the ImageNet SimCLR baseline needs weights: pass --simclr-weights FILE "
                        "(a state dict for the arm's network, torchvision ResNet names)")

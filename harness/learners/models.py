@@ -24,7 +24,7 @@ The contract (checked for every registered model by ``tests/test_models.py``):
   trains.
 
 ``DEFAULTS[name]`` holds the hyperparameters that go into a run spec, so the store key changes
-whenever a hyperparameter does. The neural networks (``small_cnn``, ``resnet34``) live in
+whenever a hyperparameter does. The neural networks (``small_cnn``, ``airbench_cnn``, ``resnet34``) live in
 :mod:`harness.learners.engine`, imported only when one is built so that tabular runs never load torch.
 """
 
@@ -120,10 +120,11 @@ torch_classifier.MEASUREMENTS = frozenset(nn_hyperparameters.MEASUREMENT_SETTING
 
 MODELS: dict[str, Callable] = {"xgboost": XGBoostModel, "linear_svm": LinearSVMModel,
                                "small_cnn": torch_classifier, "resnet34": torch_classifier,
-                               "mlp2d": toy.ToyMLP}
+                               "airbench_cnn": torch_classifier, "mlp2d": toy.ToyMLP}
 DEFAULTS: dict[str, dict] = {"xgboost": XGBOOST_DEFAULTS, "linear_svm": LINEAR_SVM_DEFAULTS,
                              "small_cnn": nn_hyperparameters.SMALL_CNN,
-                             "resnet34": nn_hyperparameters.RESNET34, "mlp2d": toy.TOY_MLP}
+                             "resnet34": nn_hyperparameters.RESNET34,
+                             "airbench_cnn": nn_hyperparameters.AIRBENCH_CNN, "mlp2d": toy.TOY_MLP}
 # The modules each model imports (lazily, so that tabular runs never load torch), its
 # measurements included: the preflight (harness.runs.preflight) imports them before anything
 # trains. A method's own are its ``libraries``.
@@ -132,12 +133,13 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "linear_svm": ("sklearn.svm", "sklearn.preprocessing", "sklearn.pipeline"),
     "small_cnn": ("torch", "scipy.sparse.linalg"),  # scipy: the Hessian spectrum (nn.flatness)
     "resnet34": ("torch", "torchvision.models", "scipy.sparse.linalg"),  # its ResNet-34
+    "airbench_cnn": ("torch", "scipy.sparse.linalg"),
     "mlp2d": ("torch",),
 }
 # Models whose runs train on the session's device (--device; the ``gpu`` marker of the full
 # profile): declared at registration (``register_model(..., device_bound=True)``). The toy MLP
 # is torch too, but small enough that the CPU is its device everywhere.
-DEVICE_BOUND: set[str] = {"small_cnn", "resnet34"}
+DEVICE_BOUND: set[str] = {"small_cnn", "resnet34", "airbench_cnn"}
 BUILTIN_MODELS = dict(MODELS)  # what a freshly started worker process has (see harness.runs.runner)
 
 

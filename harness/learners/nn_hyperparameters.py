@@ -84,3 +84,44 @@ MEDIUM_BUDGET = {
     # (full: 0.01, where 5,000 images would leave the rarest class 20 images).
     "imbalanced_ratio": 0.05,
 }
+
+# The laptop profile's network (-m laptop): an airbench-shaped CNN (harness.nn.networks.
+# airbench_cnn), chosen on balanced CIFAR-10 subsets alone by `python -m harness frontier`
+# (README, "A laptop is enough"), before any claim ran on it. The recipe is the quick CNN's.
+AIRBENCH_CNN = {
+    "arch": "airbench_cnn",    # 2x2 stem, 3 x (conv-pool-BN-GELU-conv-BN-GELU), max-pool, scaled linear
+    "width": 16,               # channels of the first block; blocks are (1, 4, 4) x width
+    "image_size": 32,          # pixels (side); CIFAR-10's native size
+    # 30: the cheapest frontier point at or above the 0.65 floor (0.665 in 117 s on 5,000
+    # balanced images, 2 threads; docs/benchmarks/frontier-2026-12-07.json); 15 epochs gave 0.594.
+    "epochs": 30,              # passes over the (resampled) training set
+    "batch_size": 128,         # images per SGD step
+    "lr": 0.05,                # peak learning rate, cosine-annealed to 0 per step
+    "momentum": 0.9,           # SGD momentum (Nesterov off)
+    "weight_decay": 5e-4,      # L2 coefficient on all parameters
+    "crop_padding": 4,         # pixels of zero padding before the random crop
+    "device": "cpu",           # where it trains; set from --device when the spec is built
+    **MEASUREMENT_SETTINGS,
+}
+
+# The laptop profile: every network claim of the paper on a 2-core CPU in 90 minutes cold
+# (`python -m harness plan -m laptop` prices it). Chosen on cost and on the balanced-data
+# frontier before any laptop claim was judged.
+LAPTOP_BUDGET = {
+    "model": "airbench_cnn",   # the network of every network arm (AIRBENCH_CNN's settings)
+    # Training images of the 10-class arms (fixed across train ratios): 5,000, the frontier's
+    # size and medium's; at r = 0.05 the rarest class has ~70 images.
+    "train_images": 5_000,
+    # Figure 6's binary arm: 2,000 images, as medium.
+    "binary_train_images": 2_000,
+    # SimCLR pre-training epochs: quick's 30 (medium 100): its runs are the profile's dearest.
+    "simclr_epochs": 30,
+    # Hessian and loss-curve images (Figure 7): quick's 500.
+    "hessian_samples": 500,
+    "imbalanced_ratio": 0.05,  # the two-ratio arms' imbalanced ratio, as quick and medium
+    # The learned-something gate's floors (issue 31): the reference (most balanced ERM) runs'
+    # median balanced accuracy on the balanced test set. Below them a claim is an error saying
+    # the network did not learn, never a verdict.
+    "accuracy_floor": 0.65,         # 10-class
+    "binary_accuracy_floor": 0.90,  # airplane vs automobile
+}

@@ -1,4 +1,11 @@
-"""Network architectures: ResNet-34 with the CIFAR stem, and a small CNN for CPU-sized runs."""
+"""Network architectures: ResNet-34 with the CIFAR stem, and the CPU-sized candidates.
+
+``ARCHITECTURES`` is the registry by name; :func:`build_network` builds from it. The CPU-sized
+networks are the candidates of ``python -m harness frontier`` (:mod:`harness.experiments.frontier`):
+the quick profile's small CNN, an airbench-style network (Keller Jordan's airbench94 block:
+conv-pool-BN-GELU-conv-BN-GELU, global max-pool, a scaled linear head) at a fraction of its
+width, and the CIFAR ResNet-20 of He et al. (2016).
+"""
 
 from __future__ import annotations
 
@@ -30,12 +37,84 @@ def small_cnn(num_classes: int, width: int = 32) -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
 
 
+class AirbenchBlock(nn.Sequential):
+    """airbench's block: conv3x3, max-pool 2, BN, GELU, conv3x3, BN, GELU."""
+
+    def __init__(self, channels_in: int, channels_out: int):
+        super().__init__(nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                         nn.BatchNorm2d(channels_out), nn.GELU(),
+                         nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(channels_out), nn.GELU())
+
+
+class ScaledLinear(nn.Linear):
+    """airbench's head: a bias-free linear layer whose logits are scaled down (x 1/9 there), so
+    that the first steps' softmax is not saturated by max-pooled features."""
+
+    SCALE = 1 / 9
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return super().forward(features) * self.SCALE
+
+
+def airbench_cnn(num_classes: int, width: int = 32) -> nn.Module:
+    """An airbench94-shaped network at ``width``: a 2x2 stem conv of ``3 x width / 8`` channels
+    (airbench's whitening layer's shape, initialised at random here: the whitening init needs the
+    training images, which a network's builder never sees), then three blocks of ``(1, 4, 4) x
+    width`` channels, global max-pool, scaled linear head. Width 64 is airbench94's own (24, 64,
+    256, 256). A flat ``nn.Sequential``, so that the feature extractor (:func:`split_classifier`)
+    is everything before the head."""
+    stem = max(8, 3 * width // 8)
+    return nn.Sequential(nn.Conv2d(3, stem, 2, padding=0, bias=False), nn.BatchNorm2d(stem), nn.GELU(),
+                         AirbenchBlock(stem, width), AirbenchBlock(width, 4 * width),
+                         AirbenchBlock(4 * width, 4 * width), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                         ScaledLinear(4 * width, num_classes, bias=False))
+
+
+class BasicBlock(nn.Module):
+    """The CIFAR ResNet's block: two conv3x3-BN, identity shortcut (a strided 1x1 conv-BN where
+    the shape changes: option B of He et al.)."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(channels_out), nn.ReLU(inplace=True),
+            nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False), nn.BatchNorm2d(channels_out))
+        self.shortcut = nn.Identity() if stride == 1 and channels_in == channels_out else nn.Sequential(
+            nn.Conv2d(channels_in, channels_out, 1, stride=stride, bias=False), nn.BatchNorm2d(channels_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def resnet20(num_classes: int, width: int = 16) -> nn.Module:
+    """CIFAR ResNet-20 (He et al. 2016, section 4.2): a conv3x3 stem, three stages of three
+    blocks at ``(1, 2, 4) x width`` channels (width 16: 0.27 M parameters), global average pool,
+    linear. Flat ``nn.Sequential`` for :func:`split_classifier`."""
+    layers, channels = [nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                        nn.ReLU(inplace=True)], width
+    for stage, out in enumerate((width, 2 * width, 4 * width)):
+        for block in range(3):
+            layers.append(BasicBlock(channels, out, 2 if stage and not block else 1))
+            channels = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+
+# name -> (builder(num_classes, width), its default width; None: it takes no width)
+ARCHITECTURES = {
+    "resnet34": (lambda num_classes, width: resnet34_cifar(num_classes), None),
+    "small_cnn": (small_cnn, 32),
+    "airbench_cnn": (airbench_cnn, 32),
+    "resnet20": (resnet20, 16),
+}
+
+
 def build_network(arch: str, num_classes: int, width: int | None = None) -> nn.Module:
-    if arch == "resnet34":
-        return resnet34_cifar(num_classes)
-    if arch == "small_cnn":
-        return small_cnn(num_classes, width or 32)
-    raise ValueError(f"unknown architecture {arch!r}; choose resnet34 or small_cnn")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    builder, default_width = ARCHITECTURES[arch]
+    return builder(num_classes, width or default_width)
 
 
 def split_classifier(net: nn.Module) -> tuple[nn.Module, str]:
