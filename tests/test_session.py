@@ -12,7 +12,9 @@ def session(tmp_path, **options):
 
 def test_by_default_quick_and_medium_networks_have_five_fixed_seeds_and_the_rest_is_sequential(tmp_path):
     s = session(tmp_path)
-    assert DEFAULT_SEEDS == {"quick": 5} and NETWORK_DEFAULT_SEEDS == {"medium": 5}
+    assert DEFAULT_SEEDS == {"quick": 5} and NETWORK_DEFAULT_SEEDS == {"medium": 5, "laptop": 5}
+    # laptop as medium: five fixed seeds on its network arms, sequential on the CPU arms
+    assert s.fixed_seeds("laptop", "t6-cifar10-nn") == 5 and s.fixed_seeds("laptop", "t2-adult-xgboost") is None
     assert s.fixed_seeds("quick") == 5 and s.seeds_for("quick") == [0, 1, 2, 3, 4]
     # medium: five fixed seeds on its network arms (its GPU-hour), sequential on the CPU arms
     assert s.fixed_seeds("medium", "t1-cifar10-nn") == 5 and s.design("medium", "t1-cifar10-nn", 0.05) is None
