@@ -14,7 +14,7 @@ def test_balanced_subset_draws_equal_counts_without_replacement_and_refuses_shor
     rows = frontier.balanced_subset(labels, 5, seed=0)
     assert np.bincount(labels[rows]).tolist() == [5, 5, 5] and len(set(rows)) == 15
     assert not np.array_equal(rows, frontier.balanced_subset(labels, 5, seed=1))
-    with pytest.raises(ValueError, match=r"classes \[0\]"):
+    with pytest.raises(ValueError, match=r"class 0 has 10 samples"):
         frontier.balanced_subset(labels, 11, seed=0)
 
 

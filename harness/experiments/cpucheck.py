@@ -116,6 +116,7 @@ def training_gflops(arch: str, width: int | None, image_size: int, batch_size: i
 
     from ..learners import engine
     from ..nn.networks import build_network
+    from .frontier import training_settings
     from .gpucheck import training_flops_per_image
 
     if threads is not None:
@@ -125,8 +126,7 @@ def training_gflops(arch: str, width: int | None, image_size: int, batch_size: i
     n = batch_size * steps
     x = torch.from_numpy(rng.integers(0, 256, (n, image_size, image_size, 3), dtype=np.uint8))
     y = torch.from_numpy(rng.integers(0, 10, n))
-    hp = {"batch_size": batch_size, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
-          "crop_padding": max(1, image_size // 8)}
+    hp = dict(training_settings(image_size), batch_size=batch_size)  # the frontier's recipe
     torch.manual_seed(0)
     net = build_network(arch, 10, width).to(memory_format=torch.channels_last)
     engine.train(net, x, y, None, hp, 1, hp["lr"], torch.Generator().manual_seed(0))  # warm-up
