@@ -211,10 +211,9 @@ class Method:
         return {}
 
     def optimizer(self, state: TrainingState, params, lr: float):
-        import torch
+        from ..nn.optim import sgd
 
-        return torch.optim.SGD(params, lr=lr, momentum=state.hp["momentum"],
-                               weight_decay=state.hp.get("weight_decay", 0.0))
+        return sgd(params, lr, state.hp)  # the recipe's SGD (momentum, weight decay, Nesterov)
 
     def lr_factor(self, step: int, total_steps: int) -> float:
         from ..nn.optim import cosine

@@ -15,7 +15,9 @@ def cosine(step: int, total_steps: int) -> float:
 
 
 def sgd(params, lr: float, hp: dict):
-    """SGD with the recipe's momentum and weight decay (``hp["momentum"]``, ``hp["weight_decay"]``)."""
+    """SGD with the recipe's momentum, weight decay and Nesterov flag (``hp["momentum"]``,
+    ``hp["weight_decay"]``, ``hp["nesterov"]``; a recipe without the last two has none)."""
     import torch
 
-    return torch.optim.SGD(params, lr=lr, momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+    return torch.optim.SGD(params, lr=lr, momentum=hp["momentum"], weight_decay=hp.get("weight_decay", 0.0),
+                           nesterov=hp.get("nesterov", False))
