@@ -18,7 +18,8 @@ average the samples' softmax outputs. The sampler's constants map onto the SGD r
 temperature 0 and a constant step size it *is* that recipe: step size ``lr / N``, friction ``1 - momentum``, and a
 Gaussian prior of precision ``weight_decay * N`` (``N`` training images). (With a step-size
 schedule the two still differ slightly: SGHMC scales each new gradient by the current step size,
-torch's SGD the whole momentum buffer.)
+torch's SGD the whole momentum buffer. A recipe with Nesterov momentum (the laptop network's) has no
+SGHMC counterpart: SGHMC keeps plain momentum, and takes the recipe's learning rate.)
 """
 
 from __future__ import annotations
