@@ -261,3 +261,18 @@ def test_the_medium_profile_fits_one_gpu_hour_and_selects_every_neural_claim_of_
             if any(f"-{arm}]" in i or f"-{arm}-" in i for arm in network_arms)
             and "test_methods_under_test" not in i}
     assert full and full <= collected("medium")
+
+
+def test_the_readmes_laptop_price_is_the_plans(tmp_path):
+    """README, "A laptop is enough": `plan -m laptop` priced at the figure it quotes (assumed
+    figures, an empty store), so a recipe change cannot leave the README's price stale."""
+    if not shared_data_available("cifar10/cifar10-jpeg.zip") and not shared_data_available(
+            "cifar10/cifar-10-batches-py/data_batch_1"):
+        pytest.skip("CIFAR-10 not present")
+    out = subprocess.run([sys.executable, "-m", "harness", "plan", "-m", "laptop", "--json",
+                          f"--store={tmp_path}", f"--calibration={tmp_path / 'none.json'}"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    hours = json.loads(out.stdout)["estimated_hours"]
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    assert f"laptop` prices it at {hours:.1f} CPU-hours" in readme, hours
