@@ -229,18 +229,24 @@ def test_runs_sharing_a_gpu_divide_gpu_time_by_the_measured_speedup_only():
     assert assumed["speedup"] == 1.0 and assumed["best_measured"] == {}
 
 
+def cold_plan(profile: str, tmp_path) -> dict:
+    """``plan -m profile --json`` against an empty store and no calibration (assumed figures);
+    skips where CIFAR-10 is absent."""
+    if not shared_data_available("cifar10/cifar10-jpeg.zip") and not shared_data_available(
+            "cifar10/cifar-10-batches-py/data_batch_1"):
+        pytest.skip("CIFAR-10 not present")
+    out = subprocess.run([sys.executable, "-m", "harness", "plan", "-m", profile, "--json",
+                          f"--store={tmp_path}", f"--calibration={tmp_path / 'none.json'}"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
 def test_the_medium_profile_fits_one_gpu_hour_and_selects_every_neural_claim_of_the_paper(tmp_path):
     """-m medium: every claim test the full profile runs on a network arm is selected at medium
     too, and the plan of the whole profile (assumed figures, one run at a time per GPU) is at most
     one GPU-hour; the README's One GPU section quotes it."""
-    if not shared_data_available("cifar10/cifar10-jpeg.zip") and not shared_data_available(
-            "cifar10/cifar-10-batches-py/data_batch_1"):
-        pytest.skip("CIFAR-10 not present")
-    out = subprocess.run([sys.executable, "-m", "harness", "plan", "-m", "medium", "--json",
-                          f"--store={tmp_path}", f"--calibration={tmp_path / 'none.json'}"],
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout)
+    result = cold_plan("medium", tmp_path)
     assert result["estimated_gpu_hours"] <= 1.0, result["estimated_gpu_hours"]
     network_arms = {a for a, c in protocols.PROFILES["full"].items() if models.device_bound(c.model)}
     assert {f"medium/{a}" for a in network_arms} <= set(result["by_arm"])
@@ -266,13 +272,6 @@ def test_the_medium_profile_fits_one_gpu_hour_and_selects_every_neural_claim_of_
 def test_the_readmes_laptop_price_is_the_plans(tmp_path):
     """README, "A laptop is enough": `plan -m laptop` priced at the figure it quotes (assumed
     figures, an empty store), so a recipe change cannot leave the README's price stale."""
-    if not shared_data_available("cifar10/cifar10-jpeg.zip") and not shared_data_available(
-            "cifar10/cifar-10-batches-py/data_batch_1"):
-        pytest.skip("CIFAR-10 not present")
-    out = subprocess.run([sys.executable, "-m", "harness", "plan", "-m", "laptop", "--json",
-                          f"--store={tmp_path}", f"--calibration={tmp_path / 'none.json'}"],
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    hours = json.loads(out.stdout)["estimated_hours"]
+    hours = cold_plan("laptop", tmp_path)["estimated_hours"]
     readme = " ".join((REPO_ROOT / "README.md").read_text().split())
     assert f"laptop` prices it at {hours:.1f} CPU-hours" in readme, hours
