@@ -425,8 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     speed = commands.add_parser("throughput", help="train a network on CIFAR-10 and time it",
                                 description="Train a network on CIFAR-10 with the harness's "
                                             "engine and print images/s and test accuracy as JSON.")
-    speed.add_argument("--arch", default="small_cnn", choices=("small_cnn", "resnet34"),
-                       help="network to train (default: %(default)s)")
+    from .learners import models
+
+    speed.add_argument("--arch", default="small_cnn", choices=sorted(models.DEVICE_BOUND),
+                       help="network to train, with its profile's recipe (default: %(default)s; "
+                            "airbench_cnn is the laptop profile's: calibrate plan -m laptop with "
+                            "it at --threads 1, one thread per worker as the suite runs)")
     speed.add_argument("--epochs", type=int, default=1, help="epochs to train (default: 1)")
     speed.add_argument("--images", type=int, default=None,
                        help="train on N random training images (default: all 50,000)")
