@@ -181,6 +181,19 @@ def test_throughput_command_trains_reports_and_calibrates_the_plan(capsys, tmp_p
     assert figure["measured"] and figure["images_per_second"] == round(report["images_per_second"], 1)
 
 
+def test_throughput_command_takes_every_image_network():
+    """`throughput --arch` offers each registered image network (the laptop profile's
+    airbench_cnn included, so that plan -m laptop can be calibrated on another chip)."""
+    from harness import __main__ as cli
+    from harness.learners import models
+
+    parser = cli.build_parser()
+    for arch in sorted(models.DEVICE_BOUND):
+        assert parser.parse_args(["throughput", "--arch", arch]).arch == arch
+    with pytest.raises(SystemExit):
+        parser.parse_args(["throughput", "--arch", "not_a_network"])
+
+
 def test_minority_half_radii_scale_the_rarer_classes():
     labels = torch.tensor([0] * 5 + [1] * 2 + [2] * 4 + [3] * 1)
     radii = sam.minority_half_radii(labels, 4, rho=0.1, scale=3.0)
