@@ -79,6 +79,19 @@ def test_a_measured_figure_overrides_the_assumed_one(tmp_path):
     assert "H100" in figures["resnet34/cuda"]["source"]
 
 
+def test_a_cpu_figure_measured_at_more_threads_than_a_slot_is_not_used(tmp_path):
+    """The suite trains one thread per CPU slot; a 2-thread figure would price it ~1.8x low."""
+    file = tmp_path / "calibration.json"
+    plan.record_throughput("airbench_cnn", "cpu", {"images_per_second": 2_700, "threads": 2}, file)
+    figure = plan.load_calibration(file)["airbench_cnn/cpu"]
+    assert not figure["measured"]
+    assert figure["images_per_second"] == plan.ASSUMED[("airbench_cnn", "cpu")]["images_per_second"]
+    assert "2 threads" in figure["source"] and "--threads 1" in figure["source"]
+    plan.record_throughput("airbench_cnn", "cpu", {"images_per_second": 1_300, "threads": 1}, file)
+    figure = plan.load_calibration(file)["airbench_cnn/cpu"]
+    assert figure["measured"] and figure["images_per_second"] == 1_300
+
+
 def test_an_unreadable_calibration_file_is_a_clear_error(tmp_path):
     file = tmp_path / "calibration.json"
     file.write_text("{not json")
@@ -173,7 +186,7 @@ def test_figures_written_before_kinds_were_recorded_keep_their_kind(tmp_path):
     file.write_text(json.dumps({"throughput": {
         "resnet34/cuda": {"images_per_second": 20_000, "aggregate_images_per_second": {"1": 20_000},
                           "source": "measured on gpu1 (H100) 2025-01-01"},
-        "small_cnn/cpu": {"images_per_second": 8_000, "images": 256, "threads": 2,
+        "small_cnn/cpu": {"images_per_second": 8_000, "images": 256, "threads": 1,
                           "source": "measured on ci (cpu) 2025-01-01"}}}))
     figures = plan.load_calibration(file)
     assert figures["resnet34/cuda"]["kind"] == "steady" and figures["small_cnn/cpu"]["kind"] == "cold"

@@ -76,8 +76,29 @@ def load_calibration(path=None) -> dict:
             raise ValueError(f"calibration file {file} is not JSON ({err}); delete it or rerun "
                              "python -m harness throughput") from None
         for key, value in stored.get("throughput", {}).items():
+            if per_slot_threads_differ(key, value):
+                kept = figures.get(key)
+                if kept is not None:  # else the key has no figure and its runs are flagged
+                    figures[key] = dict(kept, source=f"{kept['source']}; the calibration file's "
+                                        f"{value['images_per_second']:,.0f} images/s was measured at "
+                                        f"{value['threads']} threads, not the one per CPU slot the "
+                                        "suite trains with: not used (rerun python -m harness "
+                                        "throughput with --threads 1)")
+                continue
             figures[key] = dict(value, measured=True, kind=figure_kind(value))
     return figures
+
+
+# The local executor gives each CPU slot one thread (--workers=auto: one per core), so a CPU
+# network's images/s prices the suite only if it was measured at one thread; a 2-thread figure
+# on a 2-core machine is ~1.8x one slot's and would price the run that much too low.
+CPU_SLOT_THREADS = 1
+
+
+def per_slot_threads_differ(key: str, figure: dict) -> bool:
+    """True for a CPU images/s figure recorded at a thread count other than one CPU slot's."""
+    return (key.endswith("/cpu") and "images_per_second" in figure
+            and figure.get("threads", CPU_SLOT_THREADS) != CPU_SLOT_THREADS)
 
 
 # The kinds of measured figure. A steady-state figure (python -m harness gpucheck: images/s over
