@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from harness.data import REPO_ROOT
+from harness.experiments import protocols
 
 
 def child_pytest(*args, tmp_path):
@@ -26,6 +27,8 @@ def test_imagenet_baseline_skips_with_a_reason_without_weights(tmp_path):
                        "-rs", tmp_path=tmp_path)
     assert out.returncode == 0, out.stdout[-2000:]
     assert "1 skipped" in out.stdout and "--simclr-weights FILE" in out.stdout
+    network = protocols.PROFILES["quick"]["t4-cifar10-binary-ssl"].model
+    assert f"quick's network {network!r}" in out.stdout  # which network the weights must be for
 
 
 def test_too_few_seeds_is_a_usage_error(tmp_path):

@@ -46,6 +46,18 @@ SIMCLR_WEIGHTS_SKIP = ("the ImageNet SimCLR baseline needs weights: pass --simcl
                        "(a state dict for the arm's network, torchvision ResNet names)")
 
 
+def simclr_weights_skip(profile: str, arm: str) -> str:
+    """Why a claim that needs ``--simclr-weights`` skips without them, naming the network the
+    weights must be for in ``profile`` (nothing is downloaded: no published ImageNet SimCLR
+    state dict is for the budgeted profiles' small networks, so there the user must bring one)."""
+    grid = protocols.PROFILES.get(profile, {}).get(arm)
+    if grid is None:
+        return SIMCLR_WEIGHTS_SKIP
+    return (f"the ImageNet SimCLR baseline needs weights: pass --simclr-weights FILE, a state dict "
+            f"of ImageNet SimCLR pre-training for {profile}'s network {grid.model!r} (its "
+            "parameter names, harness.nn.networks); nothing is downloaded")
+
+
 class SessionError(ValueError):
     """A session option that cannot work (a method that does not resolve, ...): said before
     anything trains, with the fix."""
