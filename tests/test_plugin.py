@@ -254,3 +254,12 @@ def test_sequential_seeds_make_looks_in_rounds_record_them_and_load_them_again(t
 def test_seeds_take_a_number_or_auto(tmp_path):
     out = child_pytest("claims/", "--collect-only", "-q", "--seeds=many", tmp_path=tmp_path)
     assert out.returncode != 0 and "--seeds takes a whole number or auto" in out.stderr
+
+
+def test_a_skip_reason_is_not_prefixed_twice():
+    """The claim row prints "SKIPPED name: reason"; pytest's own "Skipped: " must not follow."""
+    from fixtures.plugin import skip_reason
+
+    assert skip_reason(("fixtures/claims.py", 77, "Skipped: arm: no GPU")) == "arm: no GPU"
+    assert skip_reason(("claims/t.py", 116, "needs --simclr-weights")) == "needs --simclr-weights"
+    assert skip_reason("Skipped: why") == "why"
