@@ -222,6 +222,7 @@ def plan_command(args, pytest_args: list[str]) -> int:
     result = plan.sequential_plan(arms, looks, selection.get("seed_offset", 0),
                                   ResultStore(selection["store"]), figures, selection["errors"],
                                   selection.get("runs_per_gpu", 1))
+    plan.add_skips(result, selection.get("cannot_train", {}), selection.get("skipped_claims", {}))
     result["selection"] = " ".join(pytest_args)
     print(json.dumps(result, indent=1) if args.json else plan.format_plan(result))
     return 0
@@ -343,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Every other option is passed to pytest's selection: -m, -k, test paths, "
                     "--seeds, --seed-offset, --store, --device, --data-dir.")
     planner.add_argument("--json", action="store_true",
-                         help="print JSON (runs_total, runs_stored, by_arm, estimated_hours, ...)")
+                         help="print JSON (runs_total, runs_stored, by_arm, estimated_gpu_hours, "
+                              "estimated_cpu_hours, skips_here, ...)")
     planner.add_argument("--calibration", default=None,
                          help="throughput calibration file (default $IMBALANCE_CALIBRATION or "
                               ".cache/calibration.json; assumed figures where it has none)")

@@ -51,9 +51,9 @@ def test_runs_sharing_a_trained_model_pay_for_its_training_once(tmp_path):
     alone = plan.build_plan([("full", "laplace", [laplace])], ResultStore(tmp_path), figures)
     both = plan.build_plan([("full", "erm", [erm]), ("full", "laplace", [laplace])],
                            ResultStore(tmp_path), figures)
-    erm_hours = both["by_arm"]["full/erm"]["estimated_hours"]
-    assert both["by_arm"]["full/laplace"]["estimated_hours"] < 0.05 * erm_hours
-    assert alone["estimated_hours"] >= erm_hours  # on its own it trains (and adds its stage)
+    erm_hours = both["by_arm"]["full/erm"]["estimated_gpu_hours"]
+    assert both["by_arm"]["full/laplace"]["estimated_gpu_hours"] < 0.05 * erm_hours
+    assert alone["estimated_gpu_hours"] >= erm_hours  # on its own it trains (and adds its stage)
 
 
 def make_spec_like(model, method):
@@ -112,7 +112,8 @@ def test_plan_command_takes_pytest_selection_and_prints_json(tmp_path):
     assert set(result["by_arm"]) == {"quick/t1-adult-xgboost", "quick/t2-adult-xgboost",
                                      "quick/t3-adult-xgboost"}
     assert result["by_arm"]["quick/t3-adult-xgboost"]["shared_with_earlier_arms"] == 15
-    assert result["estimated_hours"] > 0 and "xgboost/cpu" in result["throughput"]
+    assert result["estimated_cpu_hours"] > 0 and "xgboost/cpu" in result["throughput"]
+    assert result["estimated_gpu_hours"] == 0 and "estimated_hours" not in result  # never a GPU+CPU sum
 
 
 def test_plan_of_the_full_profile_counts_gpu_hours_without_a_gpu(tmp_path):
@@ -125,6 +126,11 @@ def test_plan_of_the_full_profile_counts_gpu_hours_without_a_gpu(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "full/t5-cifar10-flatness" in out.stdout and "GPU-hours" in out.stdout
     assert "resnet34/cuda" in out.stdout and "assumed" in out.stdout
+    import torch
+
+    if not torch.cuda.is_available():  # without a GPU it says which arms will skip here, and why
+        skips = out.stdout.split("what will skip in this session")[1]
+        assert "full/t5-cifar10-flatness: they are GPU runs and this machine has no CUDA GPU" in skips
 
 
 def test_durations_read_in_minutes_below_an_hour():
@@ -133,9 +139,10 @@ def test_durations_read_in_minutes_below_an_hour():
     assert plan.duration(20.43, "GPU") == "20.43 GPU-hours"
     assert plan.duration(0.235, "CPU") == "14.1 CPU-minutes"
     text = plan.format_plan({"by_arm": {"quick/a": {"device": "cpu", "runs": 3, "shared_with_earlier_arms": 0,
-                                                    "stored": 0, "to_train": 3, "estimated_hours": 0.03}},
+                                                    "stored": 0, "to_train": 3, "estimated_gpu_hours": 0.0,
+                                                    "estimated_cpu_hours": 0.03}},
                              "runs_total": 3, "runs_stored": 0, "runs_to_train": 3, "store": "s",
-                             "estimated_gpu_hours": 0.0, "estimated_cpu_minutes": 1.8, "throughput": {}})
+                             "estimated_gpu_hours": 0.0, "estimated_cpu_hours": 0.03, "throughput": {}})
     assert "1.8 min" in text and "estimated cost: 1.8 CPU-minutes" in text
     assert "0.00" not in text and "GPU-" not in text  # no "0.00 GPU-hours" on a CPU-only plan
 
@@ -209,7 +216,8 @@ def test_sequential_plan_prices_the_first_look_the_expected_and_the_worst_case(s
     q = result["sequential"]
     assert result["runs_total"] == 5 + 5 and q["first_look"]["runs_total"] == 10
     assert q["expected"]["runs_total"] == 12 + 5 and q["worst_case"]["runs_total"] == 20 + 5
-    assert q["worst_case"]["estimated_hours"] > q["expected"]["estimated_hours"] > result["estimated_hours"]
+    hours = [case["estimated_gpu_hours"] + case["estimated_cpu_hours"] for case in (q["worst_case"], q["expected"], result)]
+    assert hours[0] > hours[1] > hours[2]
     assert q["arms"] == {"full/auto": {"looks": [5, 10, 20], "expected_seeds": 11.7}}
     text = plan.format_plan(result)
     assert "expected: 17 unique runs" in text and "worst case: 25 unique runs" in text
@@ -285,6 +293,6 @@ def test_the_medium_profile_fits_one_gpu_hour_and_selects_every_neural_claim_of_
 def test_the_readmes_laptop_price_is_the_plans(tmp_path):
     """README, "A laptop is enough": `plan -m laptop` priced at the figure it quotes (assumed
     figures, an empty store), so a recipe change cannot leave the README's price stale."""
-    hours = cold_plan("laptop", tmp_path)["estimated_hours"]
+    hours = cold_plan("laptop", tmp_path)["estimated_cpu_hours"]
     readme = " ".join((REPO_ROOT / "README.md").read_text().split())
     assert f"laptop` prices it at {hours:.1f} CPU-hours" in readme, hours

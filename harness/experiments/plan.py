@@ -285,16 +285,16 @@ def build_plan(arms: list[tuple[str, str, list[RunSpec]]], store: ResultStore,
     # GPU time shares the GPU as the whole selection does (the speedup of the models it uses)
     sharing = gpu_sharing(figures, runs_per_gpu, used)
     for name, seconds in arm_seconds.items():
-        by_arm[name]["estimated_hours"] = round(
-            (seconds["cuda"] / sharing["speedup"] + seconds["cpu"]) / 3600, 3)
+        by_arm[name]["estimated_gpu_hours"] = round(seconds["cuda"] / sharing["speedup"] / 3600, 3)
+        by_arm[name]["estimated_cpu_hours"] = round(seconds["cpu"] / 3600, 3)
     totals["cuda"] /= sharing["speedup"]
     for key, why in (errors or {}).items():
         by_arm[key] = {"error": why}
     return {
         "runs_total": len(seen), "runs_stored": runs_stored, "runs_to_train": len(seen) - runs_stored,
-        "estimated_hours": round((totals["cuda"] + totals["cpu"]) / 3600, 3),
+        # GPU and CPU time apart: an hour of one is not an hour of the other
         "estimated_gpu_hours": round(totals["cuda"] / 3600, 3),
-        "estimated_cpu_minutes": round(totals["cpu"] / 60, 2),
+        "estimated_cpu_hours": round(totals["cpu"] / 3600, 3),
         "by_arm": by_arm,
         "gpu_sharing": sharing,
         "throughput": {k: figures[k] for k in sorted(used) if k in figures},
@@ -332,8 +332,8 @@ def sequential_plan(arms: list[tuple[str, str, list[RunSpec]]], looks: dict, see
     worst = build_plan(arms, store, figures, errors, runs_per_gpu)
 
     def totals(plan):
-        return {k: plan[k] for k in ("runs_total", "runs_to_train", "estimated_hours",
-                                     "estimated_gpu_hours", "estimated_cpu_minutes")}
+        return {k: plan[k] for k in ("runs_total", "runs_to_train", "estimated_gpu_hours",
+                                     "estimated_cpu_hours")}
 
     first["sequential"] = {
         "assumption": SEQUENTIAL_ASSUMPTION, "first_look": totals(first),
@@ -361,7 +361,7 @@ def cost_text(totals: dict) -> str:
     CPU-minutes". A part that costs nothing is left out ("0.00 GPU-hours" on a CPU-only plan
     says nothing)."""
     costs = [duration(hours, kind) for kind, hours in (("GPU", totals["estimated_gpu_hours"]),
-                                                       ("CPU", totals["estimated_cpu_minutes"] / 60))
+                                                       ("CPU", totals["estimated_cpu_hours"]))
              if hours > 0]
     return " + ".join(costs) or "nothing to train"
 
@@ -375,7 +375,8 @@ def format_plan(plan: dict) -> str:
             errors.append(f"  {name}: {arm['error']}")
             continue
         rows.append((name, arm["device"], str(arm["runs"]), str(arm["shared_with_earlier_arms"]),
-                     str(arm["stored"]), str(arm["to_train"]), duration(arm["estimated_hours"])))
+                     str(arm["stored"]), str(arm["to_train"]),
+                     duration(arm["estimated_gpu_hours" if arm["device"] == "cuda" else "estimated_cpu_hours"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
@@ -419,4 +420,20 @@ def format_plan(plan: dict) -> str:
     if errors:
         lines.append("arms that could not be planned:")
         lines += errors
+    skips = plan.get("skips_here", {})
+    if skips.get("arms") or skips.get("claims"):
+        lines.append("what will skip in this session (priced above all the same: run it where it can train):")
+        lines += [f"  {arm}: {why}" for arm, why in skips.get("arms", {}).items()]
+        lines += [f"  {claim}: {why}" for claim, why in skips.get("claims", {}).items()]
     return "\n".join(lines)
+
+
+def add_skips(plan: dict, cannot_train: dict, skipped_claims: dict) -> dict:
+    """Note in ``plan`` what will skip in the session it prices, and why: each arm that cannot
+    train here (``cannot_train``: ``"profile/arm"`` -> the session's reason) and still has runs
+    to train (with all its runs stored it is judged from the store), and each claim that skips
+    at collection (``skipped_claims``: node id -> reason, e.g. ``--simclr-weights`` absent)."""
+    arms = {name: why for name, why in cannot_train.items()
+            if why and plan["by_arm"].get(name, {}).get("to_train")}
+    plan["skips_here"] = {"arms": arms, "claims": dict(skipped_claims)}
+    return plan
