@@ -68,7 +68,9 @@ def figures(arm, cfg, records, seeds) -> list[dict]:
             f"fig9{panel}-{arm}", f"Figure 9{panel}: decision boundary after "
             f"{'SGD' if method == 'erm' else 'SAM'} training (seed {seeds[0]})", grid["axis"],
             grid["labels"], toy.x_train[idx].tolist(), toy.y_train[idx].tolist(),
-            caption=f"Mean minority margin {minority_margin(record):.3f}."))
+            caption=f"Seed {seeds[0]}, the first of the {len(seeds)} seeds judged (its training "
+                    f"points and boundary); its mean minority margin {minority_margin(record):.3f}. "
+                    "Every seed's margin is in the next figure."))
     figs.append(line_figure(
         f"fig9-margins-{arm}", "Mean minority margin per seed", "seed", "mean minority margin",
         [{"label": m, "x": list(seeds), "y": per_seed(records, (m,), seeds, minority_margin)}

@@ -81,3 +81,9 @@ def test_an_arm_s_runs_are_built_at_the_seeds_its_claims_are_judged_on(tmp_path,
     [(_, _, specs)], errors = s.selection([("medium", "t5-cifar10-flatness")])
     assert not errors and {spec.seed for spec in specs} == {0, 1, 2}
     assert s.seeds_for("medium", "t5-cifar10-flatness") == [0, 1, 2]
+
+
+def test_a_session_without_networks_says_its_runs_trained_on_the_cpu(tmp_path):
+    """The report's Environment line of a tabular or toy session: the CPU, not "tabular only"."""
+    meta = session(tmp_path).meta()
+    assert meta["device"].startswith("cpu") and "toy MLP" in meta["device"]

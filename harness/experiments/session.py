@@ -46,6 +46,12 @@ SIMCLR_WEIGHTS_SKIP = ("the ImageNet SimCLR baseline needs weights: pass --simcl
                        "(a state dict for the arm's network, torchvision ResNet names)")
 
 
+# The session's device line when no device-bound network was asked for: what did run (the
+# tabular models, the toy MLP) always trains on the CPU, so no device was resolved.
+NO_DEVICE_BOUND_RUNS = ("cpu (no device-bound network in this session: the tabular models and "
+                        "the toy MLP always train on the CPU)")
+
+
 def simclr_weights_skip(profile: str, arm: str) -> str:
     """Why a claim that needs ``--simclr-weights`` skips without them, naming the network the
     weights must be for in ``profile`` (nothing is downloaded: no published ImageNet SimCLR
@@ -401,7 +407,7 @@ class Session:
         return {
             "profiles": sorted({c["profile"] for c in self.claims}),
             "device": (f"--device {self.options.device}; this machine: {self._resolved_device}"
-                       if hasattr(self, "_resolved_device") else "cpu (tabular runs only)"),
+                       if hasattr(self, "_resolved_device") else NO_DEVICE_BOUND_RUNS),
             "git_commit": code_commit(),
             "command": " ".join(sys.argv),
             "seeds": self.seeds_description(),
