@@ -177,6 +177,21 @@ def throughput_command(args) -> int:
     return 0
 
 
+def verdicts_command(args) -> int:
+    """Print the paper's claims of the given sessions as one Markdown table (claim x profile)."""
+    from .experiments.protocols import PROFILES
+    from .judging.compare import BaselineError, load_claims
+    from .judging.overview import verdict_table
+
+    try:
+        rows = [row for path in args.files for row in load_claims(path)]
+        print(verdict_table(rows, tuple(PROFILES)))
+    except (BaselineError, ValueError) as err:
+        print(f"verdicts: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def plan_command(args, pytest_args: list[str]) -> int:
     """Collect the claims pytest would run with ``pytest_args`` and print their plan.
 
@@ -424,6 +439,14 @@ def build_parser() -> argparse.ArgumentParser:
     chosen.add_argument("--list", action="store_true",
                         help="list the store's sessions (id, claims, profiles, time, command)")
     report.set_defaults(func=report_command)
+    table = commands.add_parser(
+        "verdicts", help="the paper's claims of one or more sessions as a Markdown table",
+        description="Print one Markdown table of the paper's claim tests (rows) by profile "
+                    "(columns): verdict, effect and seeds, from each session's claims.json (or "
+                    "report directory). A claim judged in two of the files keeps the last.")
+    table.add_argument("files", nargs="+", metavar="CLAIMS",
+                       help="claims.json files or report directories (reports/latest, ...)")
+    table.set_defaults(func=verdicts_command)
     speed = commands.add_parser("throughput", help="train a network on CIFAR-10 and time it",
                                 description="Train a network on CIFAR-10 with the harness's "
                                             "engine and print images/s and test accuracy as JSON.")

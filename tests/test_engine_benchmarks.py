@@ -117,7 +117,7 @@ def test_engine_is_faster_than_plain_pipeline():
 
 @pytest.mark.parametrize("arch, width, image_size", cpucheck.TRAINING_CASES)
 def test_benchmark_cpu_mfu(benchmark, arch, width, image_size):
-    """CPU MFU (README, "The CPU engine"): the engine's training GFLOP/s (FLOPs per training
+    """CPU MFU (docs/timings.md, "The CPU engine against the chip"): the engine's training GFLOP/s (FLOPs per training
     image, counted by torch, times images/s) over the measured fp32 matmul ceiling of this
     machine, both on every core the process may use. The median of the rounds is the figure."""
     if torch.cuda.is_available():

@@ -147,8 +147,8 @@ def test_durations_read_in_minutes_below_an_hour():
     assert "0.00" not in text and "GPU-" not in text  # no "0.00 GPU-hours" on a CPU-only plan
 
 
-def test_readme_quotes_the_full_plan(tmp_path):
-    """The README's figures for the full profile are the plan's, not a memory of them."""
+def test_the_docs_quote_the_full_plan(tmp_path):
+    """docs/cluster.md's figures for the full profile are the plan's, not a memory of them."""
     if not shared_data_available("cifar10/cifar10-jpeg.zip") and not shared_data_available(
             "cifar10/cifar-10-batches-py/data_batch_1"):
         pytest.skip("CIFAR-10 not present")
@@ -159,9 +159,9 @@ def test_readme_quotes_the_full_plan(tmp_path):
     result = json.loads(out.stdout)
     resnet = sum(a["runs"] - a["shared_with_earlier_arms"] for a in result["by_arm"].values()
                  if a.get("model") == "resnet34")
-    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    page = " ".join((REPO_ROOT / "docs" / "cluster.md").read_text().split())
     assert (f"The full profile is the paper's grids: {result['runs_total']} unique runs, {resnet} of "
-            "them ResNet-34 runs") in readme
+            "them ResNet-34 runs") in page
 
 
 def test_a_cold_figure_does_not_replace_a_steady_state_one_unless_forced(tmp_path):
@@ -266,16 +266,16 @@ def cold_plan(profile: str, tmp_path) -> dict:
 def test_the_medium_profile_fits_one_gpu_hour_and_selects_every_neural_claim_of_the_paper(tmp_path):
     """-m medium: every claim test the full profile runs on a network arm is selected at medium
     too, and the plan of the whole profile (assumed figures, one run at a time per GPU) is at most
-    one GPU-hour; the README's One GPU section quotes it."""
+    one GPU-hour; docs/cluster.md's One GPU section quotes it."""
     result = cold_plan("medium", tmp_path)
     assert result["estimated_gpu_hours"] <= 1.0, result["estimated_gpu_hours"]
     network_arms = {a for a, c in protocols.PROFILES["full"].items() if models.device_bound(c.model)}
     assert {f"medium/{a}" for a in network_arms} <= set(result["by_arm"])
     resnet = sum(a["runs"] - a["shared_with_earlier_arms"] for a in result["by_arm"].values()
                  if a.get("model") == "resnet34")
-    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    page = " ".join((REPO_ROOT / "docs" / "cluster.md").read_text().split())
     assert (f"`python -m harness plan -m medium`: {result['runs_total']} unique runs, {resnet} of "
-            f"them ResNet-34 runs, {result['estimated_gpu_hours'] * 60:.1f} GPU-minutes") in readme
+            f"them ResNet-34 runs, {result['estimated_gpu_hours'] * 60:.1f} GPU-minutes") in page
 
     def collected(marker):
         done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", marker,
@@ -290,9 +290,9 @@ def test_the_medium_profile_fits_one_gpu_hour_and_selects_every_neural_claim_of_
     assert full and full <= collected("medium")
 
 
-def test_the_readmes_laptop_price_is_the_plans(tmp_path):
-    """README, "A laptop is enough": `plan -m laptop` priced at the figure it quotes (assumed
-    figures, an empty store), so a recipe change cannot leave the README's price stale."""
+def test_the_docs_laptop_price_is_the_plans(tmp_path):
+    """docs/profiles.md, "The laptop profile": `plan -m laptop` priced at the figure it quotes
+    (assumed figures, an empty store), so a recipe change cannot leave the price stale."""
     hours = cold_plan("laptop", tmp_path)["estimated_cpu_hours"]
-    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
-    assert f"laptop` prices it at {hours:.1f} CPU-hours" in readme, hours
+    page = " ".join((REPO_ROOT / "docs" / "profiles.md").read_text().split())
+    assert f"laptop` prices it at {hours:.1f} CPU-hours" in page, hours

@@ -14,7 +14,7 @@
   torch), the engine's images/s on synthetic images, achieved GFLOP/s and MFU against the
   measured fp32 matmul ceiling.
 
-Measured on the project's machine (README, "A laptop is enough"); ``tests/test_engine_benchmarks.py``
+Measured on the project's machine (docs/timings.md, "The CPU engine against the chip"); ``tests/test_engine_benchmarks.py``
 keeps the MFU figure as a pytest-benchmark benchmark.
 """
 

@@ -324,12 +324,12 @@ def budgeted_network_arms(model: str, budget: dict, network: tuple = ()) -> dict
 
 # The tabular and toy arms of every budgeted profile: the full profile's (minutes on the CPU).
 FULL_CPU_ARMS = {arm: cfg for arm, cfg in PROFILES["full"].items() if not models.device_bound(cfg.model)}
-# One GPU (README, One GPU): the paper's network arms at ResNet-34 scale on a budget
+# One GPU (docs/cluster.md, One GPU): the paper's network arms at ResNet-34 scale on a budget
 # (MEDIUM_BUDGET: epochs, training images, SimCLR epochs, Hessian images, and why). No methods
 # arms: a method's CI runs quick, a replication full (METHOD_ARMS).
 PROFILES["medium"] = {**FULL_CPU_ARMS, **budgeted_network_arms(
     "resnet34", MEDIUM_BUDGET, (("epochs", MEDIUM_BUDGET["epochs"]),))}
-# A laptop (README, A laptop is enough): the same arms on the CPU with the network chosen on
+# A laptop (docs/profiles.md, The laptop profile): the same arms on the CPU with the network chosen on
 # balanced data alone (LAPTOP_BUDGET and its reasons; python -m harness frontier), whose
 # reference runs must reach the budget's balanced-accuracy floors.
 PROFILES["laptop"] = {**FULL_CPU_ARMS, **budgeted_network_arms(LAPTOP_BUDGET["model"], LAPTOP_BUDGET)}

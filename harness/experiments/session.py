@@ -275,7 +275,7 @@ class Session:
         if device == "cuda" and not reaches_gpus and self.resolved_device != "cuda":
             return ("they are GPU runs and this machine has no CUDA GPU: train them with "
                     "--executor=gpus on a GPU machine or --executor=slurm, then merge the store "
-                    "(README, Full replication)")
+                    "(docs/cluster.md)")
         return ""
 
     def arm_specs(self, profile: str, cfg, seeds=None) -> dict:

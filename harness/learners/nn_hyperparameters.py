@@ -42,7 +42,7 @@ SMALL_CNN = {
     "width": 16,               # channels of the first block; doubled per block
     "image_size": 16,          # pixels (side); CIFAR images area-downsampled 2x for CPU speed
     # 8, not 15, since version 0.3: the quick suite must fit 10 minutes on 2 cores (chosen on
-    # cost, before the claims ran at 8 epochs; see the README's quick-profile note).
+    # cost, before the claims ran at 8 epochs; see docs/timings.md, The quick suite).
     "epochs": 8,               # passes over the (resampled) training set
     "batch_size": 128,         # images per SGD step
     "lr": 0.05,                # peak learning rate, cosine-annealed to 0 per step
@@ -55,7 +55,7 @@ SMALL_CNN = {
 
 # The medium profile (-m medium): every neural claim of the paper at ResNet-34 scale (32 px,
 # CIFAR stem) on one GPU in about an hour. Each value was chosen on cost and published recipes
-# before any medium run was judged; `python -m harness plan -m medium` prices them (README, One
+# before any medium run was judged; `python -m harness plan -m medium` prices them (docs/cluster.md, One
 # GPU). The tabular and toy arms of the medium profile are the full profile's.
 MEDIUM_BUDGET = {
     # Passes over the training set. Published fast CIFAR schedules reach ~93-94% on the whole

@@ -11,7 +11,7 @@ and a method's identity; the other modules are the methods themselves:
   ``balanced_softmax``, ``ldam_drw``, ``focal``, ``class_balanced``;
 * :mod:`~harness.methods.resampling`: ``smote``, ``undersample`` (imbalanced-learn).
 
-A method of your own is one class (see the README, "Your own method")::
+A method of your own is one class (see docs/extending.md)::
 
     from harness.methods import Method, register
 
