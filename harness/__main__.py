@@ -11,6 +11,7 @@ Examples:
     python -m harness report                         # the latest session, default store
     python -m harness report --list                  # the store's sessions
     python -m harness report --session ID            # another session (--all: every session)
+    python -m harness verdicts reports/latest        # the paper's claims as a Markdown table
     python -m harness throughput --arch resnet34 --epochs 1 --device cuda   # one CIFAR-10 epoch
     python -m harness gpucheck --minutes 8           # on a GPU: throughput, MFU, every method
 """

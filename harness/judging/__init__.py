@@ -1,2 +1,3 @@
-"""Judging: the statistics of a verdict (``stats``), the HTML report (``report``) and the
-regression gate between two sessions' verdicts (``compare``)."""
+"""Judging: the statistics of a verdict (``stats``), the HTML report (``report``), the
+regression gate between two sessions' verdicts (``compare``) and the verdict table of several
+sessions (``overview``)."""
