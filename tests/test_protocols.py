@@ -110,6 +110,35 @@ def test_a_declared_floor_is_checked_on_the_median_and_none_is_no_floor():
     assert "floor" not in protocols.learned_something(plain, fake_records(("erm", 1.0), [0.4] * 5, 10), range(5))
 
 
+def test_the_floor_is_checked_on_balanced_training_even_where_the_arm_trains_none():
+    """The floor is declared for balanced training (issue 31). Takeaway 3's arm trains only at
+    r = 0.05 and 0.2: its grid adds balanced ERM runs for the floor alone, the floor is checked
+    on them (a network that learned but is weaker at r = 0.2 is not "did not learn"), and the
+    chance gate still checks the arm's own most balanced cell."""
+    cfg = protocols.RatioGrid("cifar10", "airbench_cnn", 100, (0.05, 0.2), (1.0,), ("erm", "overfit"),
+                              accuracy_floor=0.65)
+    cells = [c for c, _, _ in cfg.cells(10, (5000,) * 10)]
+    assert ("erm", 1.0) in cells and ("overfit", 1.0) not in cells
+    assert protocols.reference_cell(cfg) == ("erm", 0.2) and cfg.floor_cell() == ("erm", 1.0)
+    records = {**fake_records(("erm", 0.2), [0.60, 0.61, 0.60, 0.62, 0.60], 10),
+               **fake_records(("erm", 1.0), [0.66, 0.67, 0.66, 0.65, 0.68], 10)}
+    gate = protocols.learned_something(cfg, records, range(5))
+    assert gate["cell"] == "erm, 0.2" and gate["floor"]["cell"] == "erm, 1.0" and gate["floor"]["met"]
+    weak = {**records, **fake_records(("erm", 1.0), [0.60, 0.61, 0.60, 0.62, 0.60], 10)}
+    assert not protocols.learned_something(cfg, weak, range(5))["floor"]["met"]  # still a floor
+    unfloored = protocols.RatioGrid("cifar10", "small_cnn", 100, (0.05, 0.2), (1.0,))
+    assert ("erm", 1.0) not in [c for c, _, _ in unfloored.cells(10, (5000,) * 10)]  # quick: unchanged
+
+
+def test_laptop_takeaway3_floor_runs_are_takeaway1s_balanced_runs():
+    """The cell added for the floor costs nothing in a whole session: its specs are takeaway
+    1's balanced ERM specs at the same budget."""
+    laptop = protocols.PROFILES["laptop"]
+    t3 = laptop["t3-cifar10-nn"].specs([0])[("erm", 1.0, 0)]
+    t1 = laptop["t1-cifar10-nn"].specs([0])[("erm", 1.0, 0)]
+    assert t3.key == t1.key
+
+
 def test_laptop_judges_every_network_arm_medium_does_on_its_cpu_network_with_floors():
     """Laptop is medium's arms at another budget: the same arm names, grids and methods, the
     laptop network, the floors declared on every network arm; tabular and toy arms are full's."""
