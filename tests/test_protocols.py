@@ -128,6 +128,8 @@ def test_the_floor_is_checked_on_balanced_training_even_where_the_arm_trains_non
     assert not protocols.learned_something(cfg, weak, range(5))["floor"]["met"]  # still a floor
     unfloored = protocols.RatioGrid("cifar10", "small_cnn", 100, (0.05, 0.2), (1.0,))
     assert ("erm", 1.0) not in [c for c, _, _ in unfloored.cells(10, (5000,) * 10)]  # quick: unchanged
+    own = fake_records(("erm", 0.2), [0.40, 0.41, 0.40, 0.42, 0.40], 10)
+    assert "floor" not in protocols.learned_something(unfloored, own, range(5))  # its own cells only
 
 
 def test_laptop_takeaway3_floor_runs_are_takeaway1s_balanced_runs():

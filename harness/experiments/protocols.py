@@ -536,10 +536,12 @@ def learned_something(cfg, records: dict[tuple, dict], seeds: Sequence[int]) -> 
             "summary": f"balanced accuracy of the reference runs ({label}) {np.mean(values):.3f} "
                        f"vs chance {1.0 / classes:.3f} + {GATE_MARGIN}: p = {test.p_value:.3g}, "
                        f"{'passed' if passed else 'FAILED'}"}
-    floor_cell = cfg.floor_cell()
-    floor_values = values if floor_cell == cell else per_seed(
-        records, floor_cell, seeds, balanced_accuracy_on_most_balanced_test)
-    floor_check = accuracy_floor_check(cfg, floor_values, floor_cell)
+    floor_check = None
+    if getattr(cfg, "accuracy_floor", None) is not None:  # only a floored grid has its cell
+        floor_cell = cfg.floor_cell()
+        floor_values = values if floor_cell == cell else per_seed(
+            records, floor_cell, seeds, balanced_accuracy_on_most_balanced_test)
+        floor_check = accuracy_floor_check(cfg, floor_values, floor_cell)
     if floor_check is not None:
         gate["floor"] = floor_check
         gate["summary"] += f"; {floor_check['summary']}"
