@@ -40,6 +40,53 @@ def test_adult_real_files():
     assert adult.source["variant"] == "uci-original"
 
 
+@pytest.mark.parametrize("name, file", [("adult", "adult/adult.data"), ("covtype", "covtype/covtype-sample.csv.gz")])
+def test_a_tabular_dataset_parsed_once_is_read_back_identical(name, file, monkeypatch, tmp_path):
+    """The parsed arrays are cached by the data's checksum and the parser's source: the second
+    load reads them back (no parsing), bit for bit what the parse made."""
+    if not shared_data_available(file):
+        pytest.skip(f"{file} not present")
+    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path))
+    loader = {"adult": data.load_adult, "covtype": data.load_covtype}[name]
+    loader.cache_clear()
+    parsed = data.load(name)
+    assert list((tmp_path / name).glob("*.npz"))
+    loader.cache_clear()
+    def parsing(*args, **kwargs):
+        pytest.fail("parsed again although cached")
+
+    # the parsers' own calls (patching the parsers would change the parser digest, the key)
+    monkeypatch.setattr(data.csv, "reader", parsing)
+    monkeypatch.setattr(data.np, "loadtxt", parsing)
+    cached = data.load(name)
+    loader.cache_clear()
+    for split in ("x_train", "y_train", "x_test", "y_test"):
+        assert np.array_equal(getattr(parsed, split), getattr(cached, split))
+        assert getattr(parsed, split).dtype == getattr(cached, split).dtype
+    assert parsed.categorical == cached.categorical and parsed.source == cached.source
+
+
+def test_a_changed_parser_never_reads_an_older_parsers_arrays():
+    def parse_a(x):
+        return x
+
+    def parse_b(x):
+        return x + 1
+
+    assert data.parser_digest(parse_a) != data.parser_digest(parse_b)
+
+
+def test_cached_arrays_rebuild_a_truncated_file_and_survive_an_unwritable_cache(tmp_path):
+    path = tmp_path / "x" / "a.npz"
+    build = lambda: {"a": np.arange(3)}  # noqa: E731
+    assert data.cached_arrays(path, build)["a"].tolist() == [0, 1, 2] and path.is_file()
+    path.write_bytes(b"PK\x03\x04 truncated")
+    assert data.cached_arrays(path, build)["a"].tolist() == [0, 1, 2]
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    assert data.cached_arrays(blocked / "a.npz", build)["a"].tolist() == [0, 1, 2]
+
+
 @pytest.mark.skipif(not shared_data_available("covtype/covtype-sample.csv.gz"), reason="no sample")
 def test_covtype_binary_split_is_fixed_and_stratified():
     cov = data.load("covtype")

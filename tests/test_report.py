@@ -348,3 +348,23 @@ def test_report_reads_at_a_glance(tmp_path):
     assert refuted_row["p_value"] == refuting_p and refuted_row["p_kind"] == "refuting"
     assert refuted_row["decided_by"] == "r=0.1" and refuted_row["p_supporting"] > 0.99
     assert {r["kind"] for r in rows.values()} == {"paper", "zoo", "method"}
+
+
+def test_a_figure_drawn_before_is_read_from_the_figure_cache(tmp_path, monkeypatch):
+    """A warm rerun redraws nothing: the same figure data gives the cached SVG; changed data
+    is drawn again; an unwritable cache only costs the drawing."""
+    from harness.judging import report
+
+    monkeypatch.setenv("IMBALANCE_CACHE_DIR", str(tmp_path / "cache"))
+    figure = report.line_figure("f", "t", "x", "y", [{"label": "a", "x": [1, 2], "y": [0.1, 0.2]}])
+    drawn = []
+    monkeypatch.setattr(report, "draw_all", lambda figs: drawn.extend(figs) or [f"<svg>{f['series'][0]['y']}</svg>" for f in figs])
+    first = report.render_all([figure, figure])
+    assert first == ["<svg>[0.1, 0.2]</svg>"] * 2 and len(drawn) == 1  # drawn once, cached
+    assert report.render_all([figure]) == first[:1] and len(drawn) == 1  # from the cache
+    changed = dict(figure, series=[{"label": "a", "x": [1, 2], "y": [0.1, 0.3]}])
+    assert report.render_all([changed]) == ["<svg>[0.1, 0.3]</svg>"] and len(drawn) == 2
+    assert report.figure_key(figure) != report.figure_key(changed)
+    (tmp_path / "cache").rename(tmp_path / "gone")
+    (tmp_path / "cache").write_text("not a directory")
+    assert report.render_all([figure]) == first[:1] and len(drawn) == 3  # drawn, not cached

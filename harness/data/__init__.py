@@ -221,6 +221,39 @@ def fetch_file(dataset: str, relative: str, url: str | None, data_dir=None) -> t
     return path, {"kind": kind, "path": str(path), "sha256": verified_sha256(path, relative)}
 
 
+# ------------------------------------------------------------------------------ parsed arrays
+
+def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays ``build`` makes, kept in the ``.npz`` at ``path``: the first load of a data
+    file parses it, every later one (each session, each worker) reads the arrays back. Written
+    atomically; a cache that cannot be read is rebuilt and one that cannot be written is only
+    slower. ``path`` must name what the arrays are a function of (the data's checksum and,
+    where the parsing may change, :func:`parser_digest`)."""
+    if path.is_file():
+        try:
+            with np.load(path) as stored:
+                return {k: stored[k] for k in stored.files}
+        except (OSError, ValueError, zipfile.BadZipFile):
+            pass  # truncated or foreign: parse again
+    arrays = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".part{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return arrays
+
+
+def parser_digest(*functions: Callable) -> str:
+    """A short digest of the parsing code's source, so that a changed parser never reads the
+    arrays an older one cached."""
+    import inspect
+
+    return hashlib.sha256("".join(inspect.getsource(f) for f in functions).encode()).hexdigest()[:12]
+
+
 # ----------------------------------------------------------------------------------------- Adult
 
 def read_adult_rows(path: Path) -> list[list[str]]:
@@ -255,15 +288,22 @@ def encode_adult(rows, levels) -> tuple[np.ndarray, np.ndarray]:
 def load_adult(data_dir=None) -> Dataset:
     train_path, train_src = fetch_file("adult", "adult/adult.data", ADULT_URL + "adult.data", data_dir)
     test_path, test_src = fetch_file("adult", "adult/adult.test", ADULT_URL + "adult.test", data_dir)
-    train_rows, test_rows = read_adult_rows(train_path), read_adult_rows(test_path)
-    levels = [sorted({r[c] for r in train_rows}) for c in ADULT_CATEGORICAL]
-    x_train, y_train = encode_adult(train_rows, levels)
-    x_test, y_test = encode_adult(test_rows, levels)
+
+    def parse() -> dict[str, np.ndarray]:
+        train_rows, test_rows = read_adult_rows(train_path), read_adult_rows(test_path)
+        levels = [sorted({r[c] for r in train_rows}) for c in ADULT_CATEGORICAL]
+        x_train, y_train = encode_adult(train_rows, levels)
+        x_test, y_test = encode_adult(test_rows, levels)
+        return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
+                "levels": np.array([len(col) for col in levels])}
+
+    key = f"{train_src['sha256'][:12]}-{test_src['sha256'][:12]}-{parser_digest(read_adult_rows, encode_adult, load_adult)}"
+    arrays = cached_arrays(cache_dir() / "adult" / f"adult-{key}.npz", parse)
     source = {"variant": "uci-original", "kind": train_src["kind"],
               "path": str(train_path.parent), "sha256": {"adult.data": train_src["sha256"],
                                                          "adult.test": test_src["sha256"]}}
-    return Dataset("adult", x_train, y_train, x_test, y_test, ("<=50K", ">50K"), source,
-                   one_hot_blocks(len(ADULT_NUMERIC), [len(col) for col in levels]))
+    return Dataset("adult", arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                   ("<=50K", ">50K"), source, one_hot_blocks(len(ADULT_NUMERIC), arrays["levels"]))
 
 
 def one_hot_blocks(first: int, sizes) -> tuple[tuple[int, ...], ...]:
@@ -292,19 +332,27 @@ def covtype_binary(features: np.ndarray, cover: np.ndarray, source: dict) -> Dat
                    labels[test_mask], class_names, source, one_hot_blocks(10, (4, 40)))
 
 
+def read_covtype_sample(path: Path) -> np.ndarray:
+    """The shared sample's table: 54 feature columns, then Cover_Type."""
+    with gzip.open(path, "rt") as handle:
+        header = handle.readline().strip().split(",")
+        table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
+    if header[-1] != "Cover_Type" or table.shape[1] != 55:
+        raise DataError(f"{path}: expected 55 columns ending in Cover_Type, got {len(header)}")
+    return table
+
+
 @lru_cache(maxsize=4)
 def load_covtype(data_dir=None) -> Dataset:
     relative = "covtype/covtype-sample.csv.gz"
     hit = locate(relative, data_dir)
     if hit is not None:
         kind, path = hit
-        with gzip.open(path, "rt") as handle:
-            header = handle.readline().strip().split(",")
-            table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
-        if header[-1] != "Cover_Type" or table.shape[1] != 55:
-            raise DataError(f"{path}: expected 55 columns ending in Cover_Type, got {len(header)}")
-        source = {"variant": "ramp-sample", "kind": kind, "path": str(path),
-                  "sha256": verified_sha256(path, relative)}
+        digest = verified_sha256(path, relative)
+        table = cached_arrays(cache_dir() / "covtype" / f"covtype-sample-{digest[:12]}-"
+                              f"{parser_digest(read_covtype_sample)}.npz",
+                              lambda: {"table": read_covtype_sample(path)})["table"]
+        source = {"variant": "ramp-sample", "kind": kind, "path": str(path), "sha256": digest}
         return covtype_binary(table[:, :-1], table[:, -1].astype(np.int64), source)
     try:  # the full data for users with internet; scikit-learn verifies its checksum
         from sklearn.datasets import fetch_covtype
@@ -389,16 +437,10 @@ def decode_cifar_zip(path: Path) -> tuple[np.ndarray, ...]:
 
 def cached_cifar_zip(path: Path, digest: str) -> tuple[np.ndarray, ...]:
     """Decode the JPEG pack once; later loads read a ``.npz`` keyed by the pack's checksum."""
-    cached = cache_dir() / "cifar10" / f"cifar10-jpeg-{digest[:16]}.npz"
-    if cached.is_file():
-        with np.load(cached) as stored:
-            return tuple(stored[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-    arrays = decode_cifar_zip(path)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(cached.name + f".part{os.getpid()}.npz")
-    np.savez(tmp, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays)))
-    os.replace(tmp, cached)
-    return arrays
+    names = ("x_train", "y_train", "x_test", "y_test")
+    arrays = cached_arrays(cache_dir() / "cifar10" / f"cifar10-jpeg-{digest[:16]}.npz",
+                           lambda: dict(zip(names, decode_cifar_zip(path))))
+    return tuple(arrays[k] for k in names)
 
 
 @lru_cache(maxsize=2)

@@ -131,7 +131,51 @@ def render_svg(figure: dict) -> str:
     return svg_of(fig, plt)
 
 
+def figure_key(figure: dict) -> str:
+    """What an SVG is a function of: the figure's data, this module's drawing code and the
+    matplotlib that draws it. A changed figure, renderer or matplotlib is a new key."""
+    import hashlib
+
+    import matplotlib
+
+    code = Path(__file__).read_bytes()
+    digest = hashlib.sha256(json.dumps(figure, sort_keys=True, default=str).encode())
+    digest.update(hashlib.sha256(code).digest() + matplotlib.__version__.encode())
+    return digest.hexdigest()[:32]
+
+
+def figure_cache_dir() -> Path:
+    from ..data import cache_dir
+
+    return cache_dir() / "figures"
+
+
 def render_all(figures: list[dict]) -> list[str]:
+    """SVGs of ``figures``, in order. A figure drawn before (the same data, drawing code and
+    matplotlib: :func:`figure_key`) is read from the figure cache: a warm rerun of a suite
+    whose runs are all stored redraws nothing (drawing was about half of a warm quick rerun).
+    The rest are drawn (:func:`draw_all`) and cached; a cache that cannot be written is only
+    slower."""
+    folder = figure_cache_dir()
+    keys = [figure_key(f) for f in figures]
+    svgs: dict[str, str] = {}
+    for key in dict.fromkeys(keys):
+        try:
+            svgs[key] = (folder / f"{key}.svg").read_text()
+        except OSError:
+            pass
+    todo = {k: f for k, f in zip(keys, figures) if k not in svgs}  # each new figure once
+    for key, svg in zip(todo, draw_all(list(todo.values()))):
+        svgs[key] = svg
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(folder / f"{key}.svg", svg)
+        except OSError:
+            pass
+    return [svgs[k] for k in keys]
+
+
+def draw_all(figures: list[dict]) -> list[str]:
     """SVGs of ``figures``, in order: drawn by forked processes, one per core, when there are
     enough figures to pay for them (matplotlib takes ~0.5 s per figure, the report ~25); in
     this process where fork is unavailable."""
