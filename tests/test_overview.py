@@ -39,6 +39,9 @@ def test_an_expected_failure_and_an_exploratory_claim_are_marked():
         row("quick", "test_b", "t5-x", "supported", 1.6, exploratory="statistic changed"),
     ], PROFILES)
     assert "(expected at this scale)" in table and "(exploratory)" in table
+    held = verdict_table([row("quick", "test_a", "t3-x", "supported", 0.1, xfail_kind="quick scale",
+                              outcome="xpassed")], PROFILES)
+    assert "XPASS" in held
 
 
 def test_zoo_measurements_and_methods_under_test_are_not_the_papers():

@@ -37,6 +37,8 @@ def cell(row: dict) -> str:
         text += f" {row['effect']:+.3g}, {len(seeds)} seeds"
     if row.get("xfail_kind") == "quick scale" and row.get("outcome") == "xfailed":
         text += " (expected at this scale)"
+    elif row.get("xfail_kind") == "quick scale" and row.get("outcome") == "xpassed":
+        text += " (held although expected not to: XPASS)"
     if row.get("exploratory"):
         text += " (exploratory)"
     return text
