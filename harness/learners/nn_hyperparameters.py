@@ -124,8 +124,8 @@ LAPTOP_BUDGET = {
     # Hessian and loss-curve images (Figure 7): quick's 500.
     "hessian_samples": 500,
     "imbalanced_ratio": 0.05,  # the two-ratio arms' imbalanced ratio, as quick and medium
-    # The learned-something gate's floors (issue 31): the reference (most balanced ERM) runs'
-    # median balanced accuracy on the balanced test set. Below them a claim is an error saying
+    # The learned-something gate's floors (issue 31): the balanced-trained ERM runs' median
+    # balanced accuracy on the balanced test set (protocols.Grid.floor_cell). Below them a claim is an error saying
     # the network did not learn, never a verdict.
     "accuracy_floor": 0.65,         # 10-class
     "binary_accuracy_floor": 0.90,  # airplane vs automobile
