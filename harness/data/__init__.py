@@ -297,7 +297,10 @@ def load_adult(data_dir=None) -> Dataset:
         return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
                 "levels": np.array([len(col) for col in levels])}
 
-    key = f"{train_src['sha256'][:12]}-{test_src['sha256'][:12]}-{parser_digest(read_adult_rows, encode_adult, load_adult)}"
+    # the key: both files' checksums, the parsers' source and the column lists they read
+    columns = hashlib.sha256(repr((ADULT_NUMERIC, ADULT_CATEGORICAL)).encode()).hexdigest()[:8]
+    key = (f"{train_src['sha256'][:12]}-{test_src['sha256'][:12]}-"
+           f"{parser_digest(read_adult_rows, encode_adult, load_adult)}-{columns}")
     arrays = cached_arrays(cache_dir() / "adult" / f"adult-{key}.npz", parse)
     source = {"variant": "uci-original", "kind": train_src["kind"],
               "path": str(train_path.parent), "sha256": {"adult.data": train_src["sha256"],

@@ -270,7 +270,7 @@ class Session:
         if profile in protocols.GPU_PROFILES and device == "cpu":
             epochs = dict(cfg.hyperparameters).get("epochs", models.DEFAULTS[cfg.model].get("epochs", "many"))
             return (f"the {profile} profile trains {cfg.model} for {epochs} epochs per run: it needs "
-                    "a CUDA GPU (--device cpu was given). Run -m quick on the CPU")
+                    "a CUDA GPU (--device cpu was given). Run -m quick or -m laptop on the CPU")
         reaches_gpus = getattr(self.executor, "reaches_gpus", False)
         if device == "cuda" and not reaches_gpus and self.resolved_device != "cuda":
             return ("they are GPU runs and this machine has no CUDA GPU: train them with "
