@@ -139,12 +139,15 @@ class RatioGrid(Grid):
             cells.append((floor, floor[0], imbalance.counts_for_total(self.total, num_classes, 1.0)))
         return cells
 
+    def reference_method(self) -> str:
+        return "erm" if "erm" in self.methods else self.methods[0]
+
     def reference_cell(self) -> tuple:
-        method = "erm" if "erm" in self.methods else self.methods[0]
+        method = self.reference_method()
         return (method, max(self.ratios_for(method)))
 
     def floor_cell(self) -> tuple:
-        return ("erm" if "erm" in self.methods else self.methods[0], 1.0)
+        return (self.reference_method(), 1.0)
 
     def dry_counts(self, method, num_classes, train_images, device_bound):
         total = self.total if train_images is None else (train_images if device_bound else DRY_ROWS)
@@ -536,13 +539,11 @@ def learned_something(cfg, records: dict[tuple, dict], seeds: Sequence[int]) -> 
             "summary": f"balanced accuracy of the reference runs ({label}) {np.mean(values):.3f} "
                        f"vs chance {1.0 / classes:.3f} + {GATE_MARGIN}: p = {test.p_value:.3g}, "
                        f"{'passed' if passed else 'FAILED'}"}
-    floor_check = None
     if getattr(cfg, "accuracy_floor", None) is not None:  # only a floored grid has its cell
         floor_cell = cfg.floor_cell()
         floor_values = values if floor_cell == cell else per_seed(
             records, floor_cell, seeds, balanced_accuracy_on_most_balanced_test)
         floor_check = accuracy_floor_check(cfg, floor_values, floor_cell)
-    if floor_check is not None:
         gate["floor"] = floor_check
         gate["summary"] += f"; {floor_check['summary']}"
     return gate

@@ -22,6 +22,8 @@ without training.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import html
 import io
 import json
@@ -131,16 +133,19 @@ def render_svg(figure: dict) -> str:
     return svg_of(fig, plt)
 
 
-def figure_key(figure: dict) -> str:
-    """What an SVG is a function of: the figure's data, this module's drawing code and the
-    matplotlib that draws it. A changed figure, renderer or matplotlib is a new key."""
-    import hashlib
-
+@functools.lru_cache(maxsize=1)
+def renderer_digest() -> bytes:
+    """This module's drawing code and the matplotlib that draws: read once per process."""
     import matplotlib
 
-    code = Path(__file__).read_bytes()
+    return hashlib.sha256(Path(__file__).read_bytes()).digest() + matplotlib.__version__.encode()
+
+
+def figure_key(figure: dict) -> str:
+    """What an SVG is a function of: the figure's data and :func:`renderer_digest`. A changed
+    figure, renderer or matplotlib is a new key."""
     digest = hashlib.sha256(json.dumps(figure, sort_keys=True, default=str).encode())
-    digest.update(hashlib.sha256(code).digest() + matplotlib.__version__.encode())
+    digest.update(renderer_digest())
     return digest.hexdigest()[:32]
 
 
